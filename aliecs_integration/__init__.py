@@ -1,0 +1,8 @@
+"""aliecs-integration: publish an experiment control system's environment and run events to Kafka.
+
+Public entry points: :class:`aliecs_integration.plugins.PluginHost`,
+:class:`aliecs_integration.manager.EnvironmentManager`, the hook markers in
+:mod:`aliecs_integration.hookspecs` and the records in :mod:`aliecs_integration.records`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,37 @@
+"""Exceptions of the public API. Every message names what was wrong and where."""
+
+from __future__ import annotations
+
+
+class AliecsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class SettingsError(AliecsError):
+    """Settings are missing, malformed or of the wrong type.
+
+    The message names the key, the source (Consul key or file path) and what was expected.
+    """
+
+    def __init__(self, message: str, *, source: str = "", key: str = "") -> None:
+        self.source = source
+        self.key = key
+        where = f"{source}: " if source else ""
+        what = f"key '{key}': " if key else ""
+        super().__init__(f"{where}{what}{message}")
+
+
+class TransitionError(AliecsError):
+    """A transition was refused (not allowed from the current state) or cancelled by a hook."""
+
+
+class EnvironmentNotFound(AliecsError):
+    """No environment has the given id."""
+
+
+class PluginError(AliecsError):
+    """A plugin could not be found, imported or initialised."""
+
+
+class PublishError(AliecsError):
+    """An event could not be handed to the producer (unknown kind, queue full past its timeout)."""

@@ -1,0 +1,1 @@
+"""Generated protobuf bindings of ``protos/*.proto``; do not edit (see ../schema.py)."""

@@ -1,0 +1,48 @@
+"""The optional base class of plugins, and what the host reads from a plugin object.
+
+A plugin is registered from an entry point in the group ``aliecs_integration.plugins``; the
+entry point's name is the plugin's name (the namespace of its call functions). The object it
+points to is either a module with ``@hookimpl`` functions, or a class (any callable) that the
+host instantiates with a :class:`~aliecs_integration.records.PluginContext`.
+
+Attributes the host reads, all optional:
+
+- ``pretty_name`` (str): shown in listings; defaults to the name.
+- ``endpoint_setting`` (str): a settings key that must be present for the plugin to load
+  (``kafkaEndpoint`` for ``kafka``); read before instantiation, on the class or module.
+- ``endpoint()`` -> str: where the plugin connects to.
+- ``connection_state()`` -> :class:`~aliecs_integration.records.ConnectionState`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from aliecs_integration.records import ConnectionState, PluginContext
+
+
+class Plugin:
+    """Convenience base class: keeps the context, reads the endpoint from the settings."""
+
+    pretty_name: ClassVar[str] = ""
+    endpoint_setting: ClassVar[str | None] = None
+
+    def __init__(self, context: PluginContext) -> None:
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.context.name
+
+    @property
+    def settings(self) -> Any:
+        return self.context.settings
+
+    def endpoint(self) -> str:
+        if self.endpoint_setting is None:
+            return ""
+        value = self.settings.get(self.endpoint_setting)
+        return "" if value is None else str(value)
+
+    def connection_state(self) -> ConnectionState:
+        return ConnectionState.UNKNOWN

@@ -1,0 +1,317 @@
+"""The plugin host: discovers plugins, loads the enabled ones, and fires hooks in isolation.
+
+Loading rules (``settings.md``):
+
+- plugins are discovered through the entry-point group ``aliecs_integration.plugins``; the
+  entry point's name is the plugin's name. The built-ins ship their entry points the same way.
+- ``core-kafka`` is always loaded; any other plugin only when ``integrationPlugins`` names it
+  and, if it declares an ``endpoint_setting``, that setting is present.
+- a name nobody provides, a plugin whose import or construction raises, a plugin with hook
+  implementations that match no spec: each is reported with the plugin's name (log and
+  :meth:`PluginHost.list_plugins`) and the others still load.
+
+Every hook call goes through :meth:`PluginHost.fire`, which calls each plugin's implementation
+separately, so one plugin's exception is logged with its name and the other plugins still run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import threading
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+import pluggy
+
+from aliecs_integration import hookspecs
+from aliecs_integration.errors import PluginError
+from aliecs_integration.records import (
+    CallFunction,
+    ConnectionState,
+    HostStartEvent,
+    HostStopEvent,
+    PluginContext,
+)
+
+ENTRY_POINT_GROUP = "aliecs_integration.plugins"
+ALWAYS_ON = ("core-kafka",)
+"""Plugins loaded whatever ``integrationPlugins`` says."""
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class PluginFailure:
+    """One plugin's implementation of one hook raised."""
+
+    plugin: str
+    hook: str
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"plugin '{self.plugin}' failed in {self.hook}: {self.error!r}"
+
+
+@attrs.frozen
+class PluginStatus:
+    """A discovered or requested plugin as the host lists it."""
+
+    name: str
+    pretty_name: str
+    loaded: bool
+    endpoint: str = ""
+    state: str = ConnectionState.UNKNOWN.value
+    reason: str = ""
+    """Why the plugin was not loaded (empty when loaded)."""
+    origin: str = ""
+    """Where it comes from: ``dist==version:module:attr`` of its entry point."""
+
+
+def _origin(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    where = f"{dist.name}=={dist.version}:" if dist is not None else ""
+    return f"{where}{ep.value}"
+
+
+class PluginHost:
+    """Loads plugins per the settings and dispatches hooks to them.
+
+    ``entry_points`` replaces discovery (tests); ``extra_plugins`` registers ready objects or
+    factories under the given names in addition to what discovery loads (benchmarks, tests).
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+        extra_plugins: Mapping[str, object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self._entry_points = entry_points
+        self._extra = dict(extra_plugins or {})
+        self._statuses: dict[str, PluginStatus] = {}
+        self._call_functions: dict[str, CallFunction] = {}
+        self._dispatch: dict[str, tuple[tuple[str, Callable[..., Any]], ...]] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        self.failure_count: dict[str, int] = {}
+
+    # ----------------------------------------------------------------- loading
+
+    def start(self) -> None:
+        """Discover, load and instantiate the enabled plugins, then fire ``on_host_start``.
+
+        Never raises because of a plugin: failures are reported in :meth:`list_plugins`.
+        Raises :class:`PluginError` when called twice.
+        """
+        if self._started:
+            raise PluginError("plugin host already started")
+        self._started = True
+        wanted = set(ALWAYS_ON) | set(self.settings.integration_plugins)
+        discovered = self._discover()
+        for name, ep in discovered.items():
+            if name not in wanted:
+                self._statuses[name] = PluginStatus(
+                    name, name, False, reason="not named in integrationPlugins", origin=_origin(ep)
+                )
+                continue
+            self._load_entry_point(name, ep)
+        for name in sorted(wanted - discovered.keys() - self._extra.keys()):
+            reason = (
+                f"no installed plugin provides '{name}' (entry-point group {ENTRY_POINT_GROUP})"
+            )
+            log.error("integrationPlugins: %s", reason)
+            self._statuses[name] = PluginStatus(name, name, False, reason=reason)
+        for name, obj in self._extra.items():
+            self._instantiate(name, obj, origin="registered in-process")
+        self._collect_call_functions()
+        self.fire("on_host_start", HostStartEvent(plugin_names=tuple(self.plugin_names())))
+
+    def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
+        eps = self._entry_points
+        if eps is None:
+            eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        found: dict[str, importlib.metadata.EntryPoint] = {}
+        for ep in eps:
+            if ep.name in found:
+                log.warning(
+                    "plugin '%s' is provided twice (%s and %s); using the first",
+                    ep.name, _origin(found[ep.name]), _origin(ep),
+                )
+                continue
+            found[ep.name] = ep
+        return found
+
+    def _load_entry_point(self, name: str, ep: importlib.metadata.EntryPoint) -> None:
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            self._refuse(name, f"import failed: {exc!r}", origin=_origin(ep), exc=exc)
+            return
+        endpoint_setting = getattr(obj, "endpoint_setting", None)
+        if endpoint_setting and self.settings.get(endpoint_setting) in (None, ""):
+            self._refuse(
+                name,
+                f"setting '{endpoint_setting}' is missing (needed by plugin '{name}')",
+                origin=_origin(ep),
+                pretty=getattr(obj, "pretty_name", "") or name,
+            )
+            return
+        self._instantiate(name, obj, origin=_origin(ep))
+
+    def _instantiate(self, name: str, obj: object, *, origin: str) -> None:
+        pretty = getattr(obj, "pretty_name", "") or name
+        plugin = obj
+        if not isinstance(obj, types.ModuleType) and callable(obj):
+            try:
+                plugin = obj(PluginContext(name=name, settings=self.settings, host=self))
+            except Exception as exc:
+                self._refuse(name, f"initialisation failed: {exc!r}", origin=origin, pretty=pretty,
+                             exc=exc)
+                return
+        try:
+            self._register(name, plugin)
+        except Exception as exc:
+            self._refuse(name, f"registration failed: {exc}", origin=origin, pretty=pretty, exc=exc)
+            return
+        self._statuses[name] = PluginStatus(name, pretty, True, origin=origin)
+        log.info("plugin '%s' (%s) loaded from %s", name, pretty, origin)
+
+    def _register(self, name: str, plugin: object) -> None:
+        self.pm.register(plugin, name=name)
+        try:
+            self.pm.check_pending()
+            for caller in self.pm.get_hookcallers(plugin) or ():
+                for impl in caller.get_hookimpls():
+                    if impl.plugin_name == name and (impl.hookwrapper or impl.wrapper):
+                        raise PluginError(
+                            f"hook wrappers are not supported ({caller.name} in plugin '{name}')"
+                        )
+        except Exception:
+            self.pm.unregister(plugin, name=name)
+            raise
+        finally:
+            self._rebuild_dispatch()
+
+    def _refuse(
+        self, name: str, reason: str, *, origin: str = "", pretty: str = "",
+        exc: BaseException | None = None,
+    ) -> None:
+        log.error("plugin '%s' not loaded: %s", name, reason, exc_info=exc)
+        self._statuses[name] = PluginStatus(name, pretty or name, False, reason=reason,
+                                            origin=origin)
+
+    def _rebuild_dispatch(self) -> None:
+        table: dict[str, tuple[tuple[str, Callable[..., Any]], ...]] = {}
+        for hook_name in dir(self.pm.hook):
+            caller = getattr(self.pm.hook, hook_name)
+            if not isinstance(caller, pluggy.HookCaller):
+                continue
+            # pluggy calls the last-registered implementation first; keep that order.
+            table[hook_name] = tuple(
+                (impl.plugin_name, impl.function) for impl in reversed(caller.get_hookimpls())
+            )
+        with self._lock:
+            self._dispatch = table
+
+    def _collect_call_functions(self) -> None:
+        for plugin_name, function in self._dispatch.get("register_call_functions", ()):
+            try:
+                exported = dict(function())
+            except Exception as exc:
+                self._record_failure(plugin_name, "register_call_functions", exc)
+                continue
+            for bare, fn in exported.items():
+                if not callable(fn) or not bare.isidentifier():
+                    log.error("plugin '%s' exported an invalid call function %r", plugin_name, bare)
+                    continue
+                self._call_functions[f"{plugin_name}.{bare}"] = fn
+
+    # ----------------------------------------------------------------- dispatching
+
+    def fire(self, hook_name: str, event: object) -> list[PluginFailure]:
+        """Call every plugin's implementation of ``hook_name`` with ``event=event``.
+
+        Implementations run one after the other on the calling thread; an exception from one is
+        logged with the plugin's name and returned, and the others still run. Never raises,
+        except ``KeyError`` for a hook name that no spec declares (a programming error).
+        """
+        impls = self._dispatch.get(hook_name)
+        if impls is None:
+            if not isinstance(getattr(self.pm.hook, hook_name, None), pluggy.HookCaller):
+                raise KeyError(f"no hook named {hook_name!r}")
+            return []
+        failures: list[PluginFailure] = []
+        for plugin_name, function in impls:
+            try:
+                function(event=event)
+            except Exception as exc:
+                failures.append(self._record_failure(plugin_name, hook_name, exc))
+        return failures
+
+    def _record_failure(self, plugin_name: str, hook_name: str, exc: Exception) -> PluginFailure:
+        failure = PluginFailure(plugin_name, hook_name, exc)
+        with self._lock:
+            self.failure_count[plugin_name] = self.failure_count.get(plugin_name, 0) + 1
+        log.error("%s", failure, exc_info=exc)
+        return failure
+
+    def call_function(self, qualified_name: str) -> CallFunction | None:
+        """The call function exported as ``plugin.Function`` (no parentheses), or None."""
+        return self._call_functions.get(qualified_name)
+
+    def call_function_names(self) -> list[str]:
+        return sorted(self._call_functions)
+
+    # ----------------------------------------------------------------- listing and stopping
+
+    def plugin_names(self) -> list[str]:
+        """Names of the loaded plugins, in registration order."""
+        return [name for name, _ in self.pm.list_name_plugin()]
+
+    def plugin(self, name: str) -> object | None:
+        """The loaded plugin object registered as ``name``, or None."""
+        return self.pm.get_plugin(name)
+
+    def list_plugins(self) -> list[PluginStatus]:
+        """Every discovered or requested plugin, loaded or not, with endpoint and state."""
+        result = []
+        for name, status in sorted(self._statuses.items()):
+            plugin = self.pm.get_plugin(name) if status.loaded else None
+            if plugin is not None:
+                status = attrs.evolve(status, endpoint=self._ask(plugin, name, "endpoint", ""),
+                                      state=self._state_of(plugin, name))
+            result.append(status)
+        return result
+
+    def _state_of(self, plugin: object, name: str) -> str:
+        state = self._ask(plugin, name, "connection_state", ConnectionState.UNKNOWN)
+        return state.value if isinstance(state, ConnectionState) else str(state)
+
+    def _ask(self, plugin: object, name: str, method: str, default: Any) -> Any:
+        attr = getattr(plugin, method, None)
+        if attr is None:
+            return default
+        try:
+            return attr() if callable(attr) else attr
+        except Exception as exc:
+            log.warning("plugin '%s': %s() raised %r", name, method, exc)
+            return default
+
+    def stop(self, timeout_s: float = 10.0) -> list[PluginFailure]:
+        """Fire ``on_host_stop`` (plugins flush within ``timeout_s``) and unregister all plugins."""
+        if not self._started:
+            return []
+        failures = self.fire("on_host_stop", HostStopEvent(timeout_s=timeout_s))
+        for name, plugin in list(self.pm.list_name_plugin()):
+            self.pm.unregister(plugin, name=name)
+        self._rebuild_dispatch()
+        self._call_functions.clear()
+        self._started = False
+        return failures
