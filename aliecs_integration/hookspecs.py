@@ -71,7 +71,8 @@ def on_env_transition_step(event: TransitionStepEvent) -> None:
 
 @hookspec
 def on_env_enter_state(event: StateChangeEvent) -> None:
-    """Fires in the ``enter_<STATE>`` step, after the state changed and before weight-0 calls.
+    """Fires in the ``enter_<STATE>`` step as its own work: after negative-weight calls, right
+    after the state changed, before weight-0 and positive-weight calls.
 
     May raise: reported, the state is not undone.
     """
@@ -79,7 +80,8 @@ def on_env_enter_state(event: StateChangeEvent) -> None:
 
 @hookspec
 def on_env_leave_state(event: StateChangeEvent) -> None:
-    """Fires in the ``leave_<STATE>`` step, before negative-weight calls; the state has not changed.
+    """Fires in the ``leave_<STATE>`` step as its own work: after negative-weight calls, before
+    weight-0 and positive-weight calls; the state has not changed yet.
 
     May raise: reported, never cancels the transition.
     """

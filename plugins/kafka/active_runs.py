@@ -1,0 +1,84 @@
+"""The set of environments currently RUNNING, and the order ``ActiveRunsList`` lists them in.
+
+Spec (``topics.md`` section 2): "a stable sort where, when both runs have two or more
+detectors, a run containing ``ITS`` comes first; otherwise the run with more detectors comes
+first. Inside each run the detector list is sorted alphabetically."
+
+Our reading, implemented literally by :func:`compare_runs`: when both runs have two or more
+detectors and exactly one of them contains ``ITS``, that one comes first; in every other case
+(ITS in both or in neither, or one run with fewer than two detectors) the run with more
+detectors comes first; equal counts compare equal, so the stable sort keeps them in the order
+they entered RUNNING. This comparison is a total preorder (the same order as the key
+"multi-detector with ITS, then multi-detector without ITS, then the rest; more detectors
+first within each"), so the stable sort is well defined.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterable
+
+from aliecs_integration.pb import kafka_pb2
+
+from .env_info import RUNNING
+
+ITS = "ITS"
+
+
+def compare_runs(a: kafka_pb2.EnvInfo, b: kafka_pb2.EnvInfo) -> int:
+    """Negative when ``a`` is listed before ``b``, positive when after, 0 to keep their order."""
+    if len(a.detectors) >= 2 and len(b.detectors) >= 2:
+        a_its, b_its = ITS in a.detectors, ITS in b.detectors
+        if a_its and not b_its:
+            return -1
+        if b_its and not a_its:
+            return 1
+    return len(b.detectors) - len(a.detectors)
+
+
+def sort_runs(runs: Iterable[kafka_pb2.EnvInfo]) -> list[kafka_pb2.EnvInfo]:
+    """Copies of ``runs`` in listing order, each with its detectors sorted alphabetically."""
+    listed = []
+    for run in sorted(runs, key=functools.cmp_to_key(compare_runs)):
+        copy = kafka_pb2.EnvInfo()
+        copy.CopyFrom(run)
+        copy.detectors[:] = sorted(run.detectors)
+        listed.append(copy)
+    return listed
+
+
+class ActiveRuns:
+    """Thread-safe set of running environments, keyed by environment id, in order of entry.
+
+    ``lock`` is exposed so a caller can make "update, then publish the list" atomic with
+    respect to other environments (it is re-entrant).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._runs: dict[str, kafka_pb2.EnvInfo] = {}
+
+    def entered(self, info: kafka_pb2.EnvInfo) -> None:
+        """Record that ``info.environmentId`` entered ``info.state``.
+
+        RUNNING adds it (re-entering moves it to the end of the entry order); any other state,
+        UNKNOWN included, removes it (absent ids are ignored).
+        """
+        with self.lock:
+            self._runs.pop(info.environmentId, None)
+            if info.state == RUNNING:
+                copy = kafka_pb2.EnvInfo()
+                copy.CopyFrom(info)
+                self._runs[info.environmentId] = copy
+
+    def ids(self) -> tuple[str, ...]:
+        """The running environment ids, in order of entry."""
+        with self.lock:
+            return tuple(self._runs)
+
+    def listing(self, timestamp_ms: int) -> kafka_pb2.ActiveRunsList:
+        """An ``ActiveRunsList`` of the current set, sorted per spec, stamped ``timestamp_ms``."""
+        with self.lock:
+            runs = sort_runs(self._runs.values())
+        return kafka_pb2.ActiveRunsList(activeRuns=runs, timestamp=timestamp_ms)

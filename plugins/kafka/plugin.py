@@ -1,0 +1,244 @@
+"""``KafkaPlugin``: the legacy, opt-in state notifications (``topics.md`` section 2).
+
+Loaded by the host only when ``integrationPlugins`` names ``kafka`` and ``kafkaEndpoint`` is
+set. It exports three call functions that the default workflow wires (``lifecycle.md``):
+
+- ``PublishEnterStateUpdate`` (``enter_<S>``, DESTROY): ``NewStateNotification`` on
+  ``aliecs.env_state.<S>``, updates the running set, then ``ActiveRunsList`` on
+  ``aliecs.env_list.RUNNING``;
+- ``PublishLeaveStateUpdate`` (``leave_<S>``): ``NewStateNotification`` on
+  ``aliecs.env_leave_state.<S>``;
+- ``PublishStartActivityUpdate``: ``NewStateNotification`` on ``aliecs.before_start_activity``,
+  ``aliecs.after_start_activity`` or ``aliecs.start_activity`` by trigger.
+
+Each publishes only when the environment's ``kafka_enabled`` is true (and ``enableKafka`` is
+on); otherwise it returns a "skipped: ..." output. A missing or malformed variable raises
+:class:`~.env_info.EnvVariableError` before anything is sent (the call ends DONE_ERROR); a
+refused message raises :class:`~aliecs_integration.errors.PublishError`. Messages have no key.
+Producing goes through the shared :class:`~aliecs_integration.publisher.Publisher` (acks=all,
+idempotence, topics pre-created), created at host start or on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
+
+from google.protobuf.message import Message
+
+from aliecs_integration.errors import PluginError
+from aliecs_integration.hookspecs import hookimpl
+from aliecs_integration.kafka_config import ProducerConfig
+from aliecs_integration.pb import kafka_pb2
+from aliecs_integration.plugin import Plugin
+from aliecs_integration.publisher import DeliveryReport, shared_publisher
+from aliecs_integration.records import (
+    CallContext,
+    CallFunction,
+    ConnectionState,
+    HostStartEvent,
+    HostStopEvent,
+    PluginContext,
+)
+from aliecs_integration.topics import TopicNames
+from aliecs_integration.workflow import KAFKA_ENABLED, is_true
+
+from .active_runs import ActiveRuns
+from .env_info import EnvVariableError, build_env_info
+
+log = logging.getLogger(__name__)
+
+SKIPPED_DISABLED = f"skipped: {KAFKA_ENABLED} is not true"
+SKIPPED_NO_KAFKA = "skipped: enableKafka is false"
+
+
+class LegacyPublisher(Protocol):
+    """What the plugin needs of :class:`~aliecs_integration.publisher.Publisher`."""
+
+    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None: ...
+
+    def prepare(self, topics: Iterable[str]) -> None: ...
+
+    def close(self, timeout_s: float | None = None) -> DeliveryReport: ...
+
+    def connection_state(self) -> ConnectionState: ...
+
+
+PublisherFactory = Callable[[Sequence[str], ProducerConfig], LegacyPublisher]
+
+
+def _default_factory(servers: Sequence[str], config: ProducerConfig) -> LegacyPublisher:
+    return shared_publisher(servers, config, name="kafka")
+
+
+def now_ms() -> int:
+    """The current time in ms since the epoch (the notification timestamps)."""
+    return time.time_ns() // 1_000_000
+
+
+class KafkaPlugin(Plugin):
+    """The legacy ``kafka`` plugin. Thread-safe: environments call it concurrently.
+
+    ``publisher_factory`` (tests) builds the publisher from ``(bootstrap servers, config)``;
+    by default the process-wide :func:`~aliecs_integration.publisher.shared_publisher`.
+    Raises :class:`PluginError` when Kafka is enabled but ``kafkaEndpoint`` is not set.
+    """
+
+    pretty_name = "Kafka (legacy state notifications)"
+    endpoint_setting = "kafkaEndpoint"
+
+    def __init__(
+        self,
+        context: PluginContext,
+        *,
+        publisher_factory: PublisherFactory = _default_factory,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        super().__init__(context)
+        settings = context.settings
+        self._enabled: bool = bool(settings.enable_kafka)
+        self._bootstrap: str | None = settings.kafka_endpoint
+        if self._enabled and not self._bootstrap:
+            raise PluginError(f"plugin '{context.name}': setting 'kafkaEndpoint' is not set")
+        self._config: ProducerConfig = settings.producer
+        self.topics = TopicNames(self._config.topic_root)
+        self._factory = publisher_factory
+        self._clock = clock_ms
+        self._publisher: LegacyPublisher | None = None
+        self._publisher_lock = threading.Lock()
+        self._stopped = False
+        self.active_runs = ActiveRuns()
+
+    # ------------------------------------------------------------------ host-facing
+    def endpoint(self) -> str:
+        return self._bootstrap or ""
+
+    def connection_state(self) -> ConnectionState:
+        if not self._enabled:
+            return ConnectionState.IDLE
+        publisher = self._publisher
+        if publisher is None:
+            return ConnectionState.SHUTDOWN if self._stopped else ConnectionState.IDLE
+        return publisher.connection_state()
+
+    @hookimpl
+    def on_host_start(self, event: HostStartEvent) -> None:
+        """Create the publisher, pre-create the legacy topics, publish the (empty) running list."""
+        if not self._enabled:
+            log.info("%s: enableKafka is false: nothing will be published", self.name)
+            return
+        publisher = self._get_publisher()
+        publisher.prepare(self.topics.legacy_topics())
+        with self.active_runs.lock:
+            self._send(self.topics.env_list_running, self.active_runs.listing(self._clock()))
+
+    @hookimpl
+    def on_host_stop(self, event: HostStopEvent) -> None:
+        """Flush within ``event.timeout_s`` and release the publisher (shared: last user stops)."""
+        with self._publisher_lock:
+            publisher, self._publisher = self._publisher, None
+            self._stopped = True
+        if publisher is None:
+            return
+        report = publisher.close(event.timeout_s)
+        level = logging.WARNING if report.undelivered or report.failed else logging.INFO
+        log.log(level, "%s: stopped: %d delivered, %d failed, %d dropped, %d undelivered",
+                self.name, report.delivered, report.failed, report.dropped, report.undelivered)
+
+    @hookimpl
+    def register_call_functions(self) -> Mapping[str, CallFunction]:
+        return {
+            "PublishEnterStateUpdate": self.publish_enter_state_update,
+            "PublishLeaveStateUpdate": self.publish_leave_state_update,
+            "PublishStartActivityUpdate": self.publish_start_activity_update,
+        }
+
+    # ------------------------------------------------------------------ call functions
+    def publish_enter_state_update(self, call: CallContext) -> str:
+        """``env_state.<S>``, then the running set updated and ``env_list.RUNNING``."""
+        skipped = self._skip_reason(call)
+        if skipped:
+            return skipped
+        info = self._env_info(call)
+        topic = self._topic(call, lambda: self.topics.env_state(info.state))
+        list_topic = self.topics.env_list_running
+        # One lock for update + both sends: every list published matches the set at that
+        # moment, and lists reach the topic in the order the set changed.
+        with self.active_runs.lock:
+            self.active_runs.entered(info)
+            self._send(topic, _notification(info, self._clock()))
+            listing = self.active_runs.listing(self._clock())
+            self._send(list_topic, listing)
+        return f"published {topic}; {list_topic} with {len(listing.activeRuns)} run(s)"
+
+    def publish_leave_state_update(self, call: CallContext) -> str:
+        """``env_leave_state.<S>`` (the EOR message, for S = RUNNING)."""
+        skipped = self._skip_reason(call)
+        if skipped:
+            return skipped
+        info = self._env_info(call)
+        topic = self._topic(call, lambda: self.topics.env_leave_state(info.state))
+        self._send(topic, _notification(info, self._clock()))
+        return f"published {topic}"
+
+    def publish_start_activity_update(self, call: CallContext) -> str:
+        """``before_start_activity`` / ``after_start_activity`` by trigger, else
+        ``start_activity``."""
+        skipped = self._skip_reason(call)
+        if skipped:
+            return skipped
+        info = self._env_info(call)
+        if call.trigger == "before_START_ACTIVITY":
+            topic = self.topics.before_start_activity
+        elif call.trigger == "after_START_ACTIVITY":
+            topic = self.topics.after_start_activity
+        else:
+            topic = self.topics.start_activity
+        self._send(topic, _notification(info, self._clock()))
+        return f"published {topic}"
+
+    # ------------------------------------------------------------------ helpers
+    def _skip_reason(self, call: CallContext) -> str:
+        if not is_true(call.environment.variables.get(KAFKA_ENABLED)):
+            return SKIPPED_DISABLED
+        if not self._enabled:
+            return SKIPPED_NO_KAFKA
+        return ""
+
+    def _env_info(self, call: CallContext) -> kafka_pb2.EnvInfo:
+        try:
+            return build_env_info(call.environment.variables, call.trigger, call.environment.id)
+        except EnvVariableError as exc:
+            log.error("%s: %s at %s for environment %s: nothing published: %s", self.name,
+                      call.func, call.trigger, exc.environment_id, exc)
+            raise
+
+    def _topic(self, call: CallContext, name: Callable[[], str]) -> str:
+        try:
+            return name()
+        except ValueError as exc:
+            log.error("%s: %s at %s for environment %s: nothing published: %s", self.name,
+                      call.func, call.trigger, call.environment.id, exc)
+            raise ValueError(
+                f"environment {call.environment.id}: trigger {call.trigger!r} gives no legacy "
+                f"topic: {exc}"
+            ) from exc
+
+    def _get_publisher(self) -> LegacyPublisher:
+        with self._publisher_lock:
+            if self._stopped:
+                raise PluginError(f"plugin '{self.name}' is stopped: nothing can be published")
+            if self._publisher is None:
+                assert self._bootstrap is not None  # checked in __init__ when enabled
+                self._publisher = self._factory((self._bootstrap,), self._config)
+            return self._publisher
+
+    def _send(self, topic: str, message: Message) -> None:
+        self._get_publisher().publish(topic, message.SerializeToString())
+
+
+def _notification(info: kafka_pb2.EnvInfo, timestamp_ms: int) -> kafka_pb2.NewStateNotification:
+    return kafka_pb2.NewStateNotification(envInfo=info, timestamp=timestamp_ms)
