@@ -1,0 +1,389 @@
+"""Pytest plugin: real Kafka and Consul servers for the test suite.
+
+Loaded from ``tests/conftest.py`` (``pytest_plugins = ["tests.servers"]``).
+
+Session fixtures start the servers through ``dev/kafka`` and ``dev/consul`` when
+they are not already running, and stop at the end of the session only what a
+test session started (reference-counted across concurrent pytest processes on
+the same machine, so one session never stops a server another one still uses).
+A server that was already running (started by hand) is reused and left alone.
+
+Environment variables naming servers that are already up (nothing is started
+or stopped then):
+
+* ``ALIECS_TEST_KAFKA``          bootstrap of a single broker, e.g. ``127.0.0.1:19092``
+* ``ALIECS_TEST_KAFKA_CLUSTER``  bootstrap of a 3-node cluster
+* ``ALIECS_TEST_CONSUL``         ``host:port`` of a Consul HTTP API
+
+Tests using a server fixture are marked automatically (``kafka``,
+``kafka_cluster``, ``consul``), so ``-m "not kafka and not consul"`` runs unit
+tests only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import consul
+
+REPO = Path(__file__).resolve().parent.parent
+DEV = REPO / "dev"
+RUN_DIR = Path(
+    os.environ.get("ALIECS_RUN") or Path.home() / ".cache" / "aliecs-integration" / "run"
+)
+
+KAFKA_SINGLE_BOOTSTRAP = "127.0.0.1:19092"
+KAFKA_CLUSTER_NODES = {1: "127.0.0.1:29092", 2: "127.0.0.1:29094", 3: "127.0.0.1:29096"}
+KAFKA_CLUSTER_BOOTSTRAP = ",".join(KAFKA_CLUSTER_NODES.values())
+CONSUL_ADDRESS = "127.0.0.1:18500"
+
+# fixture name -> markers applied to every test that (transitively) uses it
+FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
+    "kafka_bootstrap": ("kafka",),
+    "kafka_cluster_bootstrap": ("kafka", "kafka_cluster"),
+    "kafka_cluster": ("kafka", "kafka_cluster"),
+    "consul_address": ("consul",),
+    "consul_client": ("consul",),
+}
+
+MARKERS = {
+    "kafka": "needs a Kafka broker (started automatically, or ALIECS_TEST_KAFKA)",
+    "kafka_cluster": "needs the 3-node Kafka cluster (or ALIECS_TEST_KAFKA_CLUSTER)",
+    "consul": "needs a Consul agent (started automatically, or ALIECS_TEST_CONSUL)",
+    "reliability": "failure-injection / delivery-guarantee tests",
+    "slow": "takes more than a few seconds",
+}
+
+
+# --------------------------------------------------------------------------- hooks
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, markers in FIXTURE_MARKERS.items():
+            if fixture in names:
+                for marker in markers:
+                    if item.get_closest_marker(marker) is None:
+                        item.add_marker(getattr(pytest.mark, marker))
+
+
+# --------------------------------------------------------------------------- server control
+class ServerStartError(RuntimeError):
+    """A dev/ script could not start a server."""
+
+
+def _run_dev(script: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DEV / script), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class ManagedServer:
+    """A server started on demand by ``dev/<script> start`` and shared by pytest sessions.
+
+    ``$ALIECS_RUN/test-users/<key>/`` holds one file per pytest process using the
+    server; ``<key>.owned`` marks a server that a test session started. The last
+    user of a test-started server stops it.
+    """
+
+    key: str
+    script: str
+    mode_args: tuple[str, ...] = ()
+    start_args: tuple[str, ...] = ()
+    registered: bool = field(default=False, init=False)
+
+    @property
+    def _users(self) -> Path:
+        return RUN_DIR / "test-users" / self.key
+
+    @property
+    def _owned(self) -> Path:
+        return RUN_DIR / "test-users" / f"{self.key}.owned"
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self._users.mkdir(parents=True, exist_ok=True)
+        with open(RUN_DIR / "test-users" / f"{self.key}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def running(self) -> bool:
+        return _run_dev(self.script, "status", *self.mode_args, timeout=60).returncode == 0
+
+    def acquire(self) -> None:
+        with self._lock():
+            if not self.running():
+                # marked owned before starting, so an interrupted start is cleaned up later
+                self._owned.write_text(f"{os.getpid()}\n")
+                res = _run_dev(self.script, "start", *self.mode_args, *self.start_args)
+                if res.returncode != 0:
+                    _run_dev(self.script, "stop", *self.mode_args, timeout=300)
+                    self._owned.unlink(missing_ok=True)
+                    raise ServerStartError(
+                        f"dev/{self.script} start {' '.join(self.mode_args)} failed "
+                        f"(exit {res.returncode}):\n{res.stdout}{res.stderr}"
+                    )
+            (self._users / str(os.getpid())).touch()
+            self.registered = True
+
+    def release(self) -> None:
+        if not self.registered:
+            return
+        with self._lock():
+            (self._users / str(os.getpid())).unlink(missing_ok=True)
+            self.registered = False
+            others = [p for p in self._users.iterdir() if p.name.isdigit()]
+            live = [p for p in others if _pid_alive(int(p.name))]
+            for stale in set(others) - set(live):
+                stale.unlink(missing_ok=True)
+            if not live and self._owned.exists():
+                _run_dev(self.script, "stop", *self.mode_args, timeout=300)
+                self._owned.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _managed(
+    key: str, script: str, mode_args: tuple[str, ...] = (), start_args: tuple[str, ...] = ()
+) -> Iterator[None]:
+    server = ManagedServer(key, script, mode_args, start_args)
+    server.acquire()
+    try:
+        yield
+    finally:
+        server.release()
+
+
+# --------------------------------------------------------------------------- kafka
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a single Kafka broker (auto topic creation is off)."""
+    external = os.environ.get("ALIECS_TEST_KAFKA")
+    if external:
+        yield external
+        return
+    # --fresh: a test-started broker begins with empty data (only applies when
+    # it is not running yet; a running broker is reused as is).
+    with _managed("kafka-single", "kafka", (), ("--fresh",)):
+        yield KAFKA_SINGLE_BOOTSTRAP
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of the 3-node Kafka cluster (node ids 1..3)."""
+    external = os.environ.get("ALIECS_TEST_KAFKA_CLUSTER")
+    if external:
+        yield external
+        return
+    with _managed("kafka-cluster", "kafka", ("--cluster",), ("--fresh",)):
+        yield KAFKA_CLUSTER_BOOTSTRAP
+
+
+@dataclass
+class KafkaCluster:
+    """Handle on the 3-node dev cluster for failover tests.
+
+    Node ids equal broker ids (1..3). ``kill_node``/``start_node`` call
+    ``dev/kafka kill-node N`` / ``start-node N``; the ``kafka_cluster`` fixture
+    restarts any node a test left down.
+    """
+
+    bootstrap: str
+    local: bool = True  # started/managed by dev/kafka (False: ALIECS_TEST_KAFKA_CLUSTER)
+    killed: set[int] = field(default_factory=set)
+    nodes: tuple[int, ...] = (1, 2, 3)
+
+    def address(self, node: int) -> str:
+        return KAFKA_CLUSTER_NODES[node]
+
+    def kill_node(self, node: int, graceful: bool = False) -> None:
+        """SIGKILL node ``node`` (SIGTERM + wait with ``graceful=True``)."""
+        args = ["kill-node", str(node)] + (["--graceful"] if graceful else [])
+        res = _run_dev("kafka", *args, timeout=120)
+        if res.returncode != 0:
+            raise RuntimeError(f"dev/kafka {' '.join(args)} failed:\n{res.stdout}{res.stderr}")
+        self.killed.add(node)
+
+    def start_node(self, node: int) -> None:
+        """Start node ``node`` again; returns once it is back in the cluster metadata."""
+        res = _run_dev("kafka", "start-node", str(node), timeout=300)
+        if res.returncode != 0:
+            raise RuntimeError(f"dev/kafka start-node {node} failed:\n{res.stdout}{res.stderr}")
+        self.killed.discard(node)
+
+    def down_nodes(self) -> list[int]:
+        """Nodes of the local dev cluster whose process is not running."""
+        res = _run_dev("kafka", "status", "--cluster", timeout=60)
+        return [
+            int(line.split()[3].rstrip(":"))
+            for line in res.stdout.splitlines()
+            if line.startswith("kafka cluster node") and "not running" in line
+        ]
+
+    def restore(self) -> None:
+        """Start every node this handle killed (and, for the local dev cluster,
+        any other node that is down)."""
+        down = set(self.killed) | (set(self.down_nodes()) if self.local else set())
+        for node in sorted(down):
+            self.start_node(node)
+
+    def admin(self) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def partition_metadata(self, topic: str, partition: int = 0, timeout: float = 10.0) -> Any:
+        """``PartitionMetadata`` (leader, replicas, isrs) of ``topic``/``partition``."""
+        md = self.admin().list_topics(topic=topic, timeout=timeout)
+        tmd = md.topics.get(topic)
+        if tmd is None or tmd.error is not None or partition not in tmd.partitions:
+            raise LookupError(f"no metadata for {topic}[{partition}]: {tmd and tmd.error}")
+        return tmd.partitions[partition]
+
+    def leader_of(
+        self,
+        topic: str,
+        partition: int = 0,
+        timeout: float = 30.0,
+        exclude: frozenset[int] | set[int] = frozenset(),
+    ) -> int:
+        """Node id leading ``topic``/``partition``; waits (up to ``timeout``) for a
+        leader that is not in ``exclude`` (e.g. the node just killed)."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while True:
+            try:
+                leader = int(self.partition_metadata(topic, partition).leader)
+                if leader >= 0 and leader not in exclude:
+                    return leader
+                last = leader
+            except Exception as exc:  # metadata requests may fail mid-failover
+                last = exc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no leader for {topic}[{partition}] within {timeout}s: {last}")
+            time.sleep(0.3)
+
+
+def wait_for_topic(
+    admin: Any, topic: str, partitions: int | None = None, timeout: float = 30.0
+) -> Any:
+    """Poll ``admin.list_topics`` until ``topic`` is known to the broker answering
+    (with ``partitions`` partitions that all have a leader) and return its
+    ``TopicMetadata``. Topic creation is acknowledged by the controller before
+    every broker has the new metadata, so call this after ``create_topics``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            tmd = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
+            if tmd is not None and tmd.error is None and tmd.partitions:
+                ready = all(p.leader >= 0 for p in tmd.partitions.values())
+                if ready and (partitions is None or len(tmd.partitions) == partitions):
+                    return tmd
+            last = tmd and tmd.error
+        except Exception as exc:  # transient broker errors while metadata settles
+            last = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} not visible within {timeout}s: {last}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def kafka_cluster(kafka_cluster_bootstrap: str) -> Iterator[KafkaCluster]:
+    """The 3-node cluster; nodes killed by the test are started again afterwards."""
+    local = not os.environ.get("ALIECS_TEST_KAFKA_CLUSTER")
+    cluster = KafkaCluster(kafka_cluster_bootstrap, local=local)
+    try:
+        yield cluster
+    finally:
+        cluster.restore()
+
+
+# --------------------------------------------------------------------------- consul
+@pytest.fixture(scope="session")
+def consul_address() -> Iterator[str]:
+    """``host:port`` of a Consul HTTP API (a ``consul agent -dev``)."""
+    external = os.environ.get("ALIECS_TEST_CONSUL")
+    if external:
+        yield external.removeprefix("http://")
+        return
+    with _managed("consul", "consul"):
+        yield CONSUL_ADDRESS
+
+
+@pytest.fixture(scope="session")
+def consul_client(consul_address: str) -> consul.Consul:
+    """A py-consul client for ``consul_address``."""
+    import consul as consul_mod
+
+    host, _, port = consul_address.rpartition(":")
+    return consul_mod.Consul(host=host, port=int(port))
+
+
+# --------------------------------------------------------------------------- names
+@dataclass
+class UniqueTopics:
+    """Factory for per-test Kafka topic / Consul key names under one random root.
+
+    ``unique_topic()`` -> ``aliecs.t3f9c2a1b0d4e.topic``; ``unique_topic("runs")``
+    -> ``aliecs.t3f9c2a1b0d4e.runs``; repeated names get ``-2``, ``-3``, ...
+    """
+
+    prefix: str
+    issued: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, name: str = "topic") -> str:
+        n = self.issued.get(name, 0) + 1
+        self.issued[name] = n
+        return f"{self.prefix}.{name}" if n == 1 else f"{self.prefix}.{name}-{n}"
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A root unique to this test, e.g. ``aliecs.t3f9c2a1b0d4e`` (legal as a Kafka
+    topic prefix and as a Consul key prefix)."""
+    return f"aliecs.t{uuid.uuid4().hex[:10]}{next(_counter):02x}"
+
+
+@pytest.fixture
+def unique_topic(topic_prefix: str) -> Callable[..., str]:
+    """Callable giving topic names unique to this test under ``topic_prefix``."""
+    return UniqueTopics(topic_prefix)
