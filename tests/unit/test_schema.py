@@ -81,11 +81,12 @@ SPEC: dict[str, dict[int, tuple[str, str, str]]] = {
 
 ENUMS = {
     "common.SpecialUserId": {"INVALID": 0, "LHC": 60, "TIMER": 65},
-    "common.BeamMode": dict(zip(
-        "UNKNOWN SETUP ABORT INJECTION_PROBE_BEAM INJECTION_SETUP_BEAM INJECTION_PHYSICS_BEAM "
-        "PREPARE_RAMP RAMP FLAT_TOP SQUEEZE ADJUST STABLE_BEAMS LOST_BEAMS UNSTABLE_BEAMS "
-        "BEAM_DUMP_WARNING BEAM_DUMP RAMP_DOWN CYCLING RECOVERY INJECT_AND_DUMP "
-        "CIRCULATE_AND_DUMP NO_BEAM".split(), range(22), strict=True)),
+    "common.BeamMode": {name: number for number, name in enumerate((
+        "UNKNOWN", "SETUP", "ABORT", "INJECTION_PROBE_BEAM", "INJECTION_SETUP_BEAM",
+        "INJECTION_PHYSICS_BEAM", "PREPARE_RAMP", "RAMP", "FLAT_TOP", "SQUEEZE", "ADJUST",
+        "STABLE_BEAMS", "LOST_BEAMS", "UNSTABLE_BEAMS", "BEAM_DUMP_WARNING", "BEAM_DUMP",
+        "RAMP_DOWN", "CYCLING", "RECOVERY", "INJECT_AND_DUMP", "CIRCULATE_AND_DUMP", "NO_BEAM",
+    ))},
     "events.OpStatus": {"NULL": 0, "STARTED": 1, "ONGOING": 2, "DONE_OK": 3, "DONE_ERROR": 4,
                         "DONE_TIMEOUT": 5},
 }
