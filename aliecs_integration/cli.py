@@ -33,6 +33,7 @@ from aliecs_integration.cli_common import (
     settings_option,
     unexpected,
 )
+from aliecs_integration.shutdown import Terminated, sigterm_raises
 
 REPO_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_RUN_NUMBERS = Path(
@@ -51,9 +52,14 @@ class AliecsGroup(click.Group):
         levels = [logger.level for logger in touched]
         root.addHandler(handler)
         try:
-            return super().invoke(ctx)
+            with sigterm_raises():
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except Terminated as terminated:
+            click.echo(f"error: {terminated}; what the producers held was flushed or counted "
+                       "as undelivered above", err=True)
+            ctx.exit(terminated.exit_code)
         except KeyboardInterrupt:
             raise click.Abort() from None
         except Exception as exc:
