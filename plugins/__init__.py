@@ -1,0 +1,5 @@
+"""The built-in plugins, installed as the package ``aliecs_integration_plugins``.
+
+- ``core_kafka``: the always-on core-kafka producer (entry point ``core-kafka``).
+- ``kafka``: the opt-in legacy kafka plugin (entry point ``kafka``).
+"""
