@@ -1,0 +1,122 @@
+"""Reliability suite: failure injection against the real servers, counting events end to end.
+
+Shared helpers: settings and a started host for a test's topic root, numbered events through the
+host path, reading a topic back, and control of the single dev broker (``dev/kafka stop|start``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from aliecs_integration.pb import events_pb2
+from aliecs_integration.plugins import PluginHost
+from aliecs_integration.publisher import Publisher
+from aliecs_integration.records import IntegratedServiceEvent, OpStatus
+from aliecs_integration.settings import Settings
+from tests.servers import DEV
+
+SERVICE = "reliability"
+"""Integrated-service name of the numbered events (topic ``<root>.integrated_service.<it>``)."""
+
+
+def settings(bootstrap: str, root: str, **producer: Any) -> Settings:
+    """Validated settings: core-kafka on ``bootstrap``, topics under ``root``, extra
+    ``kafkaProducer`` keys from ``producer``."""
+    return Settings.from_dict({"kafkaEndpoints": bootstrap.split(","),
+                               "kafkaProducer": {"topicRoot": root, **producer}},
+                              source="reliability test")
+
+
+def started_host(bootstrap: str, root: str, **producer: Any) -> PluginHost:
+    host = PluginHost(settings(bootstrap, root, **producer))
+    host.start()
+    assert [p.name for p in host.list_plugins() if p.loaded] == ["core-kafka"], (
+        "core-kafka did not load: is the package installed (pip install -e .)?")
+    return host
+
+
+def publisher_of(host: PluginHost) -> Publisher:
+    """The publisher of the host's core-kafka plugin."""
+    publisher = getattr(host.plugin("core-kafka"), "publisher", None)
+    assert isinstance(publisher, Publisher), "core-kafka is not loaded or not producing"
+    return publisher
+
+
+def numbered(i: int, environments: int = 8) -> IntegratedServiceEvent:
+    """Event number ``i``: its payload is the number, its key one of ``environments`` ids."""
+    return IntegratedServiceEvent(service=SERVICE, environment_id=f"env{i % environments}",
+                                  operation_name="count()", operation_status=OpStatus.DONE_OK,
+                                  payload=str(i))
+
+
+def fire_numbered(host: PluginHost, numbers: Iterable[int]) -> None:
+    """Fire each numbered event through the host; a hook failure fails the test."""
+    for i in numbers:
+        failures = host.fire("on_integrated_service_event", numbered(i))
+        assert not failures, failures
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 120.0,
+               settle: float = 3.0) -> list[Any]:
+    """Every message of ``topic`` from the beginning: waits for ``expected`` of them, then
+    ``settle`` seconds more so that duplicates would show."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rel-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        meta = consumer.list_topics(topic=topic, timeout=30).topics[topic]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        out: list[Any] = []
+        deadline, settled = time.monotonic() + timeout, None
+        while time.monotonic() < deadline and (settled is None or time.monotonic() < settled):
+            for msg in consumer.consume(num_messages=5000, timeout=0.5):
+                assert msg.error() is None, msg.error()
+                out.append(msg)
+            if len(out) >= expected and settled is None:
+                settled = time.monotonic() + settle
+        return out
+    finally:
+        consumer.close()
+
+
+def numbers_in(messages: Iterable[Any]) -> list[int]:
+    """The payload numbers of numbered events, in topic order."""
+    return [int(events_pb2.Event.FromString(m.value()).integratedServiceEvent.payload)
+            for m in messages]
+
+
+def lost_and_duplicated(numbers: list[int], total: int) -> tuple[list[int], dict[int, int]]:
+    """Numbers of ``range(total)`` never seen, and those seen more than once (with counts)."""
+    counts = Counter(numbers)
+    lost = [i for i in range(total) if i not in counts]
+    return lost, {i: n for i, n in counts.items() if n > 1}
+
+
+def single_broker_control() -> None:
+    """Skip unless the single broker is the local dev one (an external broker named by
+    ALIECS_TEST_KAFKA is not ours to stop)."""
+    if os.environ.get("ALIECS_TEST_KAFKA"):
+        pytest.skip("ALIECS_TEST_KAFKA names an external broker: it is not stopped by tests")
+
+
+def single_broker_running() -> bool:
+    res = subprocess.run([str(DEV / "kafka"), "status"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=60, check=False)
+    return res.returncode == 0
+
+
+def dev_kafka(action: str) -> float:
+    """``dev/kafka stop`` or ``start`` of the single broker; returns how long it took."""
+    started = time.monotonic()
+    res = subprocess.run([str(DEV / "kafka"), action], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=300, check=False)
+    assert res.returncode == 0, f"dev/kafka {action} failed:\n{res.stdout}{res.stderr}"
+    return time.monotonic() - started

@@ -1,0 +1,62 @@
+"""The single broker is down when the host starts and for 30 s more while events come in:
+once it is up, every event (within the queue cap) is delivered, to topics created then.
+
+Until its topic exists a message waits in the publisher's own queue, which is half of
+``queue.maxMessages`` (the other half is librdkafka's): the cap is set to hold them all."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.reliability import (
+    SERVICE,
+    dev_kafka,
+    fire_numbered,
+    lost_and_duplicated,
+    numbers_in,
+    publisher_of,
+    read_topic,
+    single_broker_control,
+    single_broker_running,
+    started_host,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+TOTAL = 20_000
+DOWN_S = 30.0
+
+
+def test_broker_down_at_start_for_30_s_then_everything_is_delivered(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    single_broker_control()
+    dev_kafka("stop")
+    assert not single_broker_running()
+    try:
+        host = started_host(kafka_bootstrap, topic_prefix, queue={"maxMessages": 4 * TOTAL})
+        publisher = publisher_of(host)
+        down_since = time.monotonic()
+        for chunk in range(0, TOTAL, 1000):  # spread over the outage
+            fire_numbered(host, range(chunk, chunk + 1000))
+            time.sleep(DOWN_S / (TOTAL / 1000) / 2)
+        held = publisher.metrics.snapshot()
+        time.sleep(max(0.0, DOWN_S - (time.monotonic() - down_since)))
+        assert publisher.metrics.snapshot().sent == 0
+    finally:
+        dev_kafka("start")
+    try:
+        report = publisher.flush(120)
+    finally:
+        host.stop(timeout_s=30)
+    # + the coreStartEvent of host start, on the core topic
+    assert held.queued == TOTAL + 1 and held.sent == 0 and held.dropped == 0, held
+    assert report.delivered == TOTAL + 1 and report.undelivered == 0, report
+    assert report.failed == 0 and report.dropped == 0, report
+    numbers = numbers_in(read_topic(kafka_bootstrap, f"{topic_prefix}.integrated_service."
+                                    f"{SERVICE}", TOTAL))
+    lost, duplicated = lost_and_duplicated(numbers, TOTAL)
+    assert not lost and not duplicated, (lost[:10], list(duplicated)[:10])
+    assert numbers == sorted(numbers)  # one key per env, but also one partition: global order

@@ -1,0 +1,76 @@
+"""3-node cluster, replication factor 3, ``min.insync.replicas=2``: the partition leader is
+SIGKILLed while numbered events stream through the host path; none is lost."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+from tests.reliability import (
+    SERVICE,
+    fire_numbered,
+    lost_and_duplicated,
+    numbers_in,
+    publisher_of,
+    read_topic,
+    started_host,
+)
+from tests.servers import KafkaCluster, wait_for_topic
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+TOTAL = 30_000
+PACE = 3_000  # events/s: ~10 s of stream, the kill lands in the middle
+
+
+def test_partition_leader_killed_mid_stream_loses_nothing(
+    kafka_cluster: KafkaCluster, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}.integrated_service.{SERVICE}"
+    admin = kafka_cluster.admin()
+    # created before the host starts (the publisher then finds it): RF 3, min ISR 2
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})])[topic].result(30)
+    wait_for_topic(admin, topic, partitions=1)
+    leader = kafka_cluster.leader_of(topic)
+    host = started_host(kafka_cluster.bootstrap, topic_prefix,
+                        queue={"maxMessages": 4 * TOTAL, "blockTimeoutSeconds": 120})
+    publisher = publisher_of(host)
+    errors: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            started = time.monotonic()
+            for chunk in range(0, TOTAL, 500):
+                fire_numbered(host, range(chunk, chunk + 500))
+                ahead = started + (chunk + 500) / PACE - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        thread = threading.Thread(target=stream, name="numbered-stream")
+        thread.start()
+        time.sleep(3.0)
+        before_kill = publisher.metrics.snapshot().sent
+        kafka_cluster.kill_node(leader)
+        new_leader = kafka_cluster.leader_of(topic, exclude={leader}, timeout=60)
+        thread.join(timeout=180)
+        assert not thread.is_alive() and not errors, errors
+        report = publisher.flush(120)
+        assert report.undelivered == 0 and report.failed == 0 and report.dropped == 0, report
+    finally:
+        host.stop(timeout_s=30)
+    assert 0 < before_kill < TOTAL, "the leader was not killed mid-stream"
+    assert new_leader != leader
+
+    numbers = numbers_in(read_topic(kafka_cluster.bootstrap, topic, TOTAL))
+    lost, duplicated = lost_and_duplicated(numbers, TOTAL)
+    print(f"\n{topic}: leader {leader} killed after {before_kill} acknowledged; new leader "
+          f"{new_leader}; {len(numbers)} read, {len(duplicated)} duplicated")
+    assert not lost, f"{len(lost)} lost, e.g. {lost[:10]}"
+    assert not duplicated, f"{len(duplicated)} duplicated, e.g. {list(duplicated.items())[:10]}"
