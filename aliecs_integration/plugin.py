@@ -16,7 +16,8 @@ Attributes the host reads, all optional:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from aliecs_integration.records import ConnectionState, PluginContext
 
@@ -46,3 +47,26 @@ class Plugin:
 
     def connection_state(self) -> ConnectionState:
         return ConnectionState.UNKNOWN
+
+
+_NONBLOCKING = "__aliecs_nonblocking__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def nonblocking(function: F) -> F:
+    """Mark a call function as one that returns promptly and never waits on I/O (for example
+    it only hands a message to the publisher's bounded queue).
+
+    The environment manager runs such a function on the thread driving the environment instead
+    of handing it to a call worker, which saves a thread round trip per call. It cannot be
+    interrupted there: its timeout is checked when it returns, and an overrun is reported as
+    DONE_TIMEOUT.
+    """
+    setattr(function, _NONBLOCKING, True)
+    return function
+
+
+def is_nonblocking(function: object) -> bool:
+    """Whether ``function`` (or the function behind a bound method) is :func:`nonblocking`."""
+    return bool(getattr(function, _NONBLOCKING, False))
