@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -81,6 +82,8 @@ class PluginHost:
 
     ``entry_points`` replaces discovery (tests); ``extra_plugins`` registers ready objects or
     factories under the given names in addition to what discovery loads (benchmarks, tests).
+    A hook implementation that runs longer than ``slow_hook_s`` is logged as a warning with the
+    plugin's name (hooks cannot be interrupted: they run on the environment's thread).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class PluginHost:
         *,
         entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
         extra_plugins: Mapping[str, object] | None = None,
+        slow_hook_s: float = 0.5,
     ) -> None:
         self.settings = settings
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -100,6 +104,7 @@ class PluginHost:
         self._dispatch: dict[str, tuple[tuple[str, Callable[..., Any]], ...]] = {}
         self._lock = threading.Lock()
         self._started = False
+        self._slow_hook_s = slow_hook_s
         self.failure_count: dict[str, int] = {}
 
     # ----------------------------------------------------------------- loading
@@ -249,10 +254,15 @@ class PluginHost:
             return []
         failures: list[PluginFailure] = []
         for plugin_name, function in impls:
+            started = time.perf_counter()
             try:
                 function(event=event)
             except Exception as exc:
                 failures.append(self._record_failure(plugin_name, hook_name, exc))
+            elapsed = time.perf_counter() - started
+            if elapsed > self._slow_hook_s:
+                log.warning("plugin '%s' took %.3f s in %s (slow hooks delay the environment's "
+                            "transition)", plugin_name, elapsed, hook_name)
         return failures
 
     def _record_failure(self, plugin_name: str, hook_name: str, exc: Exception) -> PluginFailure:

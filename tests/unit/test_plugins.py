@@ -6,6 +6,7 @@ import importlib.metadata
 import logging
 import sys
 import textwrap
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -240,3 +241,22 @@ def test_entry_point_of_an_installed_distribution(
     host.fire("on_core_event", event)
     assert sys.modules["thirdparty_demo_plugin"].received == [event]
     host.stop(timeout_s=1)
+
+
+class Slow(Plugin):
+    @hookimpl
+    def on_core_event(self, event: CoreEvent) -> None:
+        time.sleep(0.05)
+
+
+def test_slow_hook_logged_with_plugin_name(caplog: pytest.LogCaptureFixture) -> None:
+    host = PluginHost(FakeSettings(), entry_points=[], extra_plugins={"slowpoke": Slow,
+                                                                      "rec": Recorder},
+                      slow_hook_s=0.01)
+    host.start()
+    with caplog.at_level(logging.WARNING):
+        failures = host.fire("on_core_event", CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT))
+    assert failures == []
+    assert "plugin 'slowpoke' took" in caplog.text and "in on_core_event" in caplog.text
+    assert "plugin 'rec' took" not in caplog.text
+    assert [n for n, _, _ in Recorder.seen] == ["rec"]
