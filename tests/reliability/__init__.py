@@ -9,19 +9,18 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.plugins import PluginHost
 from aliecs_integration.publisher import Publisher
 from aliecs_integration.records import IntegratedServiceEvent, OpStatus
 from aliecs_integration.settings import Settings
+from tests.kafka_read import read_topics
 from tests.servers import DEV
 
 SERVICE = "reliability"
@@ -69,22 +68,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 120.0
                settle: float = 3.0) -> list[Any]:
     """Every message of ``topic`` from the beginning: waits for ``expected`` of them, then
     ``settle`` seconds more so that duplicates would show."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rel-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    try:
-        meta = consumer.list_topics(topic=topic, timeout=30).topics[topic]
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        out: list[Any] = []
-        deadline, settled = time.monotonic() + timeout, None
-        while time.monotonic() < deadline and (settled is None or time.monotonic() < settled):
-            for msg in consumer.consume(num_messages=5000, timeout=0.5):
-                assert msg.error() is None, msg.error()
-                out.append(msg)
-            if len(out) >= expected and settled is None:
-                settled = time.monotonic() + settle
-        return out
-    finally:
-        consumer.close()
+    return read_topics(bootstrap, [topic], expected, timeout=timeout, settle=settle).get(topic, [])
 
 
 def numbers_in(messages: Iterable[Any]) -> list[int]:
