@@ -4,15 +4,14 @@ workflow's call table, then every legacy topic consumed and decoded."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException
+from aliecs_integration_plugins.kafka import KafkaPlugin
+from aliecs_integration_plugins.kafka.active_runs import sort_runs
 
 from aliecs_integration import fsm
 from aliecs_integration.kafka_config import ProducerConfig
@@ -28,12 +27,7 @@ from aliecs_integration.records import (
 from aliecs_integration.settings import Settings
 from aliecs_integration.topics import TopicNames
 from aliecs_integration.workflow import CallSpec, default_workflow
-
-if importlib.util.find_spec("aliecs_integration_plugins") is None:
-    sys.path.insert(0, "/tmp/aliecs_pp")  # until the project is pip-installed
-
-from aliecs_integration_plugins.kafka import KafkaPlugin
-from aliecs_integration_plugins.kafka.active_runs import sort_runs
+from tests.kafka_read import read_topics
 
 WORKFLOW = default_workflow()
 
@@ -133,32 +127,6 @@ class Driver:
             self.expected[env_id].append((topic, state, run))
 
 
-def consume(bootstrap: str, topics: list[str], count: int) -> list[tuple[str, bytes, Any]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topics[0]}.check",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    received: list[tuple[str, bytes, Any]] = []
-    try:
-        consumer.subscribe(topics)
-        deadline = time.monotonic() + 60
-        while len(received) < count and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=500, timeout=0.2):
-                if msg.error():
-                    raise KafkaException(msg.error())
-                received.append((str(msg.topic()), bytes(msg.value() or b""), msg.key()))
-        # Anything beyond the expected count would be a duplicate or a stray message.
-        for msg in consumer.consume(num_messages=500, timeout=1.0):
-            received.append((str(msg.topic()), bytes(msg.value() or b""), msg.key()))
-    finally:
-        consumer.close()
-    return received
-
-
 @pytest.fixture
 def plugin(kafka_bootstrap: str, topic_prefix: str) -> Iterator[KafkaPlugin]:
     settings = Settings(
@@ -200,7 +168,11 @@ def test_two_environments_interleaved_full_cycle(
 
     names = TopicNames(topic_prefix)
     n_expected = sum(len(v) for v in d.expected.values()) + len(d.expected_lists)
-    received = consume(kafka_bootstrap, names.legacy_topics(), n_expected)
+    received = [
+        (topic, bytes(msg.value()), msg.key())
+        for topic, msgs in read_topics(kafka_bootstrap, names.legacy_topics(), n_expected).items()
+        for msg in msgs
+    ]
     assert len(received) == n_expected
     assert all(key is None for _, _, key in received)
 
