@@ -87,7 +87,9 @@ def _repr_properties(value: Mapping[str, PropertyValue]) -> str:
 @attrs.frozen
 class QueueSplit:
     """How the cap on undelivered messages is split: half for librdkafka's own queue
-    (``queue.buffering.max.messages`` / ``.kbytes``), the rest for the publisher's queue."""
+    (``queue.buffering.max.messages`` / ``.kbytes``), the rest for the publisher's queue
+    (``own_bytes``; ``own_messages`` is its guaranteed share: it may also use what
+    librdkafka's queue leaves of the whole, see :mod:`aliecs_integration.held_messages`)."""
 
     client_messages: int
     client_kbytes: int

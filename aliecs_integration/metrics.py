@@ -1,8 +1,19 @@
-"""Producer metrics: messages sent, failed, dropped, queue depth, delivery latency per topic.
+"""Producer metrics: messages published, sent, failed, dropped, queue depth, delivery latency
+per topic.
 
-:class:`Metrics` is thread-safe (one lock, held for a few dictionary operations per call).
-Latency is kept two ways per topic: Prometheus histogram buckets (cumulative since start) and
-a ring of the last ``reservoir_size`` samples, from which the snapshot's p50/p99 are computed.
+:class:`Metrics` is thread-safe, and its counts are exact. The delivery path is kept cheap:
+
+- :meth:`Metrics.count_sent` (once per acknowledged message, on the delivery-report thread)
+  and :attr:`Metrics.count_published` (once per message offered to the publisher) only append
+  the topic to a list (atomic under CPython's GIL). :meth:`Metrics.fold` adds those lists to
+  the per-topic counters; every snapshot folds first, so a snapshot is exact. Whoever calls
+  ``count_*`` must call ``fold`` regularly (the publisher's poller does after each poll) to
+  keep the lists short.
+- Delivery latency is sampled per topic: the first acknowledged message of each topic, then
+  one in ``sample_every`` (default 16). Samples feed Prometheus histogram buckets (cumulative
+  since start: their ``_count``/``_sum`` are over samples, not over every delivery), the
+  maximum, and a ring of the last ``reservoir_size`` samples from which the snapshot's
+  p50/p99 are computed.
 
 The Prometheus text exposition format (version 0.0.4) is written here by hand: a handful of
 counters, one gauge and one histogram do not justify a runtime dependency of the always-on
@@ -13,6 +24,7 @@ more per delivery than this module's plain counters).
 from __future__ import annotations
 
 import bisect
+import collections
 import logging
 import threading
 import time
@@ -45,23 +57,28 @@ _bisect = bisect.bisect_left
 
 @attrs.frozen
 class LatencySummary:
-    """Delivery latency of one topic: ``count`` deliveries since start; ``p50_s``/``p99_s``
-    over the most recent samples (the reservoir); ``max_s`` since start."""
+    """Delivery latency of one topic: ``count`` deliveries since start (exact), ``samples``
+    of them whose latency was sampled; ``p50_s``/``p99_s`` over the most recent samples (the
+    reservoir); ``max_s`` over every sample since start."""
 
     count: int = 0
     p50_s: float = 0.0
     p99_s: float = 0.0
     max_s: float = 0.0
+    samples: int = 0
 
 
 @attrs.frozen
 class TopicMetrics:
-    """Counters of one topic since start."""
+    """Counters of one topic since start. ``published``: messages offered to the publisher
+    (refused and dropped ones included), so ``published - sent - failed - dropped`` is the
+    number of this topic's messages not settled yet (held, or abandoned at close)."""
 
     sent: int = 0
     failed: int = 0
     dropped: int = 0
     latency: LatencySummary = LatencySummary()
+    published: int = 0
 
 
 @attrs.frozen
@@ -73,13 +90,25 @@ class MetricsSnapshot:
     dropped: int = 0
     queued: int = 0
     topics: Mapping[str, TopicMetrics] = attrs.field(factory=lambda: MappingProxyType({}))
+    published: int = 0
 
 
 class _Topic:
-    __slots__ = ("buckets", "dropped", "failed", "latency_sum", "max", "ring", "ring_pos", "sent")
+    __slots__ = (
+        "buckets",
+        "dropped",
+        "failed",
+        "latency_sum",
+        "max",
+        "published",
+        "ring",
+        "ring_pos",
+        "samples",
+        "sent",
+    )
 
     def __init__(self) -> None:
-        self.sent = self.failed = self.dropped = 0
+        self.sent = self.failed = self.dropped = self.published = self.samples = 0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.max = 0.0
@@ -88,7 +117,7 @@ class _Topic:
 
     def summary(self) -> LatencySummary:
         if not self.ring:
-            return LatencySummary(count=self.sent, max_s=self.max)
+            return LatencySummary(count=self.sent, max_s=self.max, samples=self.samples)
         ordered = sorted(self.ring)
         last = len(ordered) - 1
         return LatencySummary(
@@ -96,20 +125,30 @@ class _Topic:
             p50_s=ordered[round(0.50 * last)],
             p99_s=ordered[round(0.99 * last)],
             max_s=self.max,
+            samples=self.samples,
         )
 
 
 class Metrics:
-    """Thread-safe producer counters. ``queue_depth`` (set by the publisher) reports how many
-    messages are held and not yet delivered; it is read at each snapshot."""
+    """Thread-safe producer counters (see the module docstring for the cheap delivery path).
+    ``queue_depth`` (set by the publisher) reports how many messages are held and not yet
+    delivered; it is read at each snapshot. Raises ``ValueError`` for a ``reservoir_size`` or
+    ``sample_every`` below 1."""
 
-    def __init__(self, *, reservoir_size: int = 1024) -> None:
+    def __init__(self, *, reservoir_size: int = 1024, sample_every: int = 16) -> None:
         if reservoir_size < 1:
             raise ValueError(f"reservoir_size {reservoir_size}: expected >= 1")
-        self._size = reservoir_size
+        if sample_every < 1:
+            raise ValueError(f"sample_every {sample_every}: expected >= 1")
+        self._size, self._every = reservoir_size, sample_every
         self._lock = threading.Lock()
         self._topics: dict[str, _Topic] = {}
         self._queue_depth: Callable[[], int] = lambda: 0
+        self._acked: list[str] = []  # topics of acknowledged messages not folded yet
+        self._offered: list[str] = []  # topics of published messages not folded yet
+        self._countdown: dict[str, int] = {}  # per topic: deliveries until the next sample
+        self.count_published: Callable[[str], None] = self._offered.append
+        """Count one message offered to the publisher for a topic (exact after :meth:`fold`)."""
 
     def set_queue_depth_source(self, source: Callable[[], int]) -> None:
         """Use ``source()`` as the queue depth in snapshots and the Prometheus gauge."""
@@ -121,12 +160,23 @@ class Metrics:
             entry = self._topics[topic] = _Topic()
         return entry
 
-    def record_sent(self, topic: str, latency_s: float) -> None:
-        """One message of ``topic`` was acknowledged ``latency_s`` seconds after it was queued."""
+    def count_sent(self, topic: str) -> bool:
+        """Count one acknowledged message of ``topic`` (exact after :meth:`fold`). True when
+        its latency is to be sampled: then pass it to :meth:`sample_latency`."""
+        self._acked.append(topic)
+        left = self._countdown.get(topic, 0)
+        if left:
+            self._countdown[topic] = left - 1
+            return False
+        self._countdown[topic] = self._every - 1
+        return True
+
+    def sample_latency(self, topic: str, latency_s: float) -> None:
+        """Record one sampled delivery latency of ``topic`` (histogram, maximum, reservoir)."""
         index = _bisect(LATENCY_BUCKETS, latency_s)
         with self._lock:
             t = self._topics.get(topic) or self._topic(topic)
-            t.sent += 1
+            t.samples += 1
             t.buckets[index] += 1
             t.latency_sum += latency_s
             if latency_s > t.max:
@@ -139,6 +189,14 @@ class Metrics:
                 ring[pos] = latency_s
                 t.ring_pos = pos + 1 if pos + 1 < self._size else 0
 
+    def record_sent(self, topic: str, latency_s: float) -> None:
+        """One message of ``topic`` was acknowledged ``latency_s`` seconds after it was queued
+        (counted at once; the latency sampled like :meth:`count_sent`'s)."""
+        sample = self.count_sent(topic)
+        self.fold()
+        if sample:
+            self.sample_latency(topic, latency_s)
+
     def record_failed(self, topic: str, count: int = 1) -> None:
         """``count`` messages of ``topic`` were reported failed by the client."""
         with self._lock:
@@ -149,12 +207,39 @@ class Metrics:
         with self._lock:
             self._topic(topic).dropped += count
 
+    def fold(self) -> None:
+        """Add the messages counted by :meth:`count_sent` and :attr:`count_published` since
+        the last fold to the per-topic counters."""
+        if self._acked or self._offered:
+            with self._lock:
+                self._fold()
+
+    def _fold(self) -> None:
+        # Lock held. Appends may go on meanwhile: take exactly the first n entries. Outcomes
+        # first: a message is counted as published before it can be acknowledged, so a
+        # snapshot never shows more settled messages than published ones.
+        for pending, field in ((self._acked, "sent"), (self._offered, "published")):
+            n = len(pending)
+            if n:
+                chunk = pending[:n]
+                del pending[:n]
+                for topic, count in collections.Counter(chunk).items():
+                    t = self._topics.get(topic) or self._topic(topic)
+                    setattr(t, field, getattr(t, field) + count)
+
     def snapshot(self) -> MetricsSnapshot:
         """A consistent copy of every counter, plus the current queue depth."""
         queued = self._queue_depth()
         with self._lock:
+            self._fold()
             topics = {
-                name: TopicMetrics(t.sent, t.failed, t.dropped, t.summary())
+                name: TopicMetrics(
+                    sent=t.sent,
+                    failed=t.failed,
+                    dropped=t.dropped,
+                    latency=t.summary(),
+                    published=t.published,
+                )
                 for name, t in sorted(self._topics.items())
             }
         return MetricsSnapshot(
@@ -163,21 +248,24 @@ class Metrics:
             dropped=sum(t.dropped for t in topics.values()),
             queued=queued,
             topics=MappingProxyType(topics),
+            published=sum(t.published for t in topics.values()),
         )
 
     def to_prometheus(self) -> str:
         """Every metric in the Prometheus text exposition format (0.0.4), newline-terminated."""
         queued = self._queue_depth()
         with self._lock:
+            self._fold()
             rows = [
-                (name, t.sent, t.failed, t.dropped, list(t.buckets), t.latency_sum)
+                (name, t.published, t.sent, t.failed, t.dropped, list(t.buckets), t.latency_sum)
                 for name, t in sorted(self._topics.items())
             ]
         out: list[str] = []
         for metric, column, help_text in (
-            ("messages_sent_total", 1, "Messages acknowledged by the broker."),
-            ("messages_failed_total", 2, "Messages the Kafka client reported as failed."),
-            ("messages_dropped_total", 3, "Messages dropped by the overflow policy or refused."),
+            ("messages_published_total", 1, "Messages offered to the publisher."),
+            ("messages_sent_total", 2, "Messages acknowledged by the broker."),
+            ("messages_failed_total", 3, "Messages the Kafka client reported as failed."),
+            ("messages_dropped_total", 4, "Messages dropped by the overflow policy or refused."),
         ):
             out += [f"# HELP {PREFIX}_{metric} {help_text}", f"# TYPE {PREFIX}_{metric} counter"]
             out += [f'{PREFIX}_{metric}{{topic="{_label(r[0])}"}} {r[column]}' for r in rows]
@@ -188,10 +276,11 @@ class Metrics:
         ]
         name = f"{PREFIX}_delivery_latency_seconds"
         out += [
-            f"# HELP {name} Time from publish to broker acknowledgement.",
+            f"# HELP {name} Time from publish to broker acknowledgement, sampled (the first "
+            f"delivery of each topic, then one in {self._every}).",
             f"# TYPE {name} histogram",
         ]
-        for topic, _sent, _failed, _dropped, buckets, total in rows:
+        for topic, *_counts, buckets, total in rows:
             label = _label(topic)
             cumulative = 0
             for bound, count in zip((*LATENCY_BUCKETS, None), buckets, strict=True):
@@ -231,29 +320,61 @@ class RateLimitedLog:
         )
 
 
+SUMMARY_ATTR = "rate_limit_summary"
+"""A record with this attribute set true passes :class:`RateLimitFilter` untouched."""
+
+
 class RateLimitFilter(logging.Filter):
     """A logging filter letting through at most one record per ``interval_s`` of each kind
     (the first two words of the message: for librdkafka, its facility and client name); the
-    next record let through says how many of its kind were suppressed. Thread-safe."""
+    next record let through says how many of its kind were suppressed, and :meth:`release`
+    logs the counts still pending. Thread-safe."""
 
-    def __init__(self, interval_s: float = 5.0) -> None:
+    def __init__(self, interval_s: float = 5.0, *, max_kinds: int = 256) -> None:
         super().__init__()
-        self.interval_s = interval_s
+        self.interval_s, self.max_kinds = interval_s, max_kinds
         self._last: dict[tuple[str, ...], float] = {}
-        self._suppressed: dict[tuple[str, ...], int] = {}
+        self._suppressed: dict[tuple[str, ...], tuple[int, int]] = {}  # count, highest level
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, SUMMARY_ATTR, False):
+            return True
         message = record.getMessage()
         kind = tuple(message.split(" ", 2)[:2])
         with self._lock:
             now = time.monotonic()
             last = self._last.get(kind)
             if last is not None and now - last < self.interval_s:
-                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                count, level = self._suppressed.get(kind, (0, 0))
+                self._suppressed[kind] = (count + 1, max(level, record.levelno))
                 return False
+            if last is None and len(self._last) >= self.max_kinds:
+                self._forget_stale(now)
             self._last[kind] = now
-            suppressed = self._suppressed.pop(kind, 0)
+            suppressed, _ = self._suppressed.pop(kind, (0, 0))
         if suppressed:
             record.msg, record.args = f"{message} ({suppressed} similar suppressed)", None
         return True
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop kinds quiet for ``interval_s`` with nothing pending (lock held)."""
+        for kind, last in list(self._last.items()):
+            if now - last >= self.interval_s and kind not in self._suppressed:
+                del self._last[kind]
+
+    def release(self, logger: logging.Logger) -> int:
+        """Log on ``logger``, once per kind, how many records were suppressed and not yet
+        reported (at the highest level among them); return their total."""
+        with self._lock:
+            pending, self._suppressed = self._suppressed, {}
+            self._forget_stale(time.monotonic())
+        for kind, (count, level) in sorted(pending.items()):
+            logger.log(
+                level,
+                "%s: %d similar line(s) suppressed since the last one",
+                " ".join(kind),
+                count,
+                extra={SUMMARY_ATTR: True},
+            )
+        return sum(count for count, _ in pending.values())

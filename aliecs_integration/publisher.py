@@ -7,23 +7,31 @@ Contract of :meth:`Publisher.publish`:
   produced; messages to a topic being created wait for it. Broker auto-creation is never used.
 - Per-key order is kept for messages published from one thread: a message never overtakes an
   earlier one (librdkafka keeps order per partition with idempotence on).
-- Undelivered messages are capped by ``queue.maxMessages`` and ``queue.maxBytes``, split in two
-  halves: librdkafka's own queue (``queue.buffering.max.*``: messages handed to the client,
-  batched, sent and retried through an outage since ``message.timeout.ms`` is 0) and the
-  publisher's queue (messages waiting for their topic or for room in librdkafka's queue).
-  Past the cap the ``overflow`` policy applies to the publisher's queue: ``block`` waits up to
-  ``blockTimeoutSeconds`` then raises ``PublishError``; ``drop_oldest`` discards its oldest
-  message; ``drop_newest`` discards the new one. Every drop is counted in :attr:`metrics`
+- Undelivered messages are capped by ``queue.maxMessages`` and ``queue.maxBytes``, held in two
+  queues. librdkafka's own (``queue.buffering.max.*``) has half of each: messages handed to
+  the client, batched, sent and retried through an outage (``message.timeout.ms`` is 0).
+  The publisher's (:class:`~aliecs_integration.held_messages.HeldMessages`) holds messages
+  waiting for their topic to exist, or for room in librdkafka's queue: the other half of
+  ``maxBytes``, and whatever librdkafka's queue leaves of ``maxMessages`` (at least half).
+  So with the broker down since start (no topic can be created, librdkafka's queue stays
+  empty) every message waits in the publisher's queue: all of ``maxMessages`` is usable
+  (less a few client events not served yet), but only half of ``maxBytes``.
+  Past the cap the ``overflow`` policy applies to the publisher's queue: ``block`` waits up
+  to ``blockTimeoutSeconds`` then raises ``PublishError``; ``drop_oldest`` discards its
+  oldest message; ``drop_newest`` discards the new one. Every drop is counted in :attr:`metrics`
   and logged (at most every few seconds, with counts). A message larger than half of
   ``maxBytes`` can never fit and is refused with ``PublishError``.
-- Delivery reports are served by a background poller thread and update :attr:`metrics`.
+- Delivery reports are served by a background poller thread and update :attr:`metrics`
+  (counts exact; latency sampled, see :mod:`aliecs_integration.metrics`).
+- librdkafka's own log lines go to the logger ``aliecs_integration.publisher.librdkafka``,
+  at most one per kind (facility and client) every 30 s with the count of those suppressed;
+  the counts still pending are logged at :meth:`Publisher.close`.
 
 Use :func:`shared_publisher` to share one producer between plugins with equal settings.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
 import threading
@@ -32,26 +40,25 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import attrs
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from aliecs_integration.delivery_tracker import DeliveryTracker
 from aliecs_integration.errors import PublishError, SettingsError
-from aliecs_integration.kafka_config import OverflowPolicy, ProducerConfig
-from aliecs_integration.metrics import Metrics, RateLimitedLog, RateLimitFilter
+from aliecs_integration.held_messages import HeldMessages, size_of
+from aliecs_integration.kafka_config import ProducerConfig
+from aliecs_integration.metrics import Metrics, RateLimitFilter
 from aliecs_integration.records import ConnectionState
-from aliecs_integration.topics import TopicCreator
+from aliecs_integration.topic_admin import TopicCreator
 
 log = logging.getLogger(__name__)
 _rdkafka_log = logging.getLogger(f"{__name__}.librdkafka")
-_rdkafka_log.addFilter(RateLimitFilter())  # librdkafka repeats itself during an outage
+_rdkafka_filter = RateLimitFilter(interval_s=30.0)  # a failed connect: ~2 lines/s per broker
+_rdkafka_log.addFilter(_rdkafka_filter)  # (the publisher's own rate-limited warning says it too)
 
 ClientFactory = Callable[[dict[str, Any]], Any]
 """Builds a client from a librdkafka config dict (tests inject fakes)."""
 
-_Item = tuple[str, bytes, bytes | None, float]  # topic, value, key, time queued (monotonic)
-_DOWN = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
-_READY = ConnectionState.READY
-_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 ADMIN_TIMEOUT_S = 5.0
 
 
@@ -85,27 +92,32 @@ class Publisher:
         self.bootstrap_servers = tuple(bootstrap_servers)
         self.config, self.name = config, name
         self.metrics = Metrics()
-        self._record_sent = self.metrics.record_sent
+        self._count_published = self.metrics.count_published
+        self._deliveries = DeliveryTracker(self.metrics, name, log)
         split = config.queue_split()
-        self._own_msgs, self._own_bytes = split.own_messages, split.own_bytes
         self.max_message_bytes = split.max_message_bytes
         self._cond = threading.Condition()
         self._created: set[str] = set()
-        self._backlog: collections.deque[_Item] = collections.deque()
-        self._waiting: dict[str, collections.deque[_Item]] = {}
-        self._held = self._held_bytes = self._purged = self._drop_total = 0
+        self._held = HeldMessages(
+            config,
+            name=name,
+            client_len=lambda: len(self._producer),
+            cond=self._cond,
+            record_dropped=self.metrics.record_dropped,
+            logger=log,
+        )
+        self._backlog = self._held.backlog  # read on the hot path of publish
         self._closed, self._users = False, 1
         self._stop = threading.Event()
-        self._state = ConnectionState.CONNECTING
-        self._drops = RateLimitedLog(log, logging.WARNING)
-        self._failures = RateLimitedLog(log, logging.ERROR)
-        self._errors = RateLimitedLog(log, logging.WARNING)
         log.info(
             "%s: producer for %s, properties %s, queue cap %d messages / %d bytes (%s)",
             *(name, ",".join(self.bootstrap_servers), config.masked_properties()),
             *(config.max_messages, config.max_bytes, config.overflow.value),
         )
-        callbacks = {"on_delivery": self._on_delivery, "error_cb": self._on_error}
+        callbacks = {
+            "on_delivery": self._deliveries.on_delivery,
+            "error_cb": self._deliveries.on_error,
+        }
         try:
             self._producer = producer_factory(
                 {
@@ -125,10 +137,12 @@ class Publisher:
             partitions=config.partitions,
             replication_factor=config.replication_factor,
             name=name,
+            bootstrap_servers=self.bootstrap_servers,
             on_created=self._mark_created,
             on_failed=self._give_up,
             on_reachable=self._set_reachable,
-            wants_probe=lambda: self._state is not ConnectionState.READY and not self._closed,
+            wants_probe=lambda: not self._closed
+            and self._deliveries.state is not ConnectionState.READY,
             timeout_s=ADMIN_TIMEOUT_S,
         )
         self._poller = threading.Thread(target=self._poll_loop, name=f"{name}-poller", daemon=True)
@@ -142,6 +156,7 @@ class Publisher:
         ``PublishError`` when the message is refused: publisher closed, message too large,
         or cap still reached after ``blockTimeoutSeconds`` (each counted as dropped).
         """
+        self._count_published(topic)
         if topic in self._created and not self._backlog:
             try:
                 self._producer.produce(topic, value, key)
@@ -165,14 +180,14 @@ class Publisher:
         while True:
             self._producer.poll(0)
             remaining = deadline - time.monotonic()
-            if (self._held == 0 and len(self._producer) == 0) or remaining <= 0:
+            if (self._held.count == 0 and len(self._producer) == 0) or remaining <= 0:
                 break
-            if self._held == 0:
+            if self._held.count == 0:
                 self._producer.flush(remaining)
             else:
                 self._producer.poll(min(0.05, remaining))
                 self._drain()
-        return self._report(self._held + len(self._producer))
+        return self._report(self._held.count + len(self._producer))
 
     def close(self, timeout_s: float | None = None) -> DeliveryReport:
         """Flush within ``timeout_s`` (default ``flushTimeoutSeconds``), then stop: the rest is
@@ -194,10 +209,7 @@ class Publisher:
         with self._cond:
             self._closed = True
             self._created.clear()
-            abandoned = self._held
-            self._backlog.clear()
-            self._waiting.clear()
-            self._held = self._held_bytes = 0
+            abandoned = self._held.clear()
             self._cond.notify_all()
         self._poller.join()
         self._topics.stop(1.0)
@@ -205,12 +217,10 @@ class Publisher:
             self._producer.purge(in_queue=True, in_flight=True, blocking=True)
             self._producer.flush(1.0)  # serves the purged messages' delivery reports
         self._producer.close()
-        self._state = ConnectionState.SHUTDOWN
-        report = self._report(abandoned + self._purged)
-        if self._drops.pending:
-            log.warning(
-                "%s: %d more dropped since the last warning", self.name, self._drops.pending
-            )
+        self._deliveries.state = ConnectionState.SHUTDOWN
+        _rdkafka_filter.release(_rdkafka_log)
+        report = self._report(abandoned + self._deliveries.purged)
+        self._held.log_pending_drops()
         log.log(
             logging.WARNING if report.undelivered else logging.INFO,
             "%s: closed: %d delivered, %d failed, %d dropped, %d undelivered",
@@ -226,11 +236,11 @@ class Publisher:
     def connection_state(self) -> ConnectionState:
         """READY after a successful delivery or metadata request, TRANSIENT_FAILURE after a
         transport error, CONNECTING before either, SHUTDOWN after close."""
-        return self._state
+        return self._deliveries.state
 
     # ------------------------------------------------------------------ queueing
     def _queue_depth(self) -> int:
-        return self._held + (0 if self._closed else len(self._producer))
+        return self._held.count + (0 if self._closed else len(self._producer))
 
     def _report(self, undelivered: int) -> DeliveryReport:
         snap = self.metrics.snapshot()
@@ -238,6 +248,7 @@ class Publisher:
 
     def _refuse(self, topic: str, why: str) -> NoReturn:
         self.metrics.record_dropped(topic)
+        self.metrics.fold()  # after close no poller folds the published counts
         log.error("%s: message to %s refused: %s", self.name, topic, why)
         raise PublishError(f"{self.name}: message to {topic!r} refused: {why}")
 
@@ -250,11 +261,8 @@ class Publisher:
         except KafkaException as exc:
             self._refuse(topic, f"the Kafka client refused it: {exc}")
 
-    def _over_cap(self, size: int) -> bool:
-        return self._held >= self._own_msgs or self._held_bytes + size > self._own_bytes
-
     def _enqueue(self, topic: str, value: bytes, key: bytes | None) -> None:
-        size = len(value) + (len(key) if key else 0)
+        size = size_of(value, key)
         with self._cond:
             if self._closed:
                 self._refuse(topic, "the publisher is closed")
@@ -270,56 +278,16 @@ class Publisher:
                 and self._try_produce(topic, value, key)
             ):
                 return
-            if self._over_cap(size) and not self._make_room(topic, size):
+            if self._held.over_cap(size) and not self._held.make_room(
+                topic, size, lambda: self._closed
+            ):
                 return
-            item = (topic, value, key, time.monotonic())
-            if topic in self._created:
-                self._backlog.append(item)
-            else:
-                self._waiting.setdefault(topic, collections.deque()).append(item)
+            if self._closed:  # closed while blocked for room
+                self._refuse(topic, "the publisher is closed")
+            exists = topic in self._created
+            self._held.add((topic, value, key, time.monotonic()), topic_exists=exists)
+            if not exists:
                 self._request(topic)
-            self._held += 1
-            self._held_bytes += size
-
-    def _make_room(self, topic: str, size: int) -> bool:
-        """Apply the overflow policy (lock held). False: the new message was dropped."""
-        policy = self.config.overflow
-        if policy is OverflowPolicy.DROP_NEWEST:
-            self._dropped(topic, "drop_newest")
-            return False
-        if policy is OverflowPolicy.DROP_OLDEST:
-            while self._over_cap(size):
-                queue = self._backlog or next(q for q in self._waiting.values() if q)
-                old = queue.popleft()
-                self._held -= 1
-                self._held_bytes -= len(old[1]) + (len(old[2]) if old[2] else 0)
-                self._dropped(old[0], "drop_oldest")
-            return True
-        deadline = time.monotonic() + self.config.block_timeout_s
-        while self._over_cap(size):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closed:
-                self._dropped(topic, "block")
-                raise PublishError(
-                    f"{self.name}: message to {topic!r} dropped: queue full "
-                    f"({self.config.max_messages} messages / {self.config.max_bytes} bytes) "
-                    f"for {self.config.block_timeout_s} s (broker unreachable?)"
-                )
-            self._cond.wait(remaining)
-        return True
-
-    def _dropped(self, topic: str, policy: str) -> None:
-        """Count and log one message dropped by the overflow policy (lock held)."""
-        self.metrics.record_dropped(topic)
-        self._drop_total += 1
-        self._drops.note(
-            "%s: queue full, message to %s dropped (overflow policy %s, %d "
-            "dropped by the policy in total)",
-            self.name,
-            topic,
-            policy,
-            self._drop_total,
-        )
 
     def _drain(self) -> None:
         """Hand the backlog to librdkafka, oldest first, while it has room."""
@@ -334,7 +302,7 @@ class Publisher:
                         topic,
                         value,
                         key,
-                        on_delivery=functools.partial(self._on_delivery_since, queued),
+                        on_delivery=functools.partial(self._deliveries.on_delivery_since, queued),
                     )
                 except BufferError:
                     break
@@ -346,50 +314,17 @@ class Publisher:
                         topic,
                         exc,
                     )
-                self._backlog.popleft()
-                self._held -= 1
-                self._held_bytes -= len(value) + (len(key) if key else 0)
+                self._held.pop_backlog()
                 moved = True
             if moved:
                 self._cond.notify_all()
-
-    # ------------------------------------------------------------------ callbacks
-    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        """Default delivery report (runs once per message: kept lean)."""
-        if err is None:
-            self._record_sent(msg.topic(), msg.latency() or 0.0)
-            self._state = _READY
-        else:
-            self._on_failure(err, msg.topic())
-
-    def _on_delivery_since(self, queued: float, err: KafkaError | None, msg: Any) -> None:
-        if err is None:
-            self.metrics.record_sent(msg.topic(), time.monotonic() - queued)
-            self._state = ConnectionState.READY
-        else:
-            self._on_failure(err, msg.topic())
-
-    def _on_failure(self, err: KafkaError, topic: str) -> None:
-        if err.code() in _PURGED:
-            with self._cond:
-                self._purged += 1
-            return
-        self.metrics.record_failed(topic)
-        self._failures.note("%s: delivery to %s failed: %s", self.name, topic, err.str())
-
-    def _on_error(self, err: KafkaError) -> None:
-        if err.code() in _DOWN or err.fatal():
-            self._state = ConnectionState.TRANSIENT_FAILURE
-        if err.fatal():
-            log.error("%s: fatal Kafka client error: %s", self.name, err.str())
-        else:
-            self._errors.note("%s: Kafka client error: %s", self.name, err.str())
 
     # ------------------------------------------------------------------ threads
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self._producer.poll(0.1)  # re-raises what a callback raised
+                self.metrics.fold()
                 if self._backlog:
                     self._drain()
             except Exception:  # the poller must survive: it serves every delivery report
@@ -401,13 +336,13 @@ class Publisher:
 
     def _set_reachable(self, ok: bool) -> None:
         if not self._closed:
-            self._state = ConnectionState.READY if ok else ConnectionState.TRANSIENT_FAILURE
+            self._deliveries.state = (
+                ConnectionState.READY if ok else ConnectionState.TRANSIENT_FAILURE
+            )
 
     def _give_up(self, topic: str, reason: str) -> None:
         with self._cond:
-            lost = self._waiting.pop(topic, collections.deque())
-            self._held -= len(lost)
-            self._held_bytes -= sum(len(v) + (len(k) if k else 0) for _, v, k, _ in lost)
+            lost = self._held.take_waiting(topic)
             self._cond.notify_all()
         if lost:
             self.metrics.record_dropped(topic, len(lost))
@@ -423,9 +358,8 @@ class Publisher:
         with self._cond:
             if self._closed:
                 return
-            for topic in sorted(topics):
-                self._backlog.extend(self._waiting.pop(topic, ()))
-                self._created.add(topic)
+            self._held.promote(sorted(topics))
+            self._created |= topics
             self._cond.notify_all()
         self._drain()
 

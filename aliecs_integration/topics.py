@@ -1,5 +1,6 @@
-"""Kafka topics: the names of both producers, the key rule, the message type each topic
-carries (spec ``topics.md``), and their creation (:func:`create_topics`).
+"""Kafka topics: the names of both producers, the key rule, and the message type each topic
+carries (spec ``topics.md``). Their creation is :mod:`aliecs_integration.topic_admin`'s
+(:func:`create_topics`, :class:`TopicCreator`, re-exported here).
 
 Names are ``<root>.<rest>`` with ``.`` as separator; the root is ``aliecs`` unless the
 settings key ``kafkaProducer.topicRoot`` says otherwise (tests use a unique root each).
@@ -9,23 +10,17 @@ are the names under the default root.
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
-from typing import Any
 
 import attrs
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.cimpl import NewTopic  # documented as confluent_kafka.admin.NewTopic
 from google.protobuf.message import Message
 
-from aliecs_integration.metrics import RateLimitedLog
 from aliecs_integration.pb import events_pb2, kafka_pb2
 
-log = logging.getLogger(__name__)
+# re-exported: topic creation lived here before it got its own module
+from aliecs_integration.topic_admin import TopicCreation as TopicCreation
+from aliecs_integration.topic_admin import TopicCreator as TopicCreator
+from aliecs_integration.topic_admin import create_topics as create_topics
 
 DEFAULT_ROOT = "aliecs"
 
@@ -222,197 +217,3 @@ def standard_topics(root: str = DEFAULT_ROOT) -> list[str]:
 def message_type_for_topic(topic: str, root: str = DEFAULT_ROOT) -> type[Message]:
     """The message class ``topic`` carries; ``ValueError`` naming an unknown topic."""
     return TopicNames(root).message_type_for_topic(topic)
-
-
-#: CreateTopics errors that retrying cannot fix.
-_PERMANENT = frozenset(
-    {
-        KafkaError.TOPIC_EXCEPTION,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.POLICY_VIOLATION,
-        KafkaError.INVALID_PARTITIONS,
-        KafkaError.INVALID_CONFIG,
-    }
-)
-
-
-@attrs.frozen
-class TopicCreation:
-    """Outcome of :func:`create_topics`: topics ``created`` now, ``existing`` before, and
-    ``failed`` (topic → reason) refused for good; ``replication_factor`` actually used."""
-
-    created: tuple[str, ...] = ()
-    existing: tuple[str, ...] = ()
-    failed: Mapping[str, str] = attrs.field(factory=lambda: MappingProxyType({}))
-    replication_factor: int = 0
-
-
-def create_topics(
-    admin: Any,
-    topics: Iterable[str],
-    *,
-    partitions: int,
-    replication_factor: int,
-    timeout_s: float = 5.0,
-) -> TopicCreation:
-    """Create those of ``topics`` missing in the cluster and wait (up to ``timeout_s``) until
-    every partition of each has a leader. ``admin`` is a ``confluent_kafka.admin.AdminClient``.
-
-    The replication factor is clamped to the number of brokers, with a logged warning; a
-    topic created meanwhile by someone else counts as existing. Raises ``KafkaException`` for
-    errors worth retrying (cluster unreachable, timeouts); a permanent refusal (invalid name,
-    authorization, policy) is returned in ``failed`` instead.
-    """
-    wanted = sorted(set(topics))
-    meta = admin.list_topics(timeout=timeout_s)
-    existing = [t for t in wanted if t in meta.topics]
-    missing = [t for t in wanted if t not in meta.topics]
-    brokers = max(1, len(meta.brokers))
-    replicas = min(replication_factor, brokers)
-    if not missing:
-        return TopicCreation(existing=tuple(existing), replication_factor=replicas)
-    if replicas < replication_factor:
-        log.warning(
-            "creating %s with replication factor %d instead of %d: the cluster has %d broker(s)",
-            ", ".join(missing),
-            replicas,
-            replication_factor,
-            brokers,
-        )
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=replicas) for t in missing],
-        operation_timeout=timeout_s,
-        request_timeout=timeout_s,
-    )
-    created: list[str] = []
-    failed: dict[str, str] = {}
-    for topic, future in sorted(futures.items()):
-        try:
-            future.result()
-            created.append(topic)
-        except KafkaException as exc:
-            code = exc.args[0].code()
-            if code in _PERMANENT:
-                failed[topic] = str(exc.args[0].str())
-            elif code == KafkaError.TOPIC_ALREADY_EXISTS:
-                existing.append(topic)
-            else:
-                raise
-    _await_leaders(admin, created, timeout_s)
-    return TopicCreation(
-        tuple(created), tuple(sorted(existing)), MappingProxyType(failed), replicas
-    )
-
-
-def _await_leaders(admin: Any, topics: list[str], timeout_s: float) -> None:
-    """Wait until each topic's metadata shows a leader for every partition (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    for topic in topics:
-        while time.monotonic() < deadline:
-            info = admin.list_topics(topic=topic, timeout=timeout_s).topics.get(topic)
-            if (
-                info is not None
-                and info.error is None
-                and info.partitions
-                and all(p.leader >= 0 for p in info.partitions.values())
-            ):
-                break
-            time.sleep(0.05)
-
-
-class TopicCreator:
-    """A daemon thread creating the topics asked for with :func:`create_topics`, retrying with
-    backoff (0.5 s to 10 s) while the cluster is unreachable. Started at construction.
-
-    Callbacks run on that thread: ``on_created(topics)`` with topics that now exist,
-    ``on_failed(topic, reason)`` for a permanent refusal, ``on_reachable(ok)`` after each
-    metadata request. While ``wants_probe()`` is true the cluster is also asked for metadata
-    every ``probe_interval_s`` even when no topic is wanted (to notice it is back).
-    """
-
-    def __init__(
-        self,
-        admin: Any,
-        *,
-        partitions: int,
-        replication_factor: int,
-        name: str,
-        on_created: Callable[[set[str]], None],
-        on_failed: Callable[[str, str], None],
-        on_reachable: Callable[[bool], None],
-        wants_probe: Callable[[], bool] = lambda: False,
-        timeout_s: float = 5.0,
-        probe_interval_s: float = 5.0,
-    ) -> None:
-        self.admin, self.name, self.timeout_s = admin, name, timeout_s
-        self.partitions, self.replication_factor = partitions, replication_factor
-        self._on_created, self._on_failed = on_created, on_failed
-        self._on_reachable, self._wants_probe = on_reachable, wants_probe
-        self._probe_interval_s = probe_interval_s
-        self._cond = threading.Condition()
-        self._requested: set[str] = set()
-        self._stop = threading.Event()
-        self._errors = RateLimitedLog(log, logging.WARNING)
-        self._thread = threading.Thread(target=self._run, name=f"{name}-topics", daemon=True)
-        self._thread.start()
-
-    def request(self, topics: Iterable[str]) -> None:
-        """Ask for ``topics`` to exist (no-op for those already asked for)."""
-        with self._cond:
-            new = set(topics) - self._requested
-            if new:
-                self._requested |= new
-                self._cond.notify_all()
-
-    def stop(self, timeout_s: float) -> None:
-        """Stop the thread; wait for it up to ``timeout_s`` (it may be inside a request, after
-        which it calls nothing more)."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        backoff, last_probe = 0.5, -self._probe_interval_s
-        while not self._stop.is_set():
-            probe = self._wants_probe() and (
-                time.monotonic() - last_probe >= self._probe_interval_s
-            )
-            with self._cond:
-                if not self._requested and not probe:
-                    self._cond.wait(min(1.0, self._probe_interval_s))
-                    continue
-                todo = set(self._requested)
-            last_probe = time.monotonic()
-            try:
-                result = create_topics(
-                    self.admin,
-                    todo,
-                    partitions=self.partitions,
-                    replication_factor=self.replication_factor,
-                    timeout_s=self.timeout_s,
-                )
-            except Exception as exc:  # KafkaException mostly; the thread must go on anyway
-                if self._stop.is_set():
-                    return
-                self._on_reachable(False)
-                self._errors.note(
-                    "%s: cannot create topics %s yet, retrying: %s", self.name, sorted(todo), exc
-                )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            backoff = 0.5
-            if self._stop.is_set():
-                return
-            self._on_reachable(True)
-            done = set(result.created) | set(result.existing)
-            with self._cond:
-                self._requested -= done | set(result.failed)
-            for topic in result.created:
-                log.info("%s: created topic %s", self.name, topic)
-            for topic, reason in result.failed.items():
-                self._on_failed(topic, reason)
-            if done:
-                self._on_created(done)

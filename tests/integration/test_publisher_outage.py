@@ -1,12 +1,14 @@
 """The publisher through a broker outage, against the real single broker.
 
-These tests STOP and restart the shared dev broker (``dev/kafka stop`` / ``dev/kafka start``,
-keeping its data), so other tests using it at the same time will see it go away. They are
-marked ``reliability`` and skipped when the broker is external (``ALIECS_TEST_KAFKA``).
+The tests using the ``broker`` fixture STOP and restart the shared dev broker (``dev/kafka
+stop`` / ``dev/kafka start``, keeping its data), so other tests using it at the same time will
+see it go away; they are skipped when the broker is external (``ALIECS_TEST_KAFKA``). The
+others point the real client at a port nobody listens on. All are marked ``reliability``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import threading
@@ -204,3 +206,38 @@ def test_broker_down_with_a_small_cap_bounds_memory_and_counts_drops(
     assert [m.value() for m in got[topics["oldest"]]] == [b"before"] + [
         str(i).encode() for i in (*range(50), *range(950, 1000))
     ]
+
+
+def test_unreachable_since_start_uses_the_whole_cap_and_logs_little(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bridged = "aliecs_integration.publisher.librdkafka"
+    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.DEBUG, logger=bridged)
+    config = ProducerConfig(overflow=OverflowPolicy.DROP_NEWEST, max_messages=1000)
+    pub = Publisher(["127.0.0.1:1"], config, name="down-since-start")  # nobody listens there
+    try:
+        for i in range(1001):
+            pub.publish("never.created", str(i).encode())
+        snap = pub.metrics.snapshot()
+        held = pub._held.count
+        # not half of the cap: all of it, less the client's few events not served yet
+        assert 990 <= held <= 1000 and snap.dropped == 1001 - held, (held, snap)
+        assert snap.published == 1001
+        time.sleep(6)  # both clients fail to connect several times a second meanwhile; the
+        # topic thread's first metadata request times out after ADMIN_TIMEOUT_S (5 s)
+    finally:
+        report = pub.close(0.5)
+    assert (report.delivered, report.dropped, report.undelivered) == (0, 1001 - held, held)
+    connect_failed = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == bridged and r.getMessage().startswith("FAIL ")
+    ]
+    # per client (producer and topic admin): one line per 30 s, and a summary at close
+    clients = {m.split(" ")[1].rstrip(":") for m in connect_failed}
+    assert len(clients) == 2, connect_failed  # the admin client's lines are served too
+    assert len(connect_failed) <= 4, connect_failed
+    assert sum("similar line(s) suppressed" in m for m in connect_failed) == 2, connect_failed
+    assert "127.0.0.1:1" in caplog.text  # the topic thread names the cluster it cannot reach
+    assert "topics [] " not in caplog.text

@@ -1,9 +1,11 @@
-"""Unit tests of aliecs_integration.metrics: counters, latency summary, Prometheus text."""
+"""Unit tests of aliecs_integration.metrics: counters, latency sampling and summary,
+Prometheus text, the rate-limited log and log filter."""
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 import time
 
@@ -33,7 +35,7 @@ def test_counters_per_topic_and_totals() -> None:
 
 
 def test_latency_percentiles_and_max() -> None:
-    m = Metrics(reservoir_size=1000)
+    m = Metrics(reservoir_size=1000, sample_every=1)
     for i in range(1, 101):  # 1..100 ms
         m.record_sent("t", i / 1000)
     lat = m.snapshot().topics["t"].latency
@@ -44,7 +46,7 @@ def test_latency_percentiles_and_max() -> None:
 
 
 def test_reservoir_is_bounded_and_keeps_recent_samples() -> None:
-    m = Metrics(reservoir_size=10)
+    m = Metrics(reservoir_size=10, sample_every=1)
     for _ in range(1000):
         m.record_sent("t", 5.0)
     for _ in range(10):
@@ -53,8 +55,81 @@ def test_reservoir_is_bounded_and_keeps_recent_samples() -> None:
     assert lat.p99_s == 0.001  # the slow ones were pushed out of the reservoir
     assert lat.max_s == 5.0  # max is since start
     assert lat.count == 1010
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="reservoir_size"):
         Metrics(reservoir_size=0)
+    with pytest.raises(ValueError, match="sample_every"):
+        Metrics(sample_every=0)
+
+
+def test_latency_is_sampled_per_topic_while_counts_stay_exact() -> None:
+    m = Metrics(sample_every=4)
+    due = [m.count_sent("a") for _ in range(10)]
+    assert due == [True, False, False, False, True, False, False, False, True, False]
+    assert m.count_sent("b")  # every topic's first delivery is sampled
+    for i in range(10):
+        if due[i]:
+            m.sample_latency("a", (i + 1) / 1000)
+    m.sample_latency("b", 0.5)
+    snap = m.snapshot()
+    a, b = snap.topics["a"].latency, snap.topics["b"].latency
+    assert (a.count, a.samples, a.max_s) == (10, 3, 0.009)
+    assert (b.count, b.samples, b.p99_s) == (1, 1, 0.5)
+    assert snap.sent == 11
+    text = m.to_prometheus()
+    assert 'aliecs_kafka_messages_sent_total{topic="a"} 10' in text
+    assert 'aliecs_kafka_delivery_latency_seconds_count{topic="a"} 3' in text
+    assert "one in 4" in text
+
+
+def test_published_is_counted_per_topic() -> None:
+    m = Metrics()
+    for _ in range(3):
+        m.count_published("a")
+    m.count_published("b")
+    m.count_sent("a")
+    m.record_dropped("b")
+    snap = m.snapshot()
+    assert (snap.topics["a"].published, snap.topics["a"].sent) == (3, 1)
+    assert (snap.topics["b"].published, snap.topics["b"].dropped) == (1, 1)
+    assert snap.published == 4
+    assert 'aliecs_kafka_messages_published_total{topic="a"} 3' in m.to_prometheus()
+
+
+def test_counts_from_several_threads_are_exact_and_never_ahead_of_published() -> None:
+    m = Metrics()
+    stop = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def deliver() -> None:  # the publisher's order: published first, acknowledged later
+        for i in range(21_000):
+            topic = f"t{i % 3}"
+            m.count_published(topic)
+            m.count_sent(topic)
+
+    def fold() -> None:
+        while not stop.is_set():
+            m.fold()
+            snap = m.snapshot()
+            seen.append((snap.published, snap.sent))
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    folder = threading.Thread(target=fold)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: races show
+    try:
+        folder.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        folder.join()
+    finally:
+        sys.setswitchinterval(interval)
+    snap = m.snapshot()
+    assert (snap.published, snap.sent) == (63_000, 63_000)
+    assert [snap.topics[f"t{i}"].sent for i in range(3)] == [21_000] * 3
+    assert seen and all(published >= sent for published, sent in seen)
 
 
 def test_concurrent_updates_are_not_lost() -> None:
@@ -81,7 +156,8 @@ LINE = re.compile(
 
 
 def test_prometheus_text_format() -> None:
-    m = Metrics()
+    m = Metrics(sample_every=1)
+    m.count_published("aliecs.run")
     m.record_sent("aliecs.run", 0.003)
     m.record_sent("aliecs.run", 0.2)
     m.record_failed('we"ird\\topic\n')
@@ -98,6 +174,7 @@ def test_prometheus_text_format() -> None:
         assert match, line
         samples[line.rsplit(" ", 1)[0]] = float(match["value"])
     assert samples['aliecs_kafka_messages_sent_total{topic="aliecs.run"}'] == 2
+    assert samples['aliecs_kafka_messages_published_total{topic="aliecs.run"}'] == 1
     assert samples['aliecs_kafka_messages_dropped_total{topic="aliecs.run"}'] == 2
     assert samples['aliecs_kafka_messages_failed_total{topic="we\\"ird\\\\topic\\n"}'] == 1
     assert samples["aliecs_kafka_queue_messages"] == 5
@@ -151,4 +228,25 @@ def test_rate_limit_filter_suppresses_repeats_per_kind(caplog: pytest.LogCapture
         "FAIL [rdkafka#producer-2] Connect failed",
         "ERROR [rdkafka#producer-1] other",
         "FAIL [rdkafka#producer-1] Connect failed (9 similar suppressed)",
+    ]
+
+
+def test_rate_limit_filter_release_reports_what_is_still_suppressed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("test.ratefilter.release")
+    limiter = RateLimitFilter(interval_s=60)
+    logger.addFilter(limiter)
+    with caplog.at_level(logging.DEBUG, logger="test.ratefilter.release"):
+        for _ in range(100):
+            logger.error("%s [%s] %s", "FAIL", "rdkafka#producer-9", "Connect failed")
+        logger.warning("%s [%s] %s", "REQTMOUT", "rdkafka#producer-9", "Timed out")
+        logger.info("%s [%s] %s", "REQTMOUT", "rdkafka#producer-9", "Timed out")
+        assert len(caplog.records) == 2
+        assert limiter.release(logger) == 100
+        assert limiter.release(logger) == 0  # reported once
+    suffix = "similar line(s) suppressed since the last one"
+    assert [(r.levelno, r.getMessage()) for r in caplog.records[2:]] == [
+        (logging.ERROR, f"FAIL [rdkafka#producer-9]: 99 {suffix}"),
+        (logging.INFO, f"REQTMOUT [rdkafka#producer-9]: 1 {suffix}"),
     ]

@@ -134,6 +134,7 @@ class FakeAdmin:
         self.up = True
         self.errors: dict[str, int] = {}
         self.requests: list[Any] = []
+        self.polls = 0
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
         if not self.up:
@@ -145,6 +146,10 @@ class FakeAdmin:
             brokers={i: object() for i in range(1, self.brokers + 1)},
             topics={t: SimpleNamespace(error=None, partitions={0: part}) for t in names},
         )
+
+    def poll(self, timeout: float = -1) -> int:
+        self.polls += 1
+        return 0
 
     def create_topics(self, new_topics: list[Any], **_: Any) -> dict[str, Future[None]]:
         self.gate.wait(10)
@@ -427,6 +432,106 @@ def test_flush_and_close_report_and_refuse_afterwards(
     assert pub.connection_state() is ConnectionState.SHUTDOWN
     with pytest.raises(PublishError, match="closed"):
         pub.publish("t", b"after")
+    assert pub.metrics._offered == []  # folded at once: nothing piles up after close
+    assert pub.metrics.snapshot().topics["t"].published == 5
+
+
+def test_an_unreachable_cluster_is_logged_with_its_servers(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        pub, _producer, _admin = make(admin_setup=lambda a: setattr(a, "up", False))
+        wait_until(lambda: "unreachable" in caplog.text)
+    assert "core-kafka: the Kafka cluster at b1:9092,b2:9092 is unreachable" in caplog.text
+    assert "[]" not in caplog.text
+    assert pub.connection_state() is ConnectionState.TRANSIENT_FAILURE
+
+
+def test_librdkafka_log_lines_are_rate_limited_with_a_count(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, producer, _ = make()
+    client = f"rdkafka#producer-{id(pub)}"  # the filter is process-wide: a kind of our own
+    bridged = producer.config["logger"]
+    assert bridged.name == "aliecs_integration.publisher.librdkafka"
+    connect_failed = "[thrd:b1:9092/bootstrap]: Connect to ipv4#10.0.0.1:9092 failed"
+
+    def ours() -> list[str]:
+        return [r.getMessage() for r in caplog.records if client in r.getMessage()]
+
+    with caplog.at_level(logging.DEBUG, logger=bridged.name):
+        for _ in range(1200):  # confluent-kafka's call: logger.log(level, fmt, fac, name, buf)
+            bridged.log(logging.ERROR, "%s [%s] %s", "FAIL", client, connect_failed)
+        assert ours() == [f"FAIL [{client}] {connect_failed}"]
+        pub.close(1)
+    assert ours()[1:] == [f"FAIL [{client}]: 1199 similar line(s) suppressed since the last one"]
+
+
+def test_messages_waiting_for_their_topic_may_use_the_whole_cap(make: Any) -> None:
+    pub, producer, admin = make({"queue": {"maxMessages": 10, "overflow": "drop_oldest"}})
+    admin.gate.clear()  # the topic cannot be created yet (broker down since start)
+    producer.set_up(False)
+    for i in range(10):
+        pub.publish("new", str(i).encode())
+    assert pub.metrics.snapshot().dropped == 0  # not half of the cap: all of it
+    admin.gate.set()
+    wait_until(lambda: len(producer.queue) == 5)  # librdkafka's half took the oldest over
+    assert pub.metrics.snapshot().dropped == 0  # the hand-over itself drops nothing
+    assert pub.metrics.snapshot().queued == 10
+    pub.publish("new", b"10")  # the whole cap is in use: the oldest one held by us goes
+    assert pub.metrics.snapshot().dropped == 1
+    producer.set_up(True)
+    wait_until(lambda: len(producer.delivered) == 10)
+    assert values(producer) == [str(i).encode() for i in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10)]
+
+
+def test_published_counts_every_message_offered_per_topic(make: Any) -> None:
+    pub, producer, admin = make(admin_setup=lambda a: a.topics.add("t"))
+    created(pub, "t")
+    for i in range(3):
+        pub.publish("t", str(i).encode())
+    producer.refuse_bytes = 10
+    with pytest.raises(PublishError):
+        pub.publish("t", b"z" * 11)
+    admin.gate.clear()
+    pub.publish("later", b"waits for its topic")
+    pub.flush(0.5)
+    snap = pub.metrics.snapshot()
+    t, later = snap.topics["t"], snap.topics["later"]
+    assert (t.published, t.sent, t.dropped) == (4, 3, 1)
+    assert (later.published, later.sent, later.failed, later.dropped) == (1, 0, 0, 0)
+    assert snap.published == 5 and snap.queued == 1
+    admin.gate.set()
+
+
+def test_a_publish_blocked_for_room_is_refused_when_the_publisher_closes(make: Any) -> None:
+    pub, producer, _ = make(
+        {"queue": {"maxMessages": 4, "overflow": "block", "blockTimeoutSeconds": 10}},
+        admin_setup=lambda a: a.topics.add("t"),
+    )
+    created(pub, "t")
+    producer.set_up(False)
+    for i in range(4):
+        pub.publish("t", str(i).encode())
+    errors: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            pub.publish("t", b"blocked")
+        except PublishError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    time.sleep(0.2)
+    report = pub.close(0.1)
+    thread.join(5)
+    assert not thread.is_alive()
+    assert [str(e) for e in errors] == [
+        "core-kafka: message to 't' refused: the publisher is closed"
+    ]
+    assert report.undelivered == 4
+    assert pub.metrics.snapshot().dropped == 1  # counted: nothing lost silently
 
 
 def test_connection_state_follows_errors_and_deliveries(make: Any) -> None:
