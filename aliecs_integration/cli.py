@@ -311,7 +311,7 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     published and acknowledged per topic. Exit code 1 when an action did not go as expected
     or a message was not acknowledged.
     """
-    from aliecs_integration.demo import run_scenario, topic_rows
+    from aliecs_integration.demo import TOPIC_HEADERS, run_scenario, topic_rows
     from aliecs_integration.run_numbers import RunNumberStore
     from aliecs_integration.scenario import load_scenario
 
@@ -328,7 +328,7 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     problems = [f"{p.label} actions[{p.index}] {p.action}" for p in outcome.result.failures]
     problems += [f"plugin {m}" for m in outcome.missing_plugins(settings)]
     if outcome.metrics is not None:
-        click.echo(format_table(("TOPIC", "PUBLISHED", "ACKNOWLEDGED", "FAILED", "DROPPED"),
+        click.echo(format_table(TOPIC_HEADERS,
                                 topic_rows(outcome.metrics)))
         m = outcome.metrics
         if m.queued or m.failed or m.dropped:

@@ -39,7 +39,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEV_CONSUL_ADDRESS = "127.0.0.1:18500"
 CORE_PLUGIN = "core-kafka"
-QUEUED_ROW = "(any topic: not acknowledged yet)"
 KAFKA_WAIT_S = 60.0
 """How long the demo waits for the broker's first answer (a reused broker may be starting)."""
 
@@ -207,26 +206,28 @@ def format_progress(p: Progress, label_width: int = 10) -> str:
 def topic_rows(
     metrics: MetricsSnapshot, read_back: Mapping[str, tuple[int, int]] | None = None
 ) -> list[tuple[str, ...]]:
-    """Table rows per topic: published (acknowledged + failed + dropped), acknowledged, failed,
-    dropped, and with ``read_back`` (topic -> (decoded, undecodable)) what came back. Messages
-    still queued are counted per publisher, not per topic: they get a row of their own."""
+    """Table rows per topic: published (offered to the publisher), acknowledged, failed,
+    dropped, not acknowledged yet (published minus the three), and with ``read_back``
+    (topic -> (decoded, undecodable)) what came back from Kafka."""
+    def row(name: str, published: int, sent: int, failed: int, dropped: int) -> list[str]:
+        pending = published - sent - failed - dropped
+        return [name, str(published), str(sent), str(failed), str(dropped), str(pending)]
+
     rows = []
     for topic, m in sorted(metrics.topics.items()):
-        row = [topic, str(m.sent + m.failed + m.dropped), str(m.sent), str(m.failed),
-               str(m.dropped)]
+        cells = row(topic, m.published, m.sent, m.failed, m.dropped)
         if read_back is not None:
             decoded, bad = read_back.get(topic, (0, 0))
-            row.append(f"{decoded}" + (f" ({bad} undecodable)" if bad else ""))
-        rows.append(tuple(row))
-    if metrics.queued:
-        queued = [QUEUED_ROW, str(metrics.queued), "0", "0", "0"]
-        rows.append(tuple(queued + (["-"] if read_back is not None else [])))
-    total = [str(metrics.sent + metrics.failed + metrics.dropped + metrics.queued),
-             str(metrics.sent), str(metrics.failed), str(metrics.dropped)]
+            cells.append(f"{decoded}" + (f" ({bad} undecodable)" if bad else ""))
+        rows.append(tuple(cells))
+    total = row("total", metrics.published, metrics.sent, metrics.failed, metrics.dropped)
     if read_back is not None:
         total.append(str(sum(d for d, _ in read_back.values())))
-    rows.append(("total", *total))
+    rows.append(tuple(total))
     return rows
+
+
+TOPIC_HEADERS = ("TOPIC", "PUBLISHED", "ACKNOWLEDGED", "FAILED", "DROPPED", "PENDING")
 
 
 # --------------------------------------------------------------------------- the demo
@@ -371,7 +372,7 @@ def _run_and_report(
     echo("")
     echo("== 4. messages per topic: published and acknowledged (publisher metrics), "
          "read back from Kafka and decoded")
-    echo(format_table(("TOPIC", "PUBLISHED", "ACKNOWLEDGED", "FAILED", "DROPPED", "READ BACK"),
+    echo(format_table((*TOPIC_HEADERS, "READ BACK"),
                       topic_rows(outcome.metrics, counts)))
     for topic, m in outcome.metrics.topics.items():
         back, bad = counts.get(topic, (0, 0))
