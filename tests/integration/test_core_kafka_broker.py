@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+from aliecs_integration_plugins import core_kafka
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from aliecs_integration.kafka_config import ProducerConfig
@@ -40,8 +41,6 @@ from aliecs_integration.records import (
     User,
 )
 from aliecs_integration.settings import Settings
-
-core_kafka = pytest.importorskip("aliecs_integration_plugins.core_kafka")
 
 
 def make_plugin(bootstrap: str, root: str, **producer: Any) -> Any:

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aliecs_integration_plugins import core_kafka
 from click.testing import CliRunner
 
 from aliecs_integration import publisher as publisher_module
 from aliecs_integration.cli import cli
 from aliecs_integration.plugins import PluginHost
 
-core_kafka = pytest.importorskip("aliecs_integration_plugins.core_kafka")
 pytestmark = pytest.mark.reliability
 
 SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "scenario.yaml"

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
+from aliecs_integration_plugins import core_kafka
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,6 @@ from aliecs_integration.records import (
 )
 from aliecs_integration.topics import TopicNames
 
-core_kafka = pytest.importorskip("aliecs_integration_plugins.core_kafka")
 pytestmark = pytest.mark.reliability
 
 T = TopicNames("aliecs")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pluggy
 import pytest
+from aliecs_integration_plugins import core_kafka
 
 from aliecs_integration import hookspecs
 from aliecs_integration.errors import PublishError
@@ -40,8 +41,6 @@ from aliecs_integration.records import (
 )
 from aliecs_integration.settings import Settings
 from aliecs_integration.topics import TopicNames
-
-core_kafka = pytest.importorskip("aliecs_integration_plugins.core_kafka")
 
 TS = 1_700_000_000_123_456_789
 
