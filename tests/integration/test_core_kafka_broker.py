@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aliecs_integration_plugins import core_kafka
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from aliecs_integration.kafka_config import ProducerConfig
 from aliecs_integration.pb import events_pb2
@@ -41,6 +40,7 @@ from aliecs_integration.records import (
     User,
 )
 from aliecs_integration.settings import Settings
+from tests.kafka_read import read_topics
 
 
 def make_plugin(bootstrap: str, root: str, **producer: Any) -> Any:
@@ -49,42 +49,6 @@ def make_plugin(bootstrap: str, root: str, **producer: Any) -> Any:
         producer=ProducerConfig(topic_root=root, **producer),
     )
     return core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings))
-
-
-def consume(
-    bootstrap: str, topics: Iterable[str], expected: int, timeout: float = 60.0, settle: float = 2.0
-) -> dict[str, list[Any]]:
-    """Every message of ``topics`` from the beginning: waits for ``expected`` messages, then
-    ``settle`` seconds more so that duplicates would show."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"t-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        meta = consumer.list_topics(timeout=10)
-        consumer.assign(
-            [
-                TopicPartition(t, p, OFFSET_BEGINNING)
-                for t in topics
-                for p in meta.topics[t].partitions
-            ]
-        )
-        out: dict[str, list[Any]] = defaultdict(list)
-        count, deadline, settled = 0, time.monotonic() + timeout, None
-        while time.monotonic() < deadline and (settled is None or time.monotonic() < settled):
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                assert msg.error() is None, msg.error()
-                out[msg.topic()].append(msg)
-                count += 1
-            if count >= expected and settled is None:
-                settled = time.monotonic() + settle
-        return dict(out)
-    finally:
-        consumer.close()
 
 
 def summary(event: events_pb2.Event) -> tuple[Any, ...]:
@@ -317,7 +281,7 @@ def test_scripted_lifecycle_of_two_environments(
         t.integrated_service("odc"),
         t.integrated_service("newsvc"),
     }
-    got = consume(kafka_bootstrap, topics, total)
+    got = read_topics(kafka_bootstrap, topics, total, settle=2.0)
     received: dict[tuple[str, bytes | None], list[tuple[Any, ...]]] = defaultdict(list)
     for topic, messages in got.items():
         for msg in messages:
@@ -354,7 +318,7 @@ def test_first_message_to_a_topic_that_did_not_exist_is_delivered(
     meta = admin_meta.list_topics(topic=topic, timeout=10).topics[topic]
     admin_meta.close()
     assert len(meta.partitions) == 2
-    got = consume(kafka_bootstrap, [topic], 1, settle=1.0)
+    got = read_topics(kafka_bootstrap, [topic], 1, settle=1.0)
     assert [
         events_pb2.Event.FromString(m.value()).integratedServiceEvent.operationName
         for m in got[topic]

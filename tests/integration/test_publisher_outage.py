@@ -25,7 +25,8 @@ from aliecs_integration.kafka_config import OverflowPolicy, ProducerConfig
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.publisher import Publisher
 from aliecs_integration.records import CallEvent, CallTraits, HostStopEvent, OpStatus
-from tests.integration.test_core_kafka_broker import consume, make_plugin
+from tests.integration.test_core_kafka_broker import make_plugin
+from tests.kafka_read import read_topics
 
 pytestmark = pytest.mark.reliability
 
@@ -128,7 +129,7 @@ def test_broker_stopped_for_20_s_mid_stream_loses_and_duplicates_nothing(
     report = plugin.publisher.close(120)
     plugin.on_host_stop(event=HostStopEvent(timeout_s=1))
     assert (report.delivered, report.failed, report.dropped, report.undelivered) == (total, 0, 0, 0)
-    got = consume(broker.bootstrap, [plugin.topics.call], total, timeout=120)
+    got = read_topics(broker.bootstrap, [plugin.topics.call], total, timeout=120, settle=2.0)
     seen: dict[str, list[int]] = defaultdict(list)
     for msg in got[plugin.topics.call]:
         seen[msg.key().decode()].append(
@@ -198,7 +199,8 @@ def test_broker_down_with_a_small_cap_bounds_memory_and_counts_drops(
     assert reports["newest"].delivered == reports["oldest"].delivered == 101
     assert reports["block"].delivered == 21
     assert all(r.undelivered == 0 and r.failed == 0 for r in reports.values())
-    got = consume(broker.bootstrap, [topics["newest"], topics["oldest"]], 202, timeout=60)
+    got = read_topics(broker.bootstrap, [topics["newest"], topics["oldest"]], 202, timeout=60,
+                      settle=2.0)
     assert [m.value() for m in got[topics["newest"]]] == [b"before"] + [
         str(i).encode() for i in range(100)
     ]
