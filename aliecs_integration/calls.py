@@ -1,6 +1,13 @@
 """Running a step and its workflow calls: calls are prepared per environment, run by weight
 around the step's own work, announced with ``on_call`` events, and executed with a timeout on a
-bounded pool of worker threads.
+bounded pool of worker threads, or inline when marked
+:func:`~aliecs_integration.plugin.nonblocking`.
+
+Inline calls: a function marked nonblocking runs on the thread driving the environment (no thread
+hand-off and back, the larger part of a short call's cost). It cannot be interrupted: its timeout is
+checked when it returns, and an overrun is DONE_TIMEOUT (its output or error is discarded, its
+side effects are done). Such a function must not drive its own environment (it would wait for
+the environment's lock forever, where a worker-run call would time out).
 
 Why not :class:`concurrent.futures.ThreadPoolExecutor`: its workers are joined at interpreter
 exit, so one call that never returns would hang the process at shutdown. The workers here are
@@ -21,6 +28,7 @@ import _thread
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -28,6 +36,7 @@ import attrs
 
 from aliecs_integration import fsm
 from aliecs_integration.environment import Environment
+from aliecs_integration.plugin import is_nonblocking
 from aliecs_integration.records import (
     CallContext,
     CallEvent,
@@ -81,7 +90,8 @@ class _Work:
 
 
 class CallRunner:
-    """Runs ``fn(context)`` on a worker thread and waits at most ``timeout_s`` for it.
+    """Runs ``fn(context)`` on a worker thread and waits at most ``timeout_s`` for it, or runs it
+    inline on the calling thread when ``fn`` is marked nonblocking (see the module doc).
 
     Thread-safe. :meth:`close` stops idle workers; calls made after it return DONE_ERROR.
     The hand-off is a bare lock per call (cheaper than a ``Future``'s condition variable).
@@ -109,11 +119,15 @@ class CallRunner:
         return self._in_pool
 
     def run(self, fn: CallFunction, context: CallContext, timeout_s: float) -> CallOutcome:
-        """Run ``fn(context)``; never raises.
+        """Run ``fn(context)``; never raises (a ``KeyboardInterrupt`` of the calling thread
+        propagates).
 
         DONE_OK with the returned text ("" for None); DONE_ERROR with the exception as text;
         DONE_TIMEOUT when ``timeout_s`` passes first (the worker is abandoned, see module doc).
+        A nonblocking ``fn`` runs inline: DONE_TIMEOUT when it returned after ``timeout_s``.
         """
+        if is_nonblocking(fn):
+            return self._run_inline(fn, context, timeout_s)
         work = _Work(fn, context)
         with self._lock:
             if self._closed:
@@ -127,15 +141,33 @@ class CallRunner:
         self._queue.put(work)
         if not work.done.acquire(timeout=min(timeout_s, threading.TIMEOUT_MAX)):
             return self._timed_out(work, timeout_s)
-        if work.error is not None:
-            return CallOutcome(OpStatus.DONE_ERROR, error=describe_exception(work.error))
-        result = work.result
-        if result is not None and not isinstance(result, str):
-            return CallOutcome(
-                OpStatus.DONE_ERROR,
-                error=f"call function returned {type(result).__name__}, expected str or None",
-            )
-        return CallOutcome(OpStatus.DONE_OK, output=result or "")
+        return _finished(work.result, work.error)
+
+    def _run_inline(self, fn: CallFunction, context: CallContext, timeout_s: float) -> CallOutcome:
+        if self._closed:
+            return CallOutcome(OpStatus.DONE_ERROR, error="call runner is closed")
+        result: object = None
+        error: BaseException | None = None
+        start = time.monotonic()
+        try:
+            result = fn(context)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            error = exc
+        except BaseException as exc:  # SystemExit & co.: the call fails, the manager goes on
+            error = RuntimeError(describe_exception(exc))
+        overrun = time.monotonic() - start - timeout_s
+        outcome = _finished(result, error)
+        if overrun <= 0:
+            return outcome
+        text = (
+            f"ran {overrun:.3f}s past its timeout of {timeout_s:g}s (nonblocking, run inline: "
+            "not interrupted); "
+            + (f"it failed too: {outcome.error}" if outcome.error else "its output is discarded")
+        )
+        log.warning("environment %s: call %s %s", context.environment.id, context.func, text)
+        return CallOutcome(OpStatus.DONE_TIMEOUT, error=text)
 
     def _timed_out(self, work: _Work, timeout_s: float) -> CallOutcome:
         with self._lock:
@@ -189,6 +221,18 @@ class CallRunner:
             threads = self._threads
         for _ in range(threads):
             self._queue.put(None)
+
+
+def _finished(result: object, error: BaseException | None) -> CallOutcome:
+    """The outcome of a call function that returned ``result`` or raised ``error``."""
+    if error is not None:
+        return CallOutcome(OpStatus.DONE_ERROR, error=describe_exception(error))
+    if result is not None and not isinstance(result, str):
+        return CallOutcome(
+            OpStatus.DONE_ERROR,
+            error=f"call function returned {type(result).__name__}, expected str or None",
+        )
+    return CallOutcome(OpStatus.DONE_OK, output=result or "")
 
 
 class Host(Protocol):

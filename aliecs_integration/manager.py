@@ -31,7 +31,7 @@ undone. Non-critical failures are reported the same way and the transition goes 
 Concurrency: one lock per environment, held for a whole operation (so one environment is
 serialised) and no global lock while hooks or calls run (different environments never wait for
 each other). A call function must not drive its own environment: it would wait for that lock
-until its call times out.
+until its call times out (forever if it is nonblocking: those run on the driving thread).
 """
 
 from __future__ import annotations

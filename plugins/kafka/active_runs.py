@@ -52,12 +52,14 @@ class ActiveRuns:
     """Thread-safe set of running environments, keyed by environment id, in order of entry.
 
     ``lock`` is exposed so a caller can make "update, then publish the list" atomic with
-    respect to other environments (it is re-entrant).
+    respect to other environments (it is re-entrant). The sorted list is computed once per
+    change of the set, not per :meth:`listing`.
     """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._runs: dict[str, kafka_pb2.EnvInfo] = {}
+        self._sorted: kafka_pb2.ActiveRunsList | None = None  # without timestamp; None: stale
 
     def entered(self, info: kafka_pb2.EnvInfo) -> None:
         """Record that ``info.environmentId`` entered ``info.state``.
@@ -66,11 +68,14 @@ class ActiveRuns:
         UNKNOWN included, removes it (absent ids are ignored).
         """
         with self.lock:
-            self._runs.pop(info.environmentId, None)
+            removed = self._runs.pop(info.environmentId, None)
             if info.state == RUNNING:
                 copy = kafka_pb2.EnvInfo()
                 copy.CopyFrom(info)
                 self._runs[info.environmentId] = copy
+            elif removed is None:
+                return  # not running before nor now: the list is unchanged
+            self._sorted = None
 
     def ids(self) -> tuple[str, ...]:
         """The running environment ids, in order of entry."""
@@ -79,6 +84,10 @@ class ActiveRuns:
 
     def listing(self, timestamp_ms: int) -> kafka_pb2.ActiveRunsList:
         """An ``ActiveRunsList`` of the current set, sorted per spec, stamped ``timestamp_ms``."""
+        listing = kafka_pb2.ActiveRunsList()
         with self.lock:
-            runs = sort_runs(self._runs.values())
-        return kafka_pb2.ActiveRunsList(activeRuns=runs, timestamp=timestamp_ms)
+            if self._sorted is None:
+                self._sorted = kafka_pb2.ActiveRunsList(activeRuns=sort_runs(self._runs.values()))
+            listing.CopyFrom(self._sorted)
+        listing.timestamp = timestamp_ms
+        return listing

@@ -9,10 +9,15 @@ Rules (``topics.md`` section 2):
   ``runNumber``/``runType`` stay unset (``HasField`` is False on the wire).
 
 A missing or malformed variable raises :class:`EnvVariableError`; nothing is half-built.
+
+Built messages are cached (bounded LRU) keyed by the raw text of the variables they are built
+from, so a call whose inputs did not change (``leave_S`` after ``enter_S``) parses nothing; a
+changed variable is a different key. Errors are never cached: a bad value raises every time.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -87,10 +92,16 @@ def carries_run(state: str, trigger: str) -> bool:
     return state == RUNNING or START_ACTIVITY in trigger
 
 
+@functools.lru_cache(maxsize=256)
+def _trigger_facts(trigger: str) -> tuple[str, bool]:
+    """(state, carries run fields) of a call at ``trigger``; triggers come from workflows."""
+    state = state_from_trigger(trigger)
+    return state, carries_run(state, trigger)
+
+
 def _unsigned(
-    variables: Mapping[str, str], name: str, maximum: int, environment_id: str, what: str
+    raw: str | None, name: str, maximum: int, environment_id: str, what: str
 ) -> int:
-    raw = variables.get(name)
     expected = f"{what} (decimal digits, at most {maximum})"
     if raw is None or not _DIGITS.fullmatch(raw.strip()):
         raise EnvVariableError(name, raw, environment_id, expected)
@@ -100,16 +111,28 @@ def _unsigned(
     return value
 
 
-def _detectors(variables: Mapping[str, str], environment_id: str) -> list[str]:
-    raw = variables.get(DETECTORS)
+@functools.lru_cache(maxsize=256)
+def _parsed_detectors(raw: str) -> tuple[str, ...] | None:
+    """The detectors a ``detectors`` value lists; None when it is not a JSON array of strings."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(parsed, list) or not all(isinstance(d, str) for d in parsed):
+        return None
+    return tuple(parsed)
+
+
+def _detectors(raw: str | None, environment_id: str) -> tuple[str, ...]:
     expected = 'a JSON array of strings, e.g. ["ITS", "TPC"]'
     if raw is None:
         raise EnvVariableError(DETECTORS, raw, environment_id, expected)
-    try:
-        parsed = json.loads(raw)
-    except ValueError as exc:
-        raise EnvVariableError(DETECTORS, raw, environment_id, expected) from exc
-    if not isinstance(parsed, list) or not all(isinstance(d, str) for d in parsed):
+    parsed = _parsed_detectors(raw)
+    if parsed is None:
+        try:  # the JSON parser's own message, as the cause
+            json.loads(raw)
+        except ValueError as exc:
+            raise EnvVariableError(DETECTORS, raw, environment_id, expected) from exc
         raise EnvVariableError(DETECTORS, raw, environment_id, expected)
     return parsed
 
@@ -120,26 +143,49 @@ def build_env_info(
     """Build the ``EnvInfo`` for a call fired at ``trigger`` from the environment's ``variables``.
 
     ``fallback_id`` (the environment id known to the caller) only names the environment in the
-    error when ``environment_id`` itself is missing. Raises :class:`EnvVariableError`.
+    error when ``environment_id`` itself is missing. Raises :class:`EnvVariableError`. Returns a
+    new message the caller may change (see :func:`shared_env_info` for the cached one).
     """
+    info = kafka_pb2.EnvInfo()
+    info.CopyFrom(shared_env_info(variables, trigger, fallback_id))
+    return info
+
+
+def shared_env_info(
+    variables: Mapping[str, str], trigger: str, fallback_id: str = ""
+) -> kafka_pb2.EnvInfo:
+    """Like :func:`build_env_info`, but returns the cached message itself: shared between
+    callers and threads, it must not be changed (copy it, e.g. into another message, to use)."""
     environment_id = variables.get(ENVIRONMENT_ID)
     if environment_id is None or not environment_id.strip():
         raise EnvVariableError(ENVIRONMENT_ID, environment_id, fallback_id, "a non-empty id")
-    state = state_from_trigger(trigger)
+    state, carries = _trigger_facts(trigger)
+    return _built(
+        environment_id, state, variables.get(ENTER_STATE_TIME_MS), variables.get(DETECTORS),
+        carries, variables.get(RUN_NUMBER) if carries else None,
+        variables.get(RUN_TYPE) if carries else None,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _built(
+    environment_id: str, state: str, enter_raw: str | None, detectors_raw: str | None,
+    carries: bool, run_number_raw: str | None, run_type: str | None,
+) -> kafka_pb2.EnvInfo:
+    """The message for these raw inputs (checked in the order the fields are listed)."""
     enter_ms = _unsigned(
-        variables, ENTER_STATE_TIME_MS, UINT64_MAX, environment_id, "ms since epoch"
+        enter_raw, ENTER_STATE_TIME_MS, UINT64_MAX, environment_id, "ms since epoch"
     )
     info = kafka_pb2.EnvInfo(
         environmentId=environment_id,
         state=state,
-        detectors=_detectors(variables, environment_id),
+        detectors=_detectors(detectors_raw, environment_id),
         enterStateTimestamp=enter_ms,
     )
-    if carries_run(state, trigger):
+    if carries:
         info.runNumber = _unsigned(
-            variables, RUN_NUMBER, UINT32_MAX, environment_id, "a run number"
+            run_number_raw, RUN_NUMBER, UINT32_MAX, environment_id, "a run number"
         )
-        run_type = variables.get(RUN_TYPE)
         if run_type is None:
             raise EnvVariableError(RUN_TYPE, None, environment_id, "a run type, e.g. PHYSICS")
         info.runType = run_type

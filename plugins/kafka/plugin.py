@@ -17,6 +17,15 @@ on); otherwise it returns a "skipped: ..." output. A missing or malformed variab
 refused message raises :class:`~aliecs_integration.errors.PublishError`. Messages have no key.
 Producing goes through the shared :class:`~aliecs_integration.publisher.Publisher` (acks=all,
 idempotence, topics pre-created), created at host start or on first use.
+
+The three are :func:`~aliecs_integration.plugin.nonblocking`: the manager runs them on the
+thread driving the environment, where they cannot be interrupted. They only build messages and
+hand them to the publisher's bounded queue, which waits only when its cap is reached under the
+``block`` overflow policy, for at most ``queue.blockTimeoutSeconds`` (default 5 s) per message.
+So a call lasts at most ~2 x blockTimeoutSeconds (``PublishEnterStateUpdate`` sends two
+messages), plus the wait for another environment's ``PublishEnterStateUpdate`` holding the
+running set's lock. Keep 2 x blockTimeoutSeconds below the calls' timeout (the manager's default
+is 30 s); a call that returns past its timeout is reported DONE_TIMEOUT, not interrupted.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.kafka_config import ProducerConfig
 from aliecs_integration.pb import kafka_pb2
-from aliecs_integration.plugin import Plugin
+from aliecs_integration.plugin import Plugin, nonblocking
 from aliecs_integration.publisher import DeliveryReport, shared_publisher
 from aliecs_integration.records import (
     CallContext,
@@ -47,7 +56,7 @@ from aliecs_integration.topics import TopicNames
 from aliecs_integration.workflow import KAFKA_ENABLED, is_true
 
 from .active_runs import ActiveRuns
-from .env_info import EnvVariableError, build_env_info
+from .env_info import EnvVariableError, shared_env_info
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +120,7 @@ class KafkaPlugin(Plugin):
         self._publisher_lock = threading.Lock()
         self._stopped = False
         self.active_runs = ActiveRuns()
+        self._state_topics: dict[tuple[bool, str], str] = {}  # (leave, state) -> checked topic
 
     # ------------------------------------------------------------------ host-facing
     def endpoint(self) -> str:
@@ -157,13 +167,14 @@ class KafkaPlugin(Plugin):
         }
 
     # ------------------------------------------------------------------ call functions
+    @nonblocking
     def publish_enter_state_update(self, call: CallContext) -> str:
         """``env_state.<S>``, then the running set updated and ``env_list.RUNNING``."""
         skipped = self._skip_reason(call)
         if skipped:
             return skipped
         info = self._env_info(call)
-        topic = self._topic(call, lambda: self.topics.env_state(info.state))
+        topic = self._state_topic(call, False, info.state)
         list_topic = self.topics.env_list_running
         # One lock for update + both sends: every list published matches the set at that
         # moment, and lists reach the topic in the order the set changed.
@@ -174,16 +185,18 @@ class KafkaPlugin(Plugin):
             self._send(list_topic, listing)
         return f"published {topic}; {list_topic} with {len(listing.activeRuns)} run(s)"
 
+    @nonblocking
     def publish_leave_state_update(self, call: CallContext) -> str:
         """``env_leave_state.<S>`` (the EOR message, for S = RUNNING)."""
         skipped = self._skip_reason(call)
         if skipped:
             return skipped
         info = self._env_info(call)
-        topic = self._topic(call, lambda: self.topics.env_leave_state(info.state))
+        topic = self._state_topic(call, True, info.state)
         self._send(topic, _notification(info, self._clock()))
         return f"published {topic}"
 
+    @nonblocking
     def publish_start_activity_update(self, call: CallContext) -> str:
         """``before_start_activity`` / ``after_start_activity`` by trigger, else
         ``start_activity``."""
@@ -209,16 +222,22 @@ class KafkaPlugin(Plugin):
         return ""
 
     def _env_info(self, call: CallContext) -> kafka_pb2.EnvInfo:
+        """The cached, shared message: read it or copy it, never change it."""
         try:
-            return build_env_info(call.environment.variables, call.trigger, call.environment.id)
+            return shared_env_info(call.environment.variables, call.trigger, call.environment.id)
         except EnvVariableError as exc:
             log.error("%s: %s at %s for environment %s: nothing published: %s", self.name,
                       call.func, call.trigger, exc.environment_id, exc)
             raise
 
-    def _topic(self, call: CallContext, name: Callable[[], str]) -> str:
+    def _state_topic(self, call: CallContext, leave: bool, state: str) -> str:
+        """``env_leave_state.<state>`` or ``env_state.<state>``; raises ``ValueError`` naming
+        the environment and trigger when ``state`` gives no topic (valid ones are cached)."""
+        topic = self._state_topics.get((leave, state))
+        if topic is not None:
+            return topic
         try:
-            return name()
+            topic = (self.topics.env_leave_state if leave else self.topics.env_state)(state)
         except ValueError as exc:
             log.error("%s: %s at %s for environment %s: nothing published: %s", self.name,
                       call.func, call.trigger, call.environment.id, exc)
@@ -226,8 +245,13 @@ class KafkaPlugin(Plugin):
                 f"environment {call.environment.id}: trigger {call.trigger!r} gives no legacy "
                 f"topic: {exc}"
             ) from exc
+        self._state_topics[(leave, state)] = topic
+        return topic
 
     def _get_publisher(self) -> LegacyPublisher:
+        publisher = self._publisher  # set once, cleared only by on_host_stop
+        if publisher is not None:
+            return publisher
         with self._publisher_lock:
             if self._stopped:
                 raise PluginError(f"plugin '{self.name}' is stopped: nothing can be published")

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 import threading
 
+from aliecs_integration_plugins.kafka.active_runs import ActiveRuns, compare_runs, sort_runs
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aliecs_integration.pb import kafka_pb2
-
-if importlib.util.find_spec("aliecs_integration_plugins") is None:
-    sys.path.insert(0, "/tmp/aliecs_pp")  # until the project is pip-installed
-
-from aliecs_integration_plugins.kafka.active_runs import ActiveRuns, compare_runs, sort_runs
 
 
 def run(env_id: str, *detectors: str, state: str = "RUNNING") -> kafka_pb2.EnvInfo:
@@ -145,3 +139,31 @@ def test_concurrent_updates_lose_nothing() -> None:
     for t in threads:
         t.join()
     assert sorted(active.ids()) == sorted(f"t{n}-{i}" for n in range(4) for i in range(0, 200, 2))
+
+
+def test_cached_listing_follows_every_change_of_the_set() -> None:
+    active = ActiveRuns()
+    active.entered(run("a", "TPC"))
+    first = active.listing(1)
+    active.entered(run("b", "TPC", "ITS"))
+    assert ids(list(active.listing(2).activeRuns)) == ["b", "a"]
+    active.entered(run("a", "TPC", "TOF", "EMC"))  # re-entered with other detectors
+    listing = active.listing(3)
+    assert ids(list(listing.activeRuns)) == ["b", "a"]
+    assert list(listing.activeRuns[1].detectors) == ["EMC", "TOF", "TPC"]
+    active.entered(run("b", state="CONFIGURED"))
+    assert ids(list(active.listing(4).activeRuns)) == ["a"]
+    active.entered(run("never-running", state="DEPLOYED"))  # no change
+    assert ids(list(active.listing(5).activeRuns)) == ["a"]
+    assert ids(list(first.activeRuns)) == ["a"]  # a listing given out earlier is untouched
+
+
+def test_a_listing_is_the_callers_to_change() -> None:
+    active = ActiveRuns()
+    active.entered(run("a", "TPC"))
+    listing = active.listing(1)
+    listing.activeRuns[0].detectors.append("ZDC")
+    listing.activeRuns.add(environmentId="intruder")
+    again = active.listing(2)
+    assert ids(list(again.activeRuns)) == ["a"] and list(again.activeRuns[0].detectors) == ["TPC"]
+    assert (listing.timestamp, again.timestamp) == (1, 2)

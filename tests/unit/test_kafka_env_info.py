@@ -1,23 +1,18 @@
-"""Legacy EnvInfo: state from trigger, variables → fields, runNumber/runType presence, bad input."""
+"""Legacy EnvInfo: state from trigger, variables → fields, runNumber/runType presence, bad input,
+the cache of built messages."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
-
-from aliecs_integration.pb import kafka_pb2
-
-if importlib.util.find_spec("aliecs_integration_plugins") is None:
-    sys.path.insert(0, "/tmp/aliecs_pp")  # until the project is pip-installed
-
 from aliecs_integration_plugins.kafka.env_info import (
     EnvVariableError,
     build_env_info,
     carries_run,
+    shared_env_info,
     state_from_trigger,
 )
+
+from aliecs_integration.pb import kafka_pb2
 
 
 @pytest.mark.parametrize(
@@ -161,3 +156,54 @@ def test_bad_variable_raises_naming_variable_value_and_env(name: str, value: str
     expected_env = "fallback-id" if name == "environment_id" else "2abcDEF"
     assert err.environment_id == expected_env
     assert expected_env in text
+
+
+# ---------------------------------------------------------------- the cache of built messages
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field", "expected"),
+    [
+        ("environment_id", "other", "environmentId", "other"),
+        ("enter_state_time_ms", "1700000000999", "enterStateTimestamp", 1700000000999),
+        ("detectors", '["MFT"]', "detectors", ["MFT"]),
+        ("run_number", "4243", "runNumber", 4243),
+        ("run_type", "COSMICS", "runType", "COSMICS"),
+    ],
+)
+def test_a_changed_variable_gives_a_changed_message(
+    name: str, value: str, field: str, expected: object
+) -> None:
+    before = build_env_info(variables(), "enter_RUNNING")
+    after = build_env_info(variables(**{name: value}), "enter_RUNNING")
+    got = getattr(after, field)
+    assert (list(got) if field == "detectors" else got) == expected
+    assert after != before
+    assert build_env_info(variables(), "enter_RUNNING") == before  # and back
+
+
+def test_same_inputs_share_one_cached_message_but_build_returns_copies() -> None:
+    v = variables(environment_id="cache-env")
+    shared = shared_env_info(v, "enter_RUNNING")
+    # leave_S after enter_S: same state, same variables, nothing parsed again
+    assert shared_env_info(dict(v), "leave_RUNNING") is shared
+    assert shared_env_info(v, "enter_CONFIGURED") is not shared  # another state
+    built = build_env_info(v, "enter_RUNNING")
+    assert built == shared and built is not shared
+    built.detectors.append("TOF")
+    built.runNumber = 1
+    assert build_env_info(v, "enter_RUNNING") == shared  # the change did not leak
+    assert list(shared.detectors) == ["TPC", "ITS"] and shared.runNumber == 4242
+
+
+def test_errors_are_not_cached() -> None:
+    good = variables(environment_id="err-env")
+    bad = variables(environment_id="err-env", detectors="[ITS")
+    build_env_info(good, "enter_RUNNING")
+    for _ in range(2):  # raised every time, with the JSON parser's error as the cause
+        with pytest.raises(EnvVariableError, match="'detectors'") as info:
+            build_env_info(bad, "enter_RUNNING")
+        assert isinstance(info.value.__cause__, ValueError)
+    with pytest.raises(EnvVariableError, match="'run_number'"):
+        build_env_info(variables(environment_id="err-env", run_number="x"), "enter_RUNNING")
+    assert build_env_info(good, "enter_RUNNING").runNumber == 4242

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import inspect
 import itertools
 import logging
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
 import pytest
+from aliecs_integration_plugins.kafka import KafkaPlugin
+from aliecs_integration_plugins.kafka.env_info import EnvVariableError
 
 from aliecs_integration.errors import PluginError
 from aliecs_integration.kafka_config import ProducerConfig
+from aliecs_integration.manager import EnvironmentManager
 from aliecs_integration.pb import kafka_pb2
+from aliecs_integration.plugin import is_nonblocking
 from aliecs_integration.plugins import ENTRY_POINT_GROUP, PluginHost
 from aliecs_integration.publisher import DeliveryReport
 from aliecs_integration.records import (
@@ -28,12 +32,6 @@ from aliecs_integration.records import (
     PluginContext,
 )
 from aliecs_integration.settings import Settings
-
-if importlib.util.find_spec("aliecs_integration_plugins") is None:
-    sys.path.insert(0, "/tmp/aliecs_pp")  # until the project is pip-installed
-
-from aliecs_integration_plugins.kafka import KafkaPlugin
-from aliecs_integration_plugins.kafka.env_info import EnvVariableError
 
 
 @attrs.define
@@ -286,6 +284,50 @@ def test_unusable_state_in_trigger_raises_before_sending() -> None:
         h.call(ENTER, "enter_running", **env_vars())
     assert h.publishers == [] or h.publishers[0].sent == []
     assert h.plugin.active_runs.ids() == ()
+
+
+def test_bad_state_is_refused_every_time_and_good_ones_still_publish() -> None:
+    h = Harness()
+    for _ in range(2):  # only valid topics are remembered
+        with pytest.raises(ValueError, match="enter_running"):
+            h.call(ENTER, "enter_running", **env_vars())
+    h.call(LEAVE, "leave_RUNNING", **env_vars())
+    h.call(ENTER, "enter_RUNNING", **env_vars())
+    h.call(LEAVE, "leave_RUNNING", **env_vars())
+    assert h.pub.topics() == ["aliecs.env_leave_state.RUNNING", "aliecs.env_state.RUNNING",
+                              "aliecs.env_list.RUNNING", "aliecs.env_leave_state.RUNNING"]
+
+
+def test_changed_variables_change_the_messages() -> None:
+    h = Harness()
+    h.call(ENTER, "enter_RUNNING", **env_vars("A", detectors='["TPC"]'))
+    h.call(LEAVE, "leave_RUNNING", **env_vars("A", detectors='["TPC"]'))
+    h.call(LEAVE, "leave_RUNNING", **env_vars("A", detectors='["TPC","MFT"]', run_number="18"))
+    h.call(ENTER, "enter_RUNNING", **env_vars("A", detectors='["ZDC","TPC"]', run_number="19",
+                                              enter_state_time_ms="1700000000500"))
+    h.call(ENTER, "enter_RUNNING", **env_vars("B", detectors='["TPC","ITS"]'))
+    leaves = [(list(n.envInfo.detectors), n.envInfo.runNumber)
+              for n in h.pub.decoded("aliecs.env_leave_state.RUNNING")]
+    assert leaves == [(["TPC"], 17), (["TPC", "MFT"], 18)]
+    enters = [(n.envInfo.environmentId, n.envInfo.runNumber, n.envInfo.enterStateTimestamp)
+              for n in h.pub.decoded("aliecs.env_state.RUNNING")]
+    assert enters == [("A", 17, 1700000000000), ("A", 19, 1700000000500),
+                      ("B", 17, 1700000000000)]
+    lists = [[(r.environmentId, list(r.detectors), r.runNumber) for r in x.activeRuns]
+             for x in h.pub.decoded("aliecs.env_list.RUNNING")]
+    assert lists == [
+        [("A", ["TPC"], 17)],
+        [("A", ["TPC", "ZDC"], 19)],
+        [("B", ["ITS", "TPC"], 17), ("A", ["TPC", "ZDC"], 19)],
+    ]
+
+
+def test_call_functions_are_nonblocking_and_the_default_timeouts_leave_room() -> None:
+    h = Harness()
+    assert all(is_nonblocking(fn) for fn in h.functions.values())
+    # Blocked at worst ~2 x blockTimeoutSeconds (two messages): below the default call timeout.
+    default_timeout = inspect.signature(EnvironmentManager).parameters["call_timeout_default_s"]
+    assert 2 * ProducerConfig().block_timeout_s < default_timeout.default
 
 
 def test_topic_root_comes_from_producer_settings() -> None:

@@ -13,6 +13,7 @@ import pytest
 from aliecs_integration import fsm
 from aliecs_integration.errors import EnvironmentNotFound, TransitionError
 from aliecs_integration.manager import EnvironmentManager
+from aliecs_integration.plugin import nonblocking
 from aliecs_integration.records import (
     CallContext,
     CallEvent,
@@ -635,6 +636,34 @@ def test_integrated_service_events(
         '{"a": 1}', "readout")
     with pytest.raises(ValueError, match="integrated service name"):
         manager.report_integrated_service_event(env.id, "", "x", OpStatus.STARTED)
+
+
+def test_nonblocking_calls_run_on_the_driving_thread_and_overruns_time_out(
+    make: Callable[..., EnvironmentManager], host: FakeHost
+) -> None:
+    @nonblocking
+    def where(ctx: CallContext) -> str:
+        return threading.current_thread().name
+
+    @nonblocking
+    def slow(ctx: CallContext) -> str:
+        time.sleep(0.05)
+        return "slow"
+
+    host.functions["p.Where"] = where
+    host.functions["p.Slow"] = slow
+    calls = [CallSpec("p.Where()", "before_DEPLOY", return_var="thread"),
+             CallSpec("p.Slow()", "before_CONFIGURE", timeout=0.01, critical=True)]
+    manager = make()
+    env = manager.create(Workflow("wf", calls=calls))
+    driver = threading.Thread(target=manager.transition, args=(env.id, "DEPLOY"), name="driver")
+    driver.start()
+    driver.join(5)
+    assert manager.get(env.id).variables["thread"] == "driver"
+    with pytest.raises(TransitionError, match=r"critical call p\.Slow\(\) at before_CONFIGURE: "
+                       r"DONE_TIMEOUT: ran 0\.0\d+s past its timeout of 0\.01s"):
+        manager.transition(env.id, "CONFIGURE")
+    assert manager.get(env.id).state == "DEPLOYED"
 
 
 def test_closed_manager_fails_calls(
