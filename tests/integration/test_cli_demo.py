@@ -54,9 +54,9 @@ def test_demo_end_to_end_and_consume_decodes_every_topic_it_wrote(
                   "aliecs.core", "aliecs.integrated_service.dcs", "aliecs.env_state.RUNNING",
                   "aliecs.env_leave_state.RUNNING", "aliecs.env_list.RUNNING"):
         row = next(line for line in out.splitlines() if line.startswith(topic + " "))
-        published, acked, failed, dropped, read_back = row.split()[1:6]
+        published, acked, failed, dropped, pending, read_back = row.split()[1:7]
         assert published == acked == read_back and int(acked) > 0, row
-        assert failed == dropped == "0", row
+        assert failed == dropped == pending == "0", row
     assert "-- a legacy ActiveRunsList: the runs active at that moment" in out
     assert "0 not as expected" in out
     assert "! " not in out  # no unexpected outcome marker
