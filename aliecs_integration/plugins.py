@@ -260,7 +260,7 @@ class PluginHost:
             except Exception as exc:
                 failures.append(self._record_failure(plugin_name, hook_name, exc))
             elapsed = time.perf_counter() - started
-            if elapsed > self._slow_hook_s:
+            if elapsed > self._slow_hook_s and hook_name != "on_host_stop":  # stop may flush
                 log.warning("plugin '%s' took %.3f s in %s (slow hooks delay the environment's "
                             "transition)", plugin_name, elapsed, hook_name)
         return failures

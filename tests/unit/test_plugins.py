@@ -260,3 +260,18 @@ def test_slow_hook_logged_with_plugin_name(caplog: pytest.LogCaptureFixture) -> 
     assert "plugin 'slowpoke' took" in caplog.text and "in on_core_event" in caplog.text
     assert "plugin 'rec' took" not in caplog.text
     assert [n for n, _, _ in Recorder.seen] == ["rec"]
+
+
+class SlowStop(Plugin):
+    @hookimpl
+    def on_host_stop(self, event: object) -> None:
+        time.sleep(0.05)
+
+
+def test_flushing_at_stop_is_not_reported_as_slow(caplog: pytest.LogCaptureFixture) -> None:
+    host = PluginHost(FakeSettings(), entry_points=[], extra_plugins={"flusher": SlowStop},
+                      slow_hook_s=0.01)
+    host.start()
+    with caplog.at_level(logging.WARNING):
+        assert host.stop(timeout_s=1) == []
+    assert "took" not in caplog.text
