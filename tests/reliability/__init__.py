@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -62,6 +63,27 @@ def fire_numbered(host: PluginHost, numbers: Iterable[int]) -> None:
     for i in numbers:
         failures = host.fire("on_integrated_service_event", numbered(i))
         assert not failures, failures
+
+
+class PacedStream(threading.Thread):
+    """Fires numbered events ``0 .. total-1`` through the host at ``pace`` events/s, in chunks,
+    on its own thread; ``errors`` holds what it raised (a failed hook fails the test)."""
+
+    def __init__(self, host: PluginHost, total: int, pace: float, chunk: int) -> None:
+        super().__init__(name="numbered-stream")
+        self.host, self.total, self.pace, self.chunk = host, total, pace, chunk
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        try:
+            started = time.monotonic()
+            for first in range(0, self.total, self.chunk):
+                fire_numbered(self.host, range(first, min(first + self.chunk, self.total)))
+                ahead = started + (first + self.chunk) / self.pace - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+        except BaseException as exc:
+            self.errors.append(exc)
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 120.0,

@@ -3,7 +3,6 @@ every one of >= 100 000 numbered events arrives exactly once, in order per key."
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 
@@ -11,8 +10,8 @@ import pytest
 
 from tests.reliability import (
     SERVICE,
+    PacedStream,
     dev_kafka,
-    fire_numbered,
     lost_and_duplicated,
     numbers_in,
     publisher_of,
@@ -35,25 +34,10 @@ def test_broker_restarted_mid_stream_loses_and_duplicates_nothing(
     host = started_host(kafka_bootstrap, topic_prefix,
                         queue={"maxMessages": 4 * TOTAL, "blockTimeoutSeconds": 120})
     publisher = publisher_of(host)
-    fired = threading.Event()
-    errors: list[BaseException] = []
-
-    def stream() -> None:
-        try:
-            started = time.monotonic()
-            for chunk in range(0, TOTAL, 1000):
-                fire_numbered(host, range(chunk, chunk + 1000))
-                ahead = started + (chunk + 1000) / PACE - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            fired.set()
+    stream = PacedStream(host, TOTAL, PACE, chunk=1000)
 
     try:
-        thread = threading.Thread(target=stream, name="numbered-stream")
-        thread.start()
+        stream.start()
         time.sleep(3.0)  # a few thousand acknowledged before the broker goes away
         before_stop = publisher.metrics.snapshot().sent
         stopped_in = dev_kafka("stop")
@@ -61,8 +45,8 @@ def test_broker_restarted_mid_stream_loses_and_duplicates_nothing(
         time.sleep(3.0)  # the stream goes on into the queue while the broker is down
         held_in_outage = publisher.metrics.snapshot().queued
         started_in = dev_kafka("start")
-        thread.join(timeout=120)
-        assert fired.is_set() and not errors, errors
+        stream.join(timeout=120)
+        assert not stream.is_alive() and not stream.errors, stream.errors
         report = publisher.flush(120)
         assert report.undelivered == 0 and report.failed == 0 and report.dropped == 0, report
     finally:

@@ -3,7 +3,6 @@ SIGKILLed while numbered events stream through the host path; none is lost."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from tests.reliability import (
     SERVICE,
-    fire_numbered,
+    PacedStream,
     lost_and_duplicated,
     numbers_in,
     publisher_of,
@@ -39,28 +38,16 @@ def test_partition_leader_killed_mid_stream_loses_nothing(
     host = started_host(kafka_cluster.bootstrap, topic_prefix,
                         queue={"maxMessages": 4 * TOTAL, "blockTimeoutSeconds": 120})
     publisher = publisher_of(host)
-    errors: list[BaseException] = []
-
-    def stream() -> None:
-        try:
-            started = time.monotonic()
-            for chunk in range(0, TOTAL, 500):
-                fire_numbered(host, range(chunk, chunk + 500))
-                ahead = started + (chunk + 500) / PACE - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)
-        except BaseException as exc:
-            errors.append(exc)
+    stream = PacedStream(host, TOTAL, PACE, chunk=500)
 
     try:
-        thread = threading.Thread(target=stream, name="numbered-stream")
-        thread.start()
+        stream.start()
         time.sleep(3.0)
         before_kill = publisher.metrics.snapshot().sent
         kafka_cluster.kill_node(leader)
         new_leader = kafka_cluster.leader_of(topic, exclude={leader}, timeout=60)
-        thread.join(timeout=180)
-        assert not thread.is_alive() and not errors, errors
+        stream.join(timeout=180)
+        assert not stream.is_alive() and not stream.errors, stream.errors
         report = publisher.flush(120)
         assert report.undelivered == 0 and report.failed == 0 and report.dropped == 0, report
     finally:
