@@ -266,7 +266,7 @@ class HostStopEvent:
 class PluginContext:
     """What a plugin factory receives when the host instantiates it.
 
-    ``settings`` is the validated :class:`aliecs_integration.settings.Settings` (typed ``Any``
+    ``settings`` is the validated :class:`aliecs_integration.settings.core.Settings` (typed ``Any``
     here to keep this module free of import cycles); ``name`` is the plugin's registered name.
     """
 

@@ -31,12 +31,12 @@ if str(REPO) not in sys.path:  # run as `python bench/x.py` from anywhere
 
 import confluent_kafka  # noqa: E402
 
-from aliecs_integration.manager import EnvironmentManager  # noqa: E402
-from aliecs_integration.plugins import PluginHost  # noqa: E402
-from aliecs_integration.publisher import Publisher  # noqa: E402
-from aliecs_integration.run_numbers import RunNumberStore  # noqa: E402
-from aliecs_integration.settings import Settings  # noqa: E402
-from aliecs_integration.workflow import Workflow  # noqa: E402
+from aliecs_integration.engine.manager import EnvironmentManager  # noqa: E402
+from aliecs_integration.engine.run_numbers import RunNumberStore  # noqa: E402
+from aliecs_integration.engine.workflow import Workflow  # noqa: E402
+from aliecs_integration.host import PluginHost  # noqa: E402
+from aliecs_integration.publish.publisher import Publisher  # noqa: E402
+from aliecs_integration.settings.core import Settings  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
@@ -64,10 +64,10 @@ def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # replication-factor clamp warnings on the single dev broker: expected
-        logging.getLogger("aliecs_integration.topics").setLevel(logging.ERROR)
+        logging.getLogger("aliecs_integration.publish.topics").setLevel(logging.ERROR)
         # librdkafka's own log lines (one per failed connect, twice a second in an outage);
         # the publisher's rate-limited summary of the same errors stays visible
-        logging.getLogger("aliecs_integration.publisher.librdkafka").setLevel(logging.CRITICAL)
+        logging.getLogger("aliecs_integration.publish.publisher.librdkafka").setLevel(logging.CRITICAL)
 
 
 # --------------------------------------------------------------------------- broker

@@ -27,8 +27,8 @@ from typing import Any
 import common as c
 from confluent_kafka import Producer
 
-from aliecs_integration.environment import Environment
-from aliecs_integration.metrics import Metrics
+from aliecs_integration.engine.environment import Environment
+from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.records import OpStatus, TransitionStepEvent
 
 TARGET_P99_MS_AT_1K = 5.0

@@ -27,8 +27,7 @@ from typing import Any
 
 import common as c
 
-from aliecs_integration.environment import Environment
-from aliecs_integration.kafka_config import ProducerConfig
+from aliecs_integration.engine.environment import Environment
 from aliecs_integration.records import (
     CallEvent,
     CallTraits,
@@ -37,6 +36,7 @@ from aliecs_integration.records import (
     RunEvent,
     TransitionStepEvent,
 )
+from aliecs_integration.settings.producer import ProducerConfig
 
 MARGIN = 50 * 1000 * 1000
 

@@ -34,10 +34,10 @@ import common as c
 import pluggy
 
 from aliecs_integration import hookspecs
+from aliecs_integration.engine.workflow import Workflow
 from aliecs_integration.hookspecs import hookimpl
-from aliecs_integration.plugins import PluginHost
+from aliecs_integration.host import PluginHost
 from aliecs_integration.records import CoreEvent, CoreEventKind
-from aliecs_integration.workflow import Workflow
 
 TARGET_US = 150.0
 BIG_QUEUE = {"maxMessages": 4_000_000, "maxBytes": 2 * 1024**3}

@@ -162,7 +162,7 @@ def main() -> None:
 
 def _config_from(bootstrap: str, root: str) -> dict[str, Any]:
     """The Publisher's librdkafka config for these settings (without starting a host)."""
-    from aliecs_integration.publisher import Publisher
+    from aliecs_integration.publish.publisher import Publisher
 
     settings = c.settings_for(bootstrap, root)
     probe = Publisher(settings.kafka_endpoints, settings.producer, name="probe")

@@ -29,10 +29,11 @@ import attrs
 
 from aliecs_integration.errors import PublishError
 from aliecs_integration.hookspecs import hookimpl
-from aliecs_integration.metrics import Metrics
 from aliecs_integration.pb import common_pb2, events_pb2
 from aliecs_integration.plugin import Plugin
-from aliecs_integration.publisher import Publisher, shared_publisher
+from aliecs_integration.publish.metrics import Metrics
+from aliecs_integration.publish.publisher import Publisher, shared_publisher
+from aliecs_integration.publish.topics import DEFAULT, TopicNames, key_for
 from aliecs_integration.records import (
     CallEvent,
     CallFunction,
@@ -53,7 +54,6 @@ from aliecs_integration.records import (
     TransitionStepEvent,
     User,
 )
-from aliecs_integration.topics import DEFAULT, TopicNames, key_for
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def encode(record: object, topics: TopicNames = DEFAULT) -> Encoded:
 class CoreKafkaPlugin(Plugin):
     """Publishes every hook record on the core topics. Thread-safe (hooks come from the
     threads that drive environments); a hook raises ``PublishError`` when its event is refused
-    (see :meth:`aliecs_integration.publisher.Publisher.publish`)."""
+    (see :meth:`aliecs_integration.publish.publisher.Publisher.publish`)."""
 
     pretty_name = "Core Kafka producer"
     endpoint_setting = None

@@ -15,8 +15,9 @@ Each publishes only when the environment's ``kafka_enabled`` is true (and ``enab
 on); otherwise it returns a "skipped: ..." output. A missing or malformed variable raises
 :class:`~.env_info.EnvVariableError` before anything is sent (the call ends DONE_ERROR); a
 refused message raises :class:`~aliecs_integration.errors.PublishError`. Messages have no key.
-Producing goes through the shared :class:`~aliecs_integration.publisher.Publisher` (acks=all,
-idempotence, topics pre-created), created at host start or on first use.
+Producing goes through the shared
+:class:`~aliecs_integration.publish.publisher.Publisher` (acks=all, idempotence, topics
+pre-created), created at host start or on first use.
 
 The three are :func:`~aliecs_integration.plugin.nonblocking`: the manager runs them on the
 thread driving the environment, where they cannot be interrupted. They only build messages and
@@ -38,12 +39,13 @@ from typing import Protocol
 
 from google.protobuf.message import Message
 
+from aliecs_integration.engine.workflow import KAFKA_ENABLED, is_true
 from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
-from aliecs_integration.kafka_config import ProducerConfig
 from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import Plugin, nonblocking
-from aliecs_integration.publisher import DeliveryReport, shared_publisher
+from aliecs_integration.publish.publisher import DeliveryReport, shared_publisher
+from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
     CallContext,
     CallFunction,
@@ -52,8 +54,7 @@ from aliecs_integration.records import (
     HostStopEvent,
     PluginContext,
 )
-from aliecs_integration.topics import TopicNames
-from aliecs_integration.workflow import KAFKA_ENABLED, is_true
+from aliecs_integration.settings.producer import ProducerConfig
 
 from .active_runs import ActiveRuns
 from .env_info import EnvVariableError, shared_env_info
@@ -65,7 +66,7 @@ SKIPPED_NO_KAFKA = "skipped: enableKafka is false"
 
 
 class LegacyPublisher(Protocol):
-    """What the plugin needs of :class:`~aliecs_integration.publisher.Publisher`."""
+    """What the plugin needs of :class:`~aliecs_integration.publish.publisher.Publisher`."""
 
     def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None: ...
 
@@ -92,7 +93,7 @@ class KafkaPlugin(Plugin):
     """The legacy ``kafka`` plugin. Thread-safe: environments call it concurrently.
 
     ``publisher_factory`` (tests) builds the publisher from ``(bootstrap servers, config)``;
-    by default the process-wide :func:`~aliecs_integration.publisher.shared_publisher`.
+    by default the process-wide :func:`~aliecs_integration.publish.publisher.shared_publisher`.
     Raises :class:`PluginError` when Kafka is enabled but ``kafkaEndpoint`` is not set.
     """
 

@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from aliecs_integration.cli import cli
-from aliecs_integration.demo import DEV_CONSUL_ADDRESS, DEV_KAFKA_BOOTSTRAP
+from aliecs_integration.cli.demo import DEV_CONSUL_ADDRESS, DEV_KAFKA_BOOTSTRAP
+from aliecs_integration.cli.main import cli
 from aliecs_integration.pb import events_pb2
 
 

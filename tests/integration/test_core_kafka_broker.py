@@ -19,7 +19,6 @@ import pytest
 from aliecs_integration_plugins import core_kafka
 from confluent_kafka import Consumer, Producer
 
-from aliecs_integration.kafka_config import ProducerConfig
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.records import (
     CallEvent,
@@ -39,7 +38,8 @@ from aliecs_integration.records import (
     TransitionStepEvent,
     User,
 )
-from aliecs_integration.settings import Settings
+from aliecs_integration.settings.core import Settings
+from aliecs_integration.settings.producer import ProducerConfig
 from tests.kafka_read import read_topics
 
 

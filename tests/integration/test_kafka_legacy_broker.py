@@ -13,9 +13,10 @@ import pytest
 from aliecs_integration_plugins.kafka import KafkaPlugin
 from aliecs_integration_plugins.kafka.active_runs import sort_runs
 
-from aliecs_integration import fsm
-from aliecs_integration.kafka_config import ProducerConfig
+from aliecs_integration.engine import fsm
+from aliecs_integration.engine.workflow import CallSpec, default_workflow
 from aliecs_integration.pb import kafka_pb2
+from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
     CallContext,
     CallTraits,
@@ -24,9 +25,8 @@ from aliecs_integration.records import (
     HostStopEvent,
     PluginContext,
 )
-from aliecs_integration.settings import Settings
-from aliecs_integration.topics import TopicNames
-from aliecs_integration.workflow import CallSpec, default_workflow
+from aliecs_integration.settings.core import Settings
+from aliecs_integration.settings.producer import ProducerConfig
 from tests.kafka_read import read_topics
 
 WORKFLOW = default_workflow()

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from aliecs_integration.engine.manager import EnvironmentManager
+from aliecs_integration.engine.run_numbers import RunNumberStore
+from aliecs_integration.engine.workflow import CallSpec, Workflow, default_workflow
 from aliecs_integration.hookspecs import hookimpl
-from aliecs_integration.manager import EnvironmentManager
+from aliecs_integration.host import PluginHost
 from aliecs_integration.pb import events_pb2, kafka_pb2
-from aliecs_integration.plugins import PluginHost
 from aliecs_integration.records import (
     CallEvent,
     IntegratedServiceEvent,
@@ -25,10 +27,8 @@ from aliecs_integration.records import (
     TransitionStepEvent,
     User,
 )
-from aliecs_integration.run_numbers import RunNumberStore
-from aliecs_integration.settings import Settings
-from aliecs_integration.settings_sources import load_consul, push_to_consul
-from aliecs_integration.workflow import CallSpec, Workflow, default_workflow
+from aliecs_integration.settings.core import Settings
+from aliecs_integration.settings.sources import load_consul, push_to_consul
 from tests.kafka_read import existing_topics, read_topics
 
 

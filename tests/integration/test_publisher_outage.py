@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from aliecs_integration.errors import PublishError
-from aliecs_integration.kafka_config import OverflowPolicy, ProducerConfig
 from aliecs_integration.pb import events_pb2
-from aliecs_integration.publisher import Publisher
+from aliecs_integration.publish.publisher import Publisher
 from aliecs_integration.records import CallEvent, CallTraits, HostStopEvent, OpStatus
+from aliecs_integration.settings.producer import OverflowPolicy, ProducerConfig
 from tests.integration.test_core_kafka_broker import make_plugin
 from tests.kafka_read import read_topics
 
@@ -213,7 +213,7 @@ def test_broker_down_with_a_small_cap_bounds_memory_and_counts_drops(
 def test_unreachable_since_start_uses_the_whole_cap_and_logs_little(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    bridged = "aliecs_integration.publisher.librdkafka"
+    bridged = "aliecs_integration.publish.publisher.librdkafka"
     caplog.set_level(logging.WARNING)
     caplog.set_level(logging.DEBUG, logger=bridged)
     config = ProducerConfig(overflow=OverflowPolicy.DROP_NEWEST, max_messages=1000)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aliecs_integration.errors import SettingsError
-from aliecs_integration.settings_sources import (
+from aliecs_integration.settings.sources import (
     DEFAULT_SETTINGS_KEY,
     DEFAULT_VARS_PREFIX,
     load,

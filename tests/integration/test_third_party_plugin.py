@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aliecs_integration.cli import cli
-from aliecs_integration.manager import EnvironmentManager
-from aliecs_integration.plugins import PluginHost, PluginStatus
-from aliecs_integration.run_numbers import RunNumberStore
-from aliecs_integration.settings import Settings
+from aliecs_integration.cli.main import cli
+from aliecs_integration.engine.manager import EnvironmentManager
+from aliecs_integration.engine.run_numbers import RunNumberStore
+from aliecs_integration.host import PluginHost, PluginStatus
+from aliecs_integration.settings.core import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "third_party_plugin"
 DIST = "aliecs-sorlog"

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from aliecs_integration.host import PluginHost
 from aliecs_integration.pb import events_pb2
-from aliecs_integration.plugins import PluginHost
-from aliecs_integration.publisher import Publisher
+from aliecs_integration.publish.publisher import Publisher
 from aliecs_integration.records import IntegratedServiceEvent, OpStatus
-from aliecs_integration.settings import Settings
+from aliecs_integration.settings.core import Settings
 from tests.kafka_read import read_topics
 from tests.servers import DEV
 

@@ -14,9 +14,9 @@ import pytest
 from aliecs_integration_plugins import core_kafka
 from click.testing import CliRunner
 
-from aliecs_integration import publisher as publisher_module
-from aliecs_integration.cli import cli
-from aliecs_integration.plugins import PluginHost
+from aliecs_integration.cli.main import cli
+from aliecs_integration.host import PluginHost
+from aliecs_integration.publish import publisher as publisher_module
 
 pytestmark = pytest.mark.reliability
 

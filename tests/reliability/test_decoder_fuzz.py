@@ -13,7 +13,8 @@ from aliecs_integration_plugins import core_kafka
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aliecs_integration.cli_consume import decode, json_line, message_types, text_line
+from aliecs_integration.cli.consume import decode, json_line, message_types, text_line
+from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
     CallEvent,
     CallTraits,
@@ -24,7 +25,6 @@ from aliecs_integration.records import (
     TransitionStepEvent,
     User,
 )
-from aliecs_integration.topics import TopicNames
 
 pytestmark = pytest.mark.reliability
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from aliecs_integration.manager import EnvironmentManager
+from aliecs_integration.engine.manager import EnvironmentManager
+from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.records import OpStatus
-from aliecs_integration.run_numbers import RunNumberStore
 from tests.reliability import publisher_of, read_topic, started_host
 
 pytestmark = pytest.mark.reliability

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from aliecs_integration.engine.manager import EnvironmentManager
+from aliecs_integration.engine.run_numbers import RunNumberStore
+from aliecs_integration.engine.workflow import CallSpec, Workflow
 from aliecs_integration.errors import TransitionError
 from aliecs_integration.hookspecs import hookimpl
-from aliecs_integration.manager import EnvironmentManager
-from aliecs_integration.plugins import PluginHost
+from aliecs_integration.host import PluginHost
 from aliecs_integration.records import (
     CallContext,
     CallEvent,
@@ -24,8 +26,6 @@ from aliecs_integration.records import (
     RunEvent,
     TransitionStepEvent,
 )
-from aliecs_integration.run_numbers import RunNumberStore
-from aliecs_integration.workflow import CallSpec, Workflow
 from tests.reliability import publisher_of, settings
 
 pytestmark = pytest.mark.reliability

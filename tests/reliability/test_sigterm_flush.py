@@ -41,7 +41,7 @@ def run_and_terminate(tmp_path: Path, bootstrap: str, root: str) -> tuple[int, s
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(SCENARIO)
     child = subprocess.Popen(
-        [sys.executable, "-m", "aliecs_integration.cli", "-v", "run", "--settings",
+        [sys.executable, "-m", "aliecs_integration.cli.main", "-v", "run", "--settings",
          str(settings), "--scenario", str(scenario), "--flush-timeout", "3",
          "--run-numbers", str(tmp_path / "run_number")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,

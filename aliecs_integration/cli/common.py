@@ -1,0 +1,152 @@
+"""What every command of the CLI shares: exit codes, error conversion, options, tables.
+
+Exit codes: :data:`EXIT_OK` (0) success, :data:`EXIT_FAILURE` (1) a runtime failure (broker or
+Consul unreachable, a scenario action that did not go as expected, an unexpected error) and
+:data:`EXIT_BAD_INPUT` (2) bad usage or input (unknown option or topic, malformed or invalid
+file). Every conversion happens in :func:`convert`, called once by the command group.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Sequence
+from typing import IO, Any
+
+import attrs
+import click
+
+from aliecs_integration.errors import AliecsError, SettingsError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 runtime failure (Kafka or Consul unreachable, a scenario "
+    "action that did not go as expected); 2 bad usage or input (unknown option or topic, "
+    "malformed or invalid file). Errors are one 'error: ...' line on stderr; add -v for "
+    "details and the traceback of unexpected errors."
+)
+
+log = logging.getLogger("aliecs_integration.cli.main")
+
+
+class CliError(click.ClickException):
+    """A runtime failure shown as one ``error: <message>`` line on stderr; exit code 1."""
+
+    exit_code = EXIT_FAILURE
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class BadInput(CliError):
+    """Bad input named by the message; exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+def failure(message: str, exit_code: int) -> CliError:
+    """:class:`BadInput` for exit code 2, else :class:`CliError`."""
+    return BadInput(message) if exit_code == EXIT_BAD_INPUT else CliError(message)
+
+
+def _network_cause(exc: BaseException) -> bool:
+    """True when ``exc`` was raised because a server could not be reached or refused a request."""
+    import consul
+    import requests
+
+    cause = exc.__cause__
+    return isinstance(cause, requests.RequestException | consul.ConsulException | ConnectionError)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def convert(exc: BaseException) -> CliError | None:
+    """The :class:`CliError` for an expected failure, or None for an unexpected one.
+
+    Expected: our own :class:`AliecsError` (settings, scenario and plugin errors are bad input
+    unless a server could not be reached), Kafka client errors, and OS errors (files, sockets).
+    """
+    from confluent_kafka import KafkaException
+
+    if isinstance(exc, SettingsError):
+        code = EXIT_FAILURE if _network_cause(exc) else EXIT_BAD_INPUT
+        return failure(_one_line(str(exc)), code)
+    if isinstance(exc, AliecsError):
+        code = getattr(exc, "exit_code", EXIT_FAILURE)
+        return failure(_one_line(str(exc)), code if isinstance(code, int) else EXIT_FAILURE)
+    if isinstance(exc, KafkaException):
+        err = exc.args[0] if exc.args else exc
+        text = err.str() if hasattr(err, "str") else str(err)
+        return CliError(f"Kafka: {_one_line(text)}")
+    if isinstance(exc, OSError):
+        what = exc.strerror or str(exc) or type(exc).__name__
+        where = f"{exc.filename}: " if exc.filename else ""
+        bad_path = exc.errno in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES)
+        code = EXIT_BAD_INPUT if bad_path and exc.filename else EXIT_FAILURE
+        return failure(f"{where}{what}", code)
+    return None
+
+
+def unexpected(exc: BaseException, *, verbose: bool) -> CliError:
+    """The error for an exception nobody expected: the traceback is logged only when verbose."""
+    if verbose:
+        log.error("unexpected error", exc_info=exc)
+        hint = ""
+    else:
+        hint = " (run with -v for the traceback)"
+    return CliError(f"unexpected {type(exc).__name__}: {_one_line(str(exc))}{hint}")
+
+
+SETTINGS_ENV = "ALIECS_SETTINGS"
+SETTINGS_HELP = (
+    "Settings source: consul://HOST:PORT[/KEY] or a YAML file "
+    f"(default: ${SETTINGS_ENV}, else the built-in defaults)."
+)
+
+LIBRDKAFKA_LOGGER = "aliecs_integration.librdkafka"
+"""Logger given to the Kafka clients the CLI creates; silent unless -v."""
+
+
+@attrs.define
+class Options:
+    """What the group's options set for every command (``ctx.obj``)."""
+
+    verbose: int = 0
+
+
+def options(ctx: click.Context) -> Options:
+    """The group's :class:`Options` (defaults when a command is invoked on its own)."""
+    obj = ctx.find_object(Options)
+    return obj if obj is not None else Options()
+
+
+def load_settings(source: str | None) -> Any:
+    """Settings from ``source`` (``consul://…`` or a file), or the built-in defaults when None.
+
+    Raises ``SettingsError`` as :func:`aliecs_integration.settings.sources.load` does.
+    """
+    from aliecs_integration.settings.core import Settings
+    from aliecs_integration.settings.sources import load
+
+    if source is None or not source.strip():
+        return Settings.from_dict({}, source="built-in defaults")
+    return load(source)
+
+
+settings_option = click.option(
+    "--settings", "settings_source", metavar="SOURCE", envvar=SETTINGS_ENV, help=SETTINGS_HELP
+)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Left-aligned columns separated by two spaces, header first (no trailing spaces)."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )

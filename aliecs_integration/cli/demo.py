@@ -1,0 +1,400 @@
+"""The demo and the scenario engine behind ``aliecs-integration demo`` and ``run``.
+
+:func:`run_scenario` is the engine: plugins per the settings, an environment manager, the
+scenario's environments in parallel, then the publisher flushed and its per-topic counts read.
+The demo adds the local dev stack around it (:class:`DevServer`: ``dev/kafka``, ``dev/consul``),
+seeds Consul from ``examples/settings.yaml``, reads every message back from Kafka and shows a few
+of them decoded (:func:`run_demo`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from aliecs_integration.cli.consume import Decoded
+from aliecs_integration.engine.run_numbers import RunNumberStore
+from aliecs_integration.errors import AliecsError
+from aliecs_integration.host import PluginHost, PluginStatus
+from aliecs_integration.publish.metrics import MetricsSnapshot
+from aliecs_integration.scenario.model import Scenario
+from aliecs_integration.scenario.runner import (
+    Progress,
+    ProgressCallback,
+    ScenarioResult,
+    ScenarioRunner,
+)
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
+DEV_CONSUL_ADDRESS = "127.0.0.1:18500"
+CORE_PLUGIN = "core-kafka"
+KAFKA_WAIT_S = 60.0
+"""How long the demo waits for the broker's first answer (a reused broker may be starting)."""
+
+
+class DemoError(AliecsError):
+    """The demo could not set itself up (no source checkout, a dev server did not start)."""
+
+
+# --------------------------------------------------------------------------- dev servers
+
+
+@attrs.define
+class DevServer:
+    """A server run by a ``dev/<name>`` script: ``status`` (exit 0 = running), ``start``, ``stop``.
+
+    :meth:`ensure_running` reuses a running server; :attr:`started` says whether it started it.
+    """
+
+    name: str
+    script: Path
+    started: bool = False
+
+    def _run(self, command: str, *, quiet: bool) -> int:
+        out = subprocess.DEVNULL if quiet else sys.stderr
+        try:
+            return subprocess.run([str(self.script), command], stdin=subprocess.DEVNULL,
+                                  stdout=out, stderr=out, check=False).returncode
+        except OSError as exc:
+            raise DemoError(f"cannot run {self.script}: {exc.strerror or exc}") from exc
+
+    def running(self) -> bool:
+        return self._run("status", quiet=True) == 0
+
+    def ensure_running(self) -> bool:
+        """Start the server unless it runs; returns True when it was already running.
+
+        Raises :class:`DemoError` when ``start`` fails (its own output says why).
+        """
+        if self.running():
+            return True
+        code = self._run("start", quiet=False)
+        if code != 0:
+            raise DemoError(f"{self.script} start failed (exit {code}); see its output above "
+                            f"or run `{self.script} logs`")
+        self.started = True
+        return False
+
+    def stop_if_started(self) -> None:
+        if self.started and self._run("stop", quiet=False) != 0:
+            log.warning("%s stop failed; stop it by hand", self.script)
+        self.started = False
+
+
+def dev_servers(root: Path = REPO_ROOT) -> tuple[DevServer, DevServer]:
+    """The Kafka and Consul dev servers of the source checkout at ``root``.
+
+    Raises :class:`DemoError` when the scripts are not there (an installed package, not a clone).
+    """
+    kafka, consul = root / "dev" / "kafka", root / "dev" / "consul"
+    for script in (kafka, consul):
+        if not script.is_file():
+            raise DemoError(f"the demo needs a source checkout: {script} not found "
+                            "(use `aliecs-integration run` against your own servers)")
+    return DevServer("kafka", kafka), DevServer("consul", consul)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+@attrs.frozen
+class EngineOutcome:
+    """What :func:`run_scenario` did: the scenario's outcomes, the publisher's counts after the
+    final flush (None when producing is off), and the plugins as listed before stopping."""
+
+    result: ScenarioResult
+    metrics: MetricsSnapshot | None
+    plugins: tuple[PluginStatus, ...]
+    elapsed_s: float
+
+    def missing_plugins(self, settings: Any) -> list[str]:
+        """``name: reason`` of each plugin the settings ask for that is not loaded."""
+        return _missing(list(self.plugins), settings)
+
+
+def _missing(plugins: list[PluginStatus], settings: Any) -> list[str]:
+    wanted = {CORE_PLUGIN, *settings.integration_plugins}
+    return [f"{p.name}: {p.reason}" for p in plugins if p.name in wanted and not p.loaded]
+
+
+def run_scenario(
+    settings: Any,
+    scenario: Scenario,
+    *,
+    run_numbers: RunNumberStore,
+    on_progress: ProgressCallback | None = None,
+    on_started: Callable[[list[PluginStatus]], None] | None = None,
+    flush_timeout_s: float = 10.0,
+    require_plugins: bool = False,
+) -> EngineOutcome:
+    """Start the plugins, run ``scenario`` through an environment manager, flush, stop.
+
+    ``on_started`` sees the plugin list once the host started. With ``require_plugins``, a
+    plugin the settings ask for (core-kafka, ``integrationPlugins``) that did not load raises
+    :class:`DemoError` before any environment is created. Never raises because of a scenario
+    action (outcomes are in the result); plugin failures are reported by the host.
+    """
+    from aliecs_integration.engine.manager import EnvironmentManager
+
+    started = time.monotonic()
+    host = PluginHost(settings)
+    host.start()
+    try:
+        if on_started is not None:
+            on_started(host.list_plugins())
+        missing = _missing(host.list_plugins(), settings)
+        if require_plugins and missing:
+            raise DemoError(f"plugin(s) not loaded: {'; '.join(missing)}")
+        manager = EnvironmentManager(host, settings_runtime_vars=settings.runtime_vars,
+                                     run_numbers=run_numbers)
+        try:
+            result = ScenarioRunner(manager, on_progress=on_progress).run(scenario)
+        finally:
+            manager.close()
+        core = host.plugin(CORE_PLUGIN)
+        metrics = None
+        publisher = getattr(core, "publisher", None)
+        if publisher is not None:
+            publisher.flush(flush_timeout_s)
+            metrics = publisher.metrics.snapshot()
+        plugins = tuple(host.list_plugins())
+    finally:
+        host.stop(timeout_s=flush_timeout_s)
+    return EngineOutcome(result, metrics, plugins, time.monotonic() - started)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_progress(p: Progress, label_width: int = 10) -> str:
+    """One progress line: label, environment id, action, then the new state and run, or why it
+    failed; a leading ``!`` marks an outcome that was not the expected one. Notes (errors the
+    manager reported without failing the action) follow on indented lines."""
+    mark = " " if p.as_expected else "!"
+    head = f"{mark} {p.label:<{label_width}}  {p.environment_id or '-':<12}  "
+    if not p.ok:
+        verdict = "failed as expected" if p.as_expected else "FAILED"
+        lines = [f"{head}{p.action:<15} {verdict}: {p.error}"]
+    elif isinstance(p.action, str) and ":" in p.action:  # a service operation
+        lines = [f"{head}{p.action}  {'; '.join(p.notes)}"]
+        return lines[0]
+    elif p.action.startswith("sleep"):
+        lines = [f"{head}{p.action}"]
+    else:
+        run = ""
+        if p.run_number is not None:
+            run = f"  run {p.run_number}"
+        elif p.ended_run is not None:
+            run = f"  run {p.ended_run} ended"
+        unexpected = "" if p.as_expected else "  (was expected to fail)"
+        lines = [f"{head}{p.action:<15} -> {p.state}{run}{unexpected}"]
+    lines += [f"{'':{len(head)}}  note: {note}" for note in p.notes]
+    return "\n".join(lines)
+
+
+def topic_rows(
+    metrics: MetricsSnapshot, read_back: Mapping[str, tuple[int, int]] | None = None
+) -> list[tuple[str, ...]]:
+    """Table rows per topic: published (offered to the publisher), acknowledged, failed,
+    dropped, not acknowledged yet (published minus the three), and with ``read_back``
+    (topic -> (decoded, undecodable)) what came back from Kafka."""
+    def row(name: str, published: int, sent: int, failed: int, dropped: int) -> list[str]:
+        pending = published - sent - failed - dropped
+        return [name, str(published), str(sent), str(failed), str(dropped), str(pending)]
+
+    rows = []
+    for topic, m in sorted(metrics.topics.items()):
+        cells = row(topic, m.published, m.sent, m.failed, m.dropped)
+        if read_back is not None:
+            decoded, bad = read_back.get(topic, (0, 0))
+            cells.append(f"{decoded}" + (f" ({bad} undecodable)" if bad else ""))
+        rows.append(tuple(cells))
+    total = row("total", metrics.published, metrics.sent, metrics.failed, metrics.dropped)
+    if read_back is not None:
+        total.append(str(sum(d for d, _ in read_back.values())))
+    rows.append(tuple(total))
+    return rows
+
+
+TOPIC_HEADERS = ("TOPIC", "PUBLISHED", "ACKNOWLEDGED", "FAILED", "DROPPED", "PENDING")
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+@attrs.frozen
+class DemoOptions:
+    settings_file: Path
+    scenario_file: Path
+    run_numbers: Path
+    keep_servers: bool = False
+    consul: str = DEV_CONSUL_ADDRESS
+    brokers: str = DEV_KAFKA_BOOTSTRAP
+    root: Path = REPO_ROOT
+
+
+SAMPLES: tuple[tuple[str, str], ...] = (
+    ("environment", "an environment event: the enter_RUNNING step finished"),
+    ("run", "a run event: Start of Run done"),
+    ("env_state.RUNNING", "a legacy NewStateNotification: Start of Run"),
+    ("env_list.RUNNING", "a legacy ActiveRunsList: the runs active at that moment"),
+)
+
+
+def _sample_score(kind: str, item: Decoded, env_ids: set[str]) -> int:
+    """How good ``item`` is as the sample of ``kind`` (0: not a candidate)."""
+    message: Any = item.message
+    if message is None:
+        return 0
+    if kind == "environment":
+        ev = message.environmentEvent
+        return int(ev.environmentId in env_ids) * (
+            2 if ev.transitionStep == "enter_RUNNING" and ev.message.endswith("finished") else 1)
+    if kind == "run":
+        ev = message.runEvent
+        return int(ev.environmentId in env_ids) * (
+            2 if ev.transition == "START_ACTIVITY" and ev.transitionStatus == 3 else 1)
+    if kind == "env_state.RUNNING":
+        return int(message.envInfo.environmentId in env_ids)
+    return 1 + sum(run.environmentId in env_ids for run in message.activeRuns)
+
+
+def pick_samples(
+    items: list[Decoded], env_ids: set[str], topic_root: str = "aliecs"
+) -> list[tuple[str, Decoded]]:
+    """One decoded message per :data:`SAMPLES` kind (the first best-scoring), with its title."""
+    chosen = []
+    for kind, title in SAMPLES:
+        topic = f"{topic_root}.{kind}"
+        best, best_score = None, 0
+        for item in items:
+            if item.topic == topic and (score := _sample_score(kind, item, env_ids)) > best_score:
+                best, best_score = item, score
+        if best is not None:
+            chosen.append((title, best))
+    return chosen
+
+
+def format_sample(item: Decoded) -> str:
+    """Where a message was read (topic, partition, offset, key, type), then its fields as
+    indented JSON (``MessageToDict``)."""
+    from google.protobuf import json_format
+
+    key = item.key.decode("utf-8", "replace") if item.key is not None else "none"
+    head = (f"   {item.topic}  partition {item.partition}  offset {item.offset}  key {key}  "
+            f"({item.type_name})")
+    if item.message is None:
+        return f"{head}\n   undecodable: {item.error}"
+    body = json.dumps(json_format.MessageToDict(item.message), indent=2)
+    return head + "\n" + "\n".join(f"   {line}" for line in body.splitlines())
+
+
+def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
+    """The whole demo; returns the problems found (empty: everything as expected).
+
+    Raises :class:`DemoError`, ``SettingsError``, ``ScenarioError`` or ``CliError`` (Kafka
+    unreachable) for what stops it; servers it started are stopped unless ``keep_servers``.
+    """
+    from aliecs_integration.scenario.model import load_scenario
+    from aliecs_integration.settings.sources import load_consul, load_file, push_to_consul
+
+    scenario = load_scenario(opts.scenario_file)  # bad input fails before anything starts
+    load_file(opts.settings_file)
+    kafka, consul = dev_servers(opts.root)
+    try:
+        echo("== 1. dev servers (dev/kafka, dev/consul)")
+        for server, where in ((kafka, opts.brokers), (consul, opts.consul)):
+            reused = server.ensure_running()
+            echo(f"{server.name}: {'already running, reused' if reused else 'started'} "
+                 f"at {where}")
+        echo("")
+        echo("== 2. settings")
+        push_to_consul(opts.consul, opts.settings_file, runtime_vars={"kafka_enabled": "true"})
+        settings = load_consul(opts.consul)
+        echo(f"seeded Consul from {opts.settings_file} (and o2/runtime/aliecs/vars/kafka_enabled"
+             f" = true); loaded settings from {settings.source}")
+        echo(f"kafkaEndpoints {', '.join(settings.kafka_endpoints)}; kafkaEndpoint "
+             f"{settings.kafka_endpoint}; integrationPlugins {list(settings.integration_plugins)}"
+             f"; enableKafka {str(settings.enable_kafka).lower()}")
+        return _run_and_report(opts, settings, scenario, echo)
+    finally:
+        if not opts.keep_servers:
+            for server in (consul, kafka):
+                if server.started:
+                    echo(f"stopping {server.name} (started by the demo; --keep-servers keeps it)")
+                    server.stop_if_started()
+
+
+def _run_and_report(
+    opts: DemoOptions, settings: Any, scenario: Scenario, echo: Callable[[str], None]
+) -> list[str]:
+    from aliecs_integration.cli.common import format_table
+    from aliecs_integration.cli.consume import high_watermarks, read_back
+    from aliecs_integration.publish.topics import TopicNames
+
+    names = TopicNames(settings.producer.topic_root)
+    services = {a.action.service for e in scenario.environments for a in e.steps
+                if hasattr(a.action, "service")}
+    watched = names.standard_topics() + [names.integrated_service(s) for s in sorted(services)
+                                         if names.integrated_service(s) not in
+                                         names.standard_topics()]
+    start = high_watermarks(opts.brokers, watched, timeout_s=KAFKA_WAIT_S)
+    width = max(len(e.label) for e in scenario.environments)
+    echo("")
+    echo(f"== 3. scenario {opts.scenario_file}: {len(scenario.environments)} environments "
+         "in parallel (label, environment id, action -> new state)")
+    outcome = run_scenario(
+        settings, scenario, run_numbers=RunNumberStore(opts.run_numbers),
+        on_progress=lambda p: echo(format_progress(p, width)),
+        on_started=lambda plugins: echo(_plugin_line(plugins)), require_plugins=True,
+    )
+    problems = [f"{p.label}: actions[{p.index}] {p.action}: {p.error or 'did not fail'}"
+                for p in outcome.result.failures]
+    if outcome.metrics is None:
+        return [*problems, "nothing was published (enableKafka false or no kafkaEndpoints)"]
+    written = [t for t, m in outcome.metrics.topics.items() if m.sent]
+    items = read_back(opts.brokers, written, start, root=names.root, timeout_s=10.0)
+    counts: dict[str, tuple[int, int]] = {}
+    for item in items:
+        ok, bad = counts.get(item.topic, (0, 0))
+        counts[item.topic] = (ok + item.ok, bad + (not item.ok))
+    echo("")
+    echo("== 4. messages per topic: published and acknowledged (publisher metrics), "
+         "read back from Kafka and decoded")
+    echo(format_table((*TOPIC_HEADERS, "READ BACK"),
+                      topic_rows(outcome.metrics, counts)))
+    for topic, m in outcome.metrics.topics.items():
+        back, bad = counts.get(topic, (0, 0))
+        if m.failed or m.dropped or back < m.sent or bad:
+            problems.append(f"{topic}: {m.sent} acknowledged, {m.failed} failed, "
+                            f"{m.dropped} dropped, {back} read back, {bad} undecodable")
+    echo("")
+    echo("== 5. a few messages, consumed back and decoded "
+         "(`aliecs-integration consume TOPIC --from-beginning` shows them all)")
+    for title, item in pick_samples(items, set(outcome.result.environment_ids.values()),
+                                    names.root):
+        echo(f"-- {title}")
+        echo(format_sample(item))
+    runs = ", ".join(map(str, outcome.result.run_numbers())) or "none"
+    echo("")
+    echo(f"== done in {outcome.elapsed_s:.1f} s: {len(outcome.result.progress)} actions, "
+         f"{len(outcome.result.failures)} not as expected; run numbers {runs}; "
+         f"{outcome.metrics.sent} messages acknowledged")
+    return problems
+
+
+def _plugin_line(plugins: list[PluginStatus]) -> str:
+    parts = [f"{p.name} loaded" if p.loaded else f"{p.name} not loaded ({p.reason})"
+             for p in plugins]
+    return "plugins: " + "; ".join(parts)

@@ -1,0 +1,151 @@
+"""``aliecs-integration settings show|push``: the effective settings, and seeding Consul."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aliecs_integration.cli.common import (
+    EXIT_CODES_HELP,
+    SETTINGS_ENV,
+    SETTINGS_HELP,
+    BadInput,
+    format_table,
+    load_settings,
+)
+
+CONSUL_ENV = "ALIECS_CONSUL"
+
+#: ``ProducerConfig`` attribute → its path under ``kafkaProducer`` in the settings document.
+PRODUCER_FIELDS: Mapping[str, str] = {
+    "partitions": "topics.partitions",
+    "replication_factor": "topics.replicationFactor",
+    "topic_root": "topicRoot",
+    "max_messages": "queue.maxMessages",
+    "max_bytes": "queue.maxBytes",
+    "overflow": "queue.overflow",
+    "block_timeout_s": "queue.blockTimeoutSeconds",
+    "flush_timeout_s": "flushTimeoutSeconds",
+}
+
+
+def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            yield from _flatten(f"{prefix}.{key}", item)
+    else:
+        yield prefix, value
+
+
+def _has_path(raw: Mapping[str, Any], path: str) -> bool:
+    node: Any = raw
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def effective_rows(settings: Any) -> list[tuple[str, Any, str]]:
+    """``(key, value, origin)`` for every effective setting, nested keys dotted, secrets masked.
+
+    ``kafkaProducer`` is shown as the producer will use it: every librdkafka property (defaults
+    included) and every producer option, each with the source that set it or ``default``.
+    """
+    from aliecs_integration.settings.producer import KEY as PRODUCER_KEY
+
+    rows: list[tuple[str, Any, str]] = []
+    for key, (value, origin) in settings.describe(mask_secrets=True).items():
+        if key == PRODUCER_KEY:
+            continue
+        rows += [(name, item, origin) for name, item in _flatten(key, value)]
+    raw_producer = settings.get(PRODUCER_KEY) or {}
+    user_props = raw_producer.get("properties") or {} if isinstance(raw_producer, Mapping) else {}
+    producer = settings.producer
+    for name, value in sorted(producer.masked_properties().items()):
+        origin = settings.source if name in user_props else "default"
+        rows.append((f"{PRODUCER_KEY}.properties.{name}", value, origin))
+    for attr, path in PRODUCER_FIELDS.items():
+        value = getattr(producer, attr)
+        value = getattr(value, "value", value)  # enums by their settings spelling
+        present = isinstance(raw_producer, Mapping) and _has_path(raw_producer, path)
+        rows.append((f"{PRODUCER_KEY}.{path}", value, settings.source if present else "default"))
+    return rows
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+def settings() -> None:
+    """Show the effective settings, or seed Consul with a settings file."""
+
+
+@settings.command(epilog=EXIT_CODES_HELP)
+@click.option("--source", "--settings", "source", metavar="SOURCE", envvar=SETTINGS_ENV,
+              help=SETTINGS_HELP)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def show(source: str | None, fmt: str) -> None:
+    """Print every effective setting, where it came from, secrets masked as ***."""
+    loaded = load_settings(source)
+    rows = effective_rows(loaded)
+    if fmt == "json":
+        click.echo(json.dumps(
+            {"source": loaded.source,
+             "settings": [{"key": k, "value": v, "origin": o} for k, v, o in rows]},
+            indent=2, default=str,
+        ))
+        return
+    click.echo(f"settings: {loaded.source}")
+    click.echo(format_table(("KEY", "VALUE", "ORIGIN"), [(k, _show(v), o) for k, v, o in rows]))
+
+
+def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise BadInput(f"--var {pair!r}: expected NAME=VALUE, e.g. kafka_enabled=true")
+        result[name.strip()] = value
+    return result
+
+
+@settings.command(epilog=EXIT_CODES_HELP)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--consul", "address", envvar=CONSUL_ENV, required=True, metavar="HOST:PORT",
+              help=f"Consul HTTP address (also ${CONSUL_ENV}).")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="A runtime variable to write as well (o2/runtime/aliecs/vars/NAME); repeatable.")
+@click.option("--key", default=None, metavar="KEY",
+              help="Consul key of the settings document "
+                   "[default: o2/components/aliecs/ANY/any/settings].")
+def push(file: Path, address: str, variables: tuple[str, ...], key: str | None) -> None:
+    """Validate FILE, then write it to Consul with its runtime variables.
+
+    Nothing is written unless FILE validates. The settings document goes to
+    o2/components/aliecs/ANY/any/settings unchanged; each runtimeVars entry (and --var) to
+    o2/runtime/aliecs/vars/NAME.
+    """
+    from aliecs_integration.settings.sources import (
+        DEFAULT_SETTINGS_KEY,
+        DEFAULT_VARS_PREFIX,
+        load_file,
+        push_to_consul,
+    )
+
+    extra = _parse_vars(variables)
+    validated = load_file(file)
+    key = (key or DEFAULT_SETTINGS_KEY).strip("/")
+    push_to_consul(address, file, runtime_vars=extra or None, settings_key=key)
+    runtime = {**validated.runtime_vars, **extra}
+    base = address.removeprefix("consul://").removeprefix("http://").rstrip("/")
+    click.echo(f"validated {file} ({len(validated.raw)} keys)")
+    for name, value in runtime.items():
+        click.echo(f"wrote consul://{base}/{DEFAULT_VARS_PREFIX}{name} = {value}")
+    click.echo(f"wrote consul://{base}/{key}")

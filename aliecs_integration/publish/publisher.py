@@ -1,0 +1,387 @@
+"""``Publisher``: one confluent-kafka producer shared by every topic, that loses nothing silently.
+
+Contract of :meth:`Publisher.publish`:
+
+- A topic is created (AdminClient; partitions and replication factor from ``kafkaProducer``,
+  the factor clamped to the number of brokers with a warning) before its first message is
+  produced; messages to a topic being created wait for it. Broker auto-creation is never used.
+- Per-key order is kept for messages published from one thread: a message never overtakes an
+  earlier one (librdkafka keeps order per partition with idempotence on).
+- Undelivered messages are capped by ``queue.maxMessages`` and ``queue.maxBytes``, held in two
+  queues. librdkafka's own (``queue.buffering.max.*``) has half of each: messages handed to
+  the client, batched, sent and retried through an outage (``message.timeout.ms`` is 0).
+  The publisher's (:class:`~aliecs_integration.publish.held_messages.HeldMessages`) holds messages
+  waiting for their topic to exist, or for room in librdkafka's queue: the other half of
+  ``maxBytes``, and whatever librdkafka's queue leaves of ``maxMessages`` (at least half).
+  So with the broker down since start (no topic can be created, librdkafka's queue stays
+  empty) every message waits in the publisher's queue: all of ``maxMessages`` is usable
+  (less a few client events not served yet), but only half of ``maxBytes``.
+  Past the cap the ``overflow`` policy applies to the publisher's queue: ``block`` waits up
+  to ``blockTimeoutSeconds`` then raises ``PublishError``; ``drop_oldest`` discards its
+  oldest message; ``drop_newest`` discards the new one. Every drop is counted in :attr:`metrics`
+  and logged (at most every few seconds, with counts). A message larger than half of
+  ``maxBytes`` can never fit and is refused with ``PublishError``.
+- Delivery reports are served by a background poller thread and update :attr:`metrics`
+  (counts exact; latency sampled, see :mod:`aliecs_integration.publish.metrics`).
+- librdkafka's own log lines go to the logger ``aliecs_integration.publish.publisher.librdkafka``,
+  at most one per kind (facility and client) every 30 s with the count of those suppressed;
+  the counts still pending are logged at :meth:`Publisher.close`.
+
+Use :func:`shared_publisher` to share one producer between plugins with equal settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
+
+import attrs
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from aliecs_integration.errors import PublishError, SettingsError
+from aliecs_integration.publish.delivery_tracker import DeliveryTracker
+from aliecs_integration.publish.held_messages import HeldMessages, size_of
+from aliecs_integration.publish.metrics import Metrics, RateLimitFilter
+from aliecs_integration.publish.topic_admin import TopicCreator
+from aliecs_integration.records import ConnectionState
+from aliecs_integration.settings.producer import ProducerConfig
+
+log = logging.getLogger(__name__)
+_rdkafka_log = logging.getLogger(f"{__name__}.librdkafka")
+_rdkafka_filter = RateLimitFilter(interval_s=30.0)  # a failed connect: ~2 lines/s per broker
+_rdkafka_log.addFilter(_rdkafka_filter)  # (the publisher's own rate-limited warning says it too)
+
+ClientFactory = Callable[[dict[str, Any]], Any]
+"""Builds a client from a librdkafka config dict (tests inject fakes)."""
+
+ADMIN_TIMEOUT_S = 5.0
+
+
+@attrs.frozen
+class DeliveryReport:
+    """Totals since the publisher started: ``delivered`` (acknowledged), ``failed`` (reported
+    failed by the client), ``dropped`` (overflow policy or refused); ``undelivered``: still
+    held when the report was made (at close: abandoned)."""
+
+    delivered: int
+    failed: int
+    dropped: int
+    undelivered: int
+
+
+class Publisher:
+    """One producer for ``bootstrap_servers``; thread-safe. Starts a poller thread and a
+    topic-creation thread at construction; :meth:`close` stops them."""
+
+    def __init__(
+        self,
+        bootstrap_servers: Sequence[str],
+        config: ProducerConfig,
+        *,
+        name: str = "core-kafka",
+        producer_factory: ClientFactory = Producer,
+        admin_factory: ClientFactory = AdminClient,
+    ) -> None:
+        if not bootstrap_servers:
+            raise ValueError(f"{name}: no bootstrap servers (kafkaEndpoints is empty)")
+        self.bootstrap_servers = tuple(bootstrap_servers)
+        self.config, self.name = config, name
+        self.metrics = Metrics()
+        self._count_published = self.metrics.count_published
+        self._deliveries = DeliveryTracker(self.metrics, name, log)
+        split = config.queue_split()
+        self.max_message_bytes = split.max_message_bytes
+        self._cond = threading.Condition()
+        self._created: set[str] = set()
+        self._held = HeldMessages(
+            config,
+            name=name,
+            client_len=lambda: len(self._producer),
+            cond=self._cond,
+            record_dropped=self.metrics.record_dropped,
+            logger=log,
+        )
+        self._backlog = self._held.backlog  # read on the hot path of publish
+        self._closed, self._users = False, 1
+        self._stop = threading.Event()
+        log.info(
+            "%s: producer for %s, properties %s, queue cap %d messages / %d bytes (%s)",
+            *(name, ",".join(self.bootstrap_servers), config.masked_properties()),
+            *(config.max_messages, config.max_bytes, config.overflow.value),
+        )
+        callbacks = {
+            "on_delivery": self._deliveries.on_delivery,
+            "error_cb": self._deliveries.on_error,
+        }
+        try:
+            self._producer = producer_factory(
+                {
+                    **config.client_config(self.bootstrap_servers),
+                    **callbacks,
+                    "logger": _rdkafka_log,
+                }
+            )
+        except KafkaException as exc:  # e.g. an unknown property or a bad value
+            raise SettingsError(
+                f"the Kafka client refused the configuration: {exc.args[0].str()}",
+                key="kafkaProducer.properties",
+            ) from None
+        self.metrics.set_queue_depth_source(self._queue_depth)
+        self._topics = TopicCreator(
+            admin_factory({**config.admin_config(self.bootstrap_servers), "logger": _rdkafka_log}),
+            partitions=config.partitions,
+            replication_factor=config.replication_factor,
+            name=name,
+            bootstrap_servers=self.bootstrap_servers,
+            on_created=self._mark_created,
+            on_failed=self._give_up,
+            on_reachable=self._set_reachable,
+            wants_probe=lambda: not self._closed
+            and self._deliveries.state is not ConnectionState.READY,
+            timeout_s=ADMIN_TIMEOUT_S,
+        )
+        self._poller = threading.Thread(target=self._poll_loop, name=f"{name}-poller", daemon=True)
+        self._poller.start()
+
+    # ------------------------------------------------------------------ public API
+    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Queue one message for ``topic`` (see the module docstring for the contract).
+
+        Returns quickly unless the cap is reached under the ``block`` policy. Raises
+        ``PublishError`` when the message is refused: publisher closed, message too large,
+        or cap still reached after ``blockTimeoutSeconds`` (each counted as dropped).
+        """
+        self._count_published(topic)
+        if topic in self._created and not self._backlog:
+            try:
+                self._producer.produce(topic, value, key)
+                return
+            except BufferError:
+                pass  # librdkafka's queue is full: queue it ourselves
+            except KafkaException as exc:
+                self._refuse(topic, f"the Kafka client refused it: {exc}")
+        self._enqueue(topic, value, key)
+
+    def prepare(self, topics: Iterable[str]) -> None:
+        """Start creating ``topics`` in the background now (publish would do it on first use)."""
+        with self._cond:
+            self._topics.request(t for t in topics if t not in self._created)
+
+    def flush(self, timeout_s: float) -> DeliveryReport:
+        """Wait up to ``timeout_s`` for every held message to be delivered; report totals."""
+        if self._closed:
+            return self._report(0)
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            self._producer.poll(0)
+            remaining = deadline - time.monotonic()
+            if (self._held.count == 0 and len(self._producer) == 0) or remaining <= 0:
+                break
+            if self._held.count == 0:
+                self._producer.flush(remaining)
+            else:
+                self._producer.poll(min(0.05, remaining))
+                self._drain()
+        return self._report(self._held.count + len(self._producer))
+
+    def close(self, timeout_s: float | None = None) -> DeliveryReport:
+        """Flush within ``timeout_s`` (default ``flushTimeoutSeconds``), then stop: the rest is
+        abandoned, counted as ``undelivered`` and logged. With several users (see
+        :func:`shared_publisher`) only the last one's close stops the producer; the others flush.
+        """
+        timeout = self.config.flush_timeout_s if timeout_s is None else timeout_s
+        with _registry_lock:
+            self._users -= 1
+            last = self._users <= 0
+            if last and self in _registry:
+                _registry.remove(self)
+        if self._closed:
+            return self._report(0)
+        if not last:
+            return self.flush(timeout)
+        self.flush(timeout)
+        self._stop.set()
+        with self._cond:
+            self._closed = True
+            self._created.clear()
+            abandoned = self._held.clear()
+            self._cond.notify_all()
+        self._poller.join()
+        self._topics.stop(1.0)
+        if len(self._producer):
+            self._producer.purge(in_queue=True, in_flight=True, blocking=True)
+            self._producer.flush(1.0)  # serves the purged messages' delivery reports
+        self._producer.close()
+        self._deliveries.state = ConnectionState.SHUTDOWN
+        _rdkafka_filter.release(_rdkafka_log)
+        report = self._report(abandoned + self._deliveries.purged)
+        self._held.log_pending_drops()
+        log.log(
+            logging.WARNING if report.undelivered else logging.INFO,
+            "%s: closed: %d delivered, %d failed, %d dropped, %d undelivered",
+            self.name,
+            *attrs.astuple(report),
+        )
+        return report
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def connection_state(self) -> ConnectionState:
+        """READY after a successful delivery or metadata request, TRANSIENT_FAILURE after a
+        transport error, CONNECTING before either, SHUTDOWN after close."""
+        return self._deliveries.state
+
+    # ------------------------------------------------------------------ queueing
+    def _queue_depth(self) -> int:
+        return self._held.count + (0 if self._closed else len(self._producer))
+
+    def _report(self, undelivered: int) -> DeliveryReport:
+        snap = self.metrics.snapshot()
+        return DeliveryReport(snap.sent, snap.failed, snap.dropped, undelivered)
+
+    def _refuse(self, topic: str, why: str) -> NoReturn:
+        self.metrics.record_dropped(topic)
+        self.metrics.fold()  # after close no poller folds the published counts
+        log.error("%s: message to %s refused: %s", self.name, topic, why)
+        raise PublishError(f"{self.name}: message to {topic!r} refused: {why}")
+
+    def _try_produce(self, topic: str, value: bytes, key: bytes | None) -> bool:
+        try:
+            self._producer.produce(topic, value, key)
+            return True
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            self._refuse(topic, f"the Kafka client refused it: {exc}")
+
+    def _enqueue(self, topic: str, value: bytes, key: bytes | None) -> None:
+        size = size_of(value, key)
+        with self._cond:
+            if self._closed:
+                self._refuse(topic, "the publisher is closed")
+            if size > self.max_message_bytes:
+                self._refuse(
+                    topic,
+                    f"{size} bytes is more than half of queue.maxBytes "
+                    f"({self.max_message_bytes} bytes may be queued per message)",
+                )
+            if (
+                topic in self._created
+                and not self._backlog
+                and self._try_produce(topic, value, key)
+            ):
+                return
+            if self._held.over_cap(size) and not self._held.make_room(
+                topic, size, lambda: self._closed
+            ):
+                return
+            if self._closed:  # closed while blocked for room
+                self._refuse(topic, "the publisher is closed")
+            exists = topic in self._created
+            self._held.add((topic, value, key, time.monotonic()), topic_exists=exists)
+            if not exists:
+                self._request(topic)
+
+    def _drain(self) -> None:
+        """Hand the backlog to librdkafka, oldest first, while it has room."""
+        with self._cond:
+            if self._closed:
+                return
+            moved = False
+            while self._backlog:
+                topic, value, key, queued = self._backlog[0]
+                try:
+                    self._producer.produce(
+                        topic,
+                        value,
+                        key,
+                        on_delivery=functools.partial(self._deliveries.on_delivery_since, queued),
+                    )
+                except BufferError:
+                    break
+                except KafkaException as exc:
+                    self.metrics.record_dropped(topic)
+                    log.error(
+                        "%s: message to %s dropped: the Kafka client refused it: %s",
+                        self.name,
+                        topic,
+                        exc,
+                    )
+                self._held.pop_backlog()
+                moved = True
+            if moved:
+                self._cond.notify_all()
+
+    # ------------------------------------------------------------------ threads
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._producer.poll(0.1)  # re-raises what a callback raised
+                self.metrics.fold()
+                if self._backlog:
+                    self._drain()
+            except Exception:  # the poller must survive: it serves every delivery report
+                log.exception("%s: error while serving delivery reports", self.name)
+
+    def _request(self, topic: str) -> None:
+        if topic not in self._created:
+            self._topics.request((topic,))
+
+    def _set_reachable(self, ok: bool) -> None:
+        if not self._closed:
+            self._deliveries.state = (
+                ConnectionState.READY if ok else ConnectionState.TRANSIENT_FAILURE
+            )
+
+    def _give_up(self, topic: str, reason: str) -> None:
+        with self._cond:
+            lost = self._held.take_waiting(topic)
+            self._cond.notify_all()
+        if lost:
+            self.metrics.record_dropped(topic, len(lost))
+        log.error(
+            "%s: cannot create topic %s: %s; %d waiting message(s) dropped",
+            self.name,
+            topic,
+            reason,
+            len(lost),
+        )
+
+    def _mark_created(self, topics: set[str]) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._held.promote(sorted(topics))
+            self._created |= topics
+            self._cond.notify_all()
+        self._drain()
+
+
+_registry_lock = threading.Lock()
+_registry: list[Publisher] = []
+
+
+def shared_publisher(
+    bootstrap_servers: Sequence[str], config: ProducerConfig, *, name: str = "core-kafka"
+) -> Publisher:
+    """The process-wide publisher for these servers and this config, created on first use.
+
+    Each call counts one user; each user calls :meth:`Publisher.close` once and the producer
+    stops at the last close. A different config for the same servers gets its own publisher.
+    """
+    servers = tuple(bootstrap_servers)
+    with _registry_lock:
+        for publisher in _registry:
+            if publisher.bootstrap_servers == servers and publisher.config == config:
+                publisher._users += 1
+                return publisher
+        publisher = Publisher(servers, config, name=name)
+        _registry.append(publisher)
+        return publisher

@@ -1,0 +1,322 @@
+"""``ProducerConfig``: the ``kafkaProducer`` settings key, validated.
+
+The key is optional; every sub-key has a default::
+
+    kafkaProducer:
+      properties:                 # librdkafka properties, passed through verbatim
+        security.protocol: SASL_SSL
+        sasl.mechanism: PLAIN
+        sasl.username: aliecs
+        sasl.password: "..."      # secret: never logged, shown as ***
+        compression.type: lz4
+        linger.ms: 5
+      topics:
+        partitions: 1             # for the topics the publisher creates
+        replicationFactor: 3      # clamped to the number of brokers, with a warning
+      topicRoot: aliecs           # first component of every topic name
+      queue:                      # the cap on undelivered messages (see publisher.py)
+        maxMessages: 100000
+        maxBytes: 67108864        # 64 MiB
+        overflow: block           # block | drop_oldest | drop_newest
+        blockTimeoutSeconds: 5.0
+      flushTimeoutSeconds: 10
+
+Producer defaults are ``acks=all``, ``enable.idempotence=true`` and ``message.timeout.ms=0``
+(a message waits out a broker outage instead of failing). A user property overrides any of
+them; a weaker ``acks`` or idempotence off is accepted with a logged warning.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from aliecs_integration.errors import SettingsError
+from aliecs_integration.settings.core import MASK, is_secret_key
+
+log = logging.getLogger(__name__)
+
+KEY = "kafkaProducer"
+PropertyValue = str | int | float | bool
+
+#: Properties the publisher sets itself: refused in ``properties`` with the key to use instead.
+RESERVED_PROPERTIES: Mapping[str, str] = MappingProxyType(
+    {
+        "bootstrap.servers": "set from kafkaEndpoints",
+        "metadata.broker.list": "set from kafkaEndpoints",
+        "queue.buffering.max.messages": f"set from {KEY}.queue.maxMessages",
+        "queue.buffering.max.kbytes": f"set from {KEY}.queue.maxBytes",
+        "delivery.report.only.error": "the publisher counts deliveries from every report",
+    }
+)
+
+DEFAULT_PROPERTIES: Mapping[str, PropertyValue] = MappingProxyType(
+    {"acks": "all", "enable.idempotence": True, "message.timeout.ms": 0}
+)
+
+_TOPIC_ROOT = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+class OverflowPolicy(enum.Enum):
+    """What ``publish`` does when the queue cap is reached."""
+
+    BLOCK = "block"
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+
+
+def mask_properties(properties: Mapping[str, PropertyValue]) -> dict[str, PropertyValue]:
+    """A copy of ``properties`` with every secret value replaced by ``***``."""
+    return {k: MASK if is_secret_key(k) else v for k, v in properties.items()}
+
+
+def _frozen(value: Mapping[str, PropertyValue]) -> Mapping[str, PropertyValue]:
+    return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
+
+
+def _repr_properties(value: Mapping[str, PropertyValue]) -> str:
+    return repr(mask_properties(value))
+
+
+@attrs.frozen
+class QueueSplit:
+    """How the cap on undelivered messages is split: half for librdkafka's own queue
+    (``queue.buffering.max.messages`` / ``.kbytes``), the rest for the publisher's queue
+    (``own_bytes``; ``own_messages`` is its guaranteed share: it may also use what
+    librdkafka's queue leaves of the whole, see :mod:`aliecs_integration.publish.held_messages`)."""
+
+    client_messages: int
+    client_kbytes: int
+    own_messages: int
+    own_bytes: int
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message that fits both queues."""
+        return min(self.own_bytes, self.client_kbytes * 1024)
+
+
+@attrs.frozen
+class ProducerConfig:
+    """Validated producer settings. Build with :meth:`from_dict`; ``repr`` masks secrets."""
+
+    properties: Mapping[str, PropertyValue] = attrs.field(
+        factory=dict, converter=_frozen, repr=_repr_properties
+    )
+    partitions: int = 1
+    replication_factor: int = 3
+    topic_root: str = "aliecs"
+    max_messages: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    overflow: OverflowPolicy = OverflowPolicy.BLOCK
+    block_timeout_s: float = 5.0
+    flush_timeout_s: float = 10.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, *, source: str) -> ProducerConfig:
+        """Validate the value of the ``kafkaProducer`` key (``None`` = every default).
+
+        Raises ``SettingsError`` naming ``kafkaProducer.<sub-key>``, ``source`` and what was
+        expected, for a wrong type, an out-of-range number, an unknown sub-key or a property
+        the publisher sets itself (``bootstrap.servers``, librdkafka's queue limits).
+        """
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise SettingsError(
+                f"expected a mapping, got {_type_name(data)}", source=source, key=KEY
+            )
+        p = _Reader(data, source, KEY)
+        p.only("properties", "topics", "topicRoot", "queue", "flushTimeoutSeconds")
+        properties = _properties(data.get("properties"), source)
+        topics = p.mapping("topics")
+        t = _Reader(topics, source, f"{KEY}.topics")
+        t.only("partitions", "replicationFactor")
+        queue = p.mapping("queue")
+        q = _Reader(queue, source, f"{KEY}.queue")
+        q.only("maxMessages", "maxBytes", "overflow", "blockTimeoutSeconds")
+        overflow_name = q.string("overflow", OverflowPolicy.BLOCK.value)
+        try:
+            overflow = OverflowPolicy(overflow_name)
+        except ValueError:
+            choices = ", ".join(repr(o.value) for o in OverflowPolicy)
+            raise SettingsError(
+                f"expected one of {choices}, got {overflow_name!r}",
+                source=source,
+                key=f"{KEY}.queue.overflow",
+            ) from None
+        root = p.string("topicRoot", "aliecs")
+        if not _TOPIC_ROOT.match(root):
+            raise SettingsError(
+                f"expected dot-separated words of [A-Za-z0-9_-], got {root!r}",
+                source=source,
+                key=f"{KEY}.topicRoot",
+            )
+        config = cls(
+            properties=properties,
+            partitions=t.integer("partitions", 1, minimum=1),
+            replication_factor=t.integer("replicationFactor", 3, minimum=1),
+            topic_root=root,
+            max_messages=q.integer("maxMessages", 100_000, minimum=2),
+            max_bytes=q.integer("maxBytes", 64 * 1024 * 1024, minimum=4096),
+            overflow=overflow,
+            block_timeout_s=q.number("blockTimeoutSeconds", 5.0),
+            flush_timeout_s=p.number("flushTimeoutSeconds", 10.0),
+        )
+        config.warn_weak_delivery(source)
+        return config
+
+    def producer_properties(self) -> dict[str, PropertyValue]:
+        """The librdkafka properties: defaults overridden by the user's ``properties``."""
+        return {**DEFAULT_PROPERTIES, **self.properties}
+
+    def queue_split(self) -> QueueSplit:
+        """The cap ``max_messages``/``max_bytes`` split between librdkafka and the publisher."""
+        client_messages = max(1, self.max_messages // 2)
+        client_kbytes = max(1, self.max_bytes // 2048)
+        return QueueSplit(
+            client_messages,
+            client_kbytes,
+            self.max_messages - client_messages,
+            self.max_bytes - client_kbytes * 1024,
+        )
+
+    def client_config(self, bootstrap_servers: Sequence[str]) -> dict[str, PropertyValue]:
+        """The producer's librdkafka config: :meth:`producer_properties`, the bootstrap servers
+        and librdkafka's share of the queue cap (callbacks are the publisher's to add)."""
+        split = self.queue_split()
+        return {
+            **self.producer_properties(),
+            "bootstrap.servers": ",".join(bootstrap_servers),
+            "queue.buffering.max.messages": split.client_messages,
+            "queue.buffering.max.kbytes": split.client_kbytes,
+        }
+
+    def admin_config(self, bootstrap_servers: Sequence[str]) -> dict[str, PropertyValue]:
+        """The AdminClient's config: the user's properties (security...) and the servers."""
+        return {**self.properties, "bootstrap.servers": ",".join(bootstrap_servers)}
+
+    def masked_properties(self) -> dict[str, PropertyValue]:
+        """:meth:`producer_properties` with secrets replaced by ``***`` (safe to log)."""
+        return mask_properties(self.producer_properties())
+
+    def warn_weak_delivery(self, source: str = "") -> None:
+        """Log a warning when the properties weaken delivery guarantees (acks, idempotence)."""
+        props = self.producer_properties()
+        acks = str(props.get("acks", "all")).lower()
+        where = f"{source}: " if source else ""
+        if acks not in ("all", "-1"):
+            log.warning(
+                "%s%s.properties: acks=%s: a broker failure may lose acknowledged events "
+                "(default all)",
+                where,
+                KEY,
+                acks,
+            )
+        if str(props.get("enable.idempotence", True)).lower() in ("false", "0"):
+            log.warning(
+                "%s%s.properties: enable.idempotence=false: retries after an outage may "
+                "duplicate or reorder events (default true)",
+                where,
+                KEY,
+            )
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, list | tuple):
+        return "list"
+    return type(value).__name__
+
+
+def _properties(value: Any, source: str) -> dict[str, PropertyValue]:
+    key = f"{KEY}.properties"
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SettingsError(
+            f"expected a mapping of librdkafka property names to values, got {_type_name(value)}",
+            source=source,
+            key=key,
+        )
+    result: dict[str, PropertyValue] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not name:
+            raise SettingsError(
+                f"expected non-empty property names, got {_type_name(name)}",
+                source=source,
+                key=key,
+            )
+        if name in RESERVED_PROPERTIES:
+            raise SettingsError(
+                f"not allowed here: {RESERVED_PROPERTIES[name]}",
+                source=source,
+                key=f"{key}.{name}",
+            )
+        if not isinstance(item, str | int | float | bool):
+            shown = "a secret value" if is_secret_key(name) else _type_name(item)
+            raise SettingsError(
+                f"expected a string, number or boolean, got {shown}",
+                source=source,
+                key=f"{key}.{name}",
+            )
+        result[name] = item
+    return result
+
+
+class _Reader:
+    """Typed access to one mapping of the settings, errors naming ``prefix.<sub-key>``."""
+
+    def __init__(self, data: Mapping[str, Any], source: str, prefix: str) -> None:
+        self.data, self.source, self.prefix = data, source, prefix
+
+    def _error(self, sub: str, message: str) -> SettingsError:
+        return SettingsError(message, source=self.source, key=f"{self.prefix}.{sub}")
+
+    def only(self, *known: str) -> None:
+        for sub in self.data:
+            if sub not in known:
+                raise self._error(str(sub), f"unknown key; expected one of {', '.join(known)}")
+
+    def mapping(self, sub: str) -> Mapping[str, Any]:
+        value = self.data.get(sub)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self._error(sub, f"expected a mapping, got {_type_name(value)}")
+        return value
+
+    def string(self, sub: str, default: str) -> str:
+        value = self.data.get(sub, default)
+        if not isinstance(value, str):
+            raise self._error(sub, f"expected a string, got {_type_name(value)}")
+        return value
+
+    def integer(self, sub: str, default: int, *, minimum: int) -> int:
+        value = self.data.get(sub, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._error(sub, f"expected an integer >= {minimum}, got {_type_name(value)}")
+        if value < minimum:
+            raise self._error(sub, f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    def number(self, sub: str, default: float) -> float:
+        value = self.data.get(sub, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._error(sub, f"expected a number of seconds >= 0, got {_type_name(value)}")
+        if value < 0:
+            raise self._error(sub, f"expected a number of seconds >= 0, got {value}")
+        return float(value)

@@ -1,0 +1,155 @@
+"""The demo's pieces without servers: dev-server control, the engine without Kafka, output."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from aliecs_integration.cli.consume import Decoded
+from aliecs_integration.cli.demo import (
+    DemoError,
+    DevServer,
+    dev_servers,
+    format_progress,
+    format_sample,
+    pick_samples,
+    run_scenario,
+    topic_rows,
+)
+from aliecs_integration.engine.run_numbers import RunNumberStore
+from aliecs_integration.pb import events_pb2, kafka_pb2
+from aliecs_integration.publish.metrics import Metrics
+from aliecs_integration.scenario.model import parse_scenario
+from aliecs_integration.scenario.runner import Progress
+from aliecs_integration.settings.core import Settings
+
+
+def fake_script(tmp_path: Path, running: bool, start_code: int = 0) -> Path:
+    """A dev/<x>-like script that logs its commands; status says ``running``."""
+    log = tmp_path / "log"
+    script = tmp_path / "server"
+    script.write_text(textwrap.dedent(f"""\
+        #!/usr/bin/env bash
+        echo "$1" >> {log}
+        case "$1" in
+          status) exit {0 if running else 3} ;;
+          start) exit {start_code} ;;
+          stop) exit 0 ;;
+        esac
+    """))
+    script.chmod(0o755)
+    return script
+
+
+def commands(tmp_path: Path) -> list[str]:
+    return (tmp_path / "log").read_text().split()
+
+
+def test_dev_server_started_by_us_is_stopped(tmp_path: Path) -> None:
+    server = DevServer("x", fake_script(tmp_path, running=False))
+    assert server.ensure_running() is False and server.started
+    server.stop_if_started()
+    assert commands(tmp_path) == ["status", "start", "stop"]
+
+
+def test_running_dev_server_is_reused_and_left_alone(tmp_path: Path) -> None:
+    server = DevServer("x", fake_script(tmp_path, running=True))
+    assert server.ensure_running() is True and not server.started
+    server.stop_if_started()
+    assert commands(tmp_path) == ["status"]
+
+
+def test_dev_server_that_fails_to_start(tmp_path: Path) -> None:
+    server = DevServer("x", fake_script(tmp_path, running=False, start_code=1))
+    with pytest.raises(DemoError, match="start failed \\(exit 1\\)"):
+        server.ensure_running()
+
+
+def test_demo_needs_a_source_checkout(tmp_path: Path) -> None:
+    with pytest.raises(DemoError, match="needs a source checkout"):
+        dev_servers(tmp_path)
+
+
+def test_engine_without_kafka(tmp_path: Path) -> None:
+    settings = Settings.from_dict({"enableKafka": False}, source="test")
+    scenario = parse_scenario({"environments": [
+        {"id": "a", "actions": ["DEPLOY", "CONFIGURE", "START_ACTIVITY", "destroy"]}]},
+        source="t", base_dir=tmp_path)
+    seen: list[Progress] = []
+    outcome = run_scenario(settings, scenario, run_numbers=RunNumberStore(tmp_path / "rn"),
+                           on_progress=seen.append, require_plugins=True)
+    assert outcome.metrics is None  # producing is off
+    assert outcome.result.failures == []
+    assert [p.action for p in seen] == ["CREATE", "DEPLOY", "CONFIGURE", "START_ACTIVITY",
+                                        "DESTROY"]
+    assert outcome.missing_plugins(settings) == []
+
+
+def test_engine_refuses_to_run_without_a_requested_plugin(tmp_path: Path) -> None:
+    settings = Settings.from_dict({"enableKafka": False, "integrationPlugins": ["nosuch"]},
+                                  source="test")
+    scenario = parse_scenario({"environments": [{"id": "a", "actions": ["DEPLOY"]}]},
+                              source="t", base_dir=tmp_path)
+    with pytest.raises(DemoError, match="nosuch: no installed plugin provides 'nosuch'"):
+        run_scenario(settings, scenario, run_numbers=RunNumberStore(tmp_path / "rn"),
+                     require_plugins=True)
+
+
+def test_progress_lines() -> None:
+    ok = Progress("phys", "ABC", 2, "START_ACTIVITY", "RUNNING", True, True, run_number=7)
+    assert format_progress(ok, 4) == "  phys  ABC           START_ACTIVITY  -> RUNNING  run 7"
+    stopped = Progress("phys", "ABC", 3, "STOP_ACTIVITY", "CONFIGURED", True, True,
+                       ended_run=7, notes=("call x failed",))
+    assert format_progress(stopped, 4).splitlines() == [
+        "  phys  ABC           STOP_ACTIVITY   -> CONFIGURED  run 7 ended",
+        "                        note: call x failed",
+    ]
+    bad = Progress("phys", "ABC", 4, "EXIT", "RUNNING", False, False, error="refused")
+    assert format_progress(bad, 4) == "! phys  ABC           EXIT            FAILED: refused"
+    service = Progress("phys", "ABC", 5, "dcs: dcs.SOR()", "RUNNING", True, True,
+                       notes=("DONE_OK",))
+    assert format_progress(service, 4).endswith("dcs: dcs.SOR()  DONE_OK")
+
+
+def test_topic_rows_with_read_back() -> None:
+    metrics = Metrics()
+    for _ in range(5):
+        metrics.count_published("aliecs.run")
+    for _ in range(3):
+        metrics.record_sent("aliecs.run", 0.01)
+    metrics.record_failed("aliecs.run")
+    metrics.count_published("aliecs.core")
+    metrics.record_sent("aliecs.core", 0.01)
+    rows = topic_rows(metrics.snapshot(), {"aliecs.run": (2, 1)})
+    assert rows == [("aliecs.core", "1", "1", "0", "0", "0", "0"),
+                    ("aliecs.run", "5", "3", "1", "0", "1", "2 (1 undecodable)"),
+                    ("total", "6", "4", "1", "0", "1", "2")]
+    assert topic_rows(metrics.snapshot())[-1] == ("total", "6", "4", "1", "0", "1")
+
+
+def decoded(topic: str, message: object, offset: int = 0) -> Decoded:
+    return Decoded(topic, 0, offset, None, b"", None, "t", message=message)  # type: ignore[arg-type]
+
+
+def test_samples_prefer_our_environments_and_the_interesting_moments() -> None:
+    def env(env_id: str, step: str) -> events_pb2.Event:
+        return events_pb2.Event(environmentEvent=events_pb2.Ev_EnvironmentEvent(
+            environmentId=env_id, transitionStep=step, message="transition step finished"))
+
+    listing = kafka_pb2.ActiveRunsList(activeRuns=[kafka_pb2.EnvInfo(environmentId="A"),
+                                                   kafka_pb2.EnvInfo(environmentId="B")])
+    items = [
+        decoded("aliecs.environment", env("OTHER", "enter_RUNNING"), 0),
+        decoded("aliecs.environment", env("A", "before_DEPLOY"), 1),
+        decoded("aliecs.environment", env("A", "enter_RUNNING"), 2),
+        decoded("aliecs.env_list.RUNNING", kafka_pb2.ActiveRunsList(), 0),
+        decoded("aliecs.env_list.RUNNING", listing, 1),
+    ]
+    chosen = pick_samples(items, {"A", "B"})
+    assert [(title.split(":")[0], item.offset) for title, item in chosen] == [
+        ("an environment event", 2), ("a legacy ActiveRunsList", 1)]
+    text = format_sample(chosen[0][1])
+    assert text.splitlines()[0] == "   aliecs.environment  partition 0  offset 2  key none  (t)"
+    assert '"environmentId": "A"' in text

@@ -1,0 +1,496 @@
+"""Unit tests of the core-kafka plugin: record → events.Event mapping, keys, topics, lifecycle.
+
+The plugin's publisher is replaced by a recorder; the Publisher itself is tested in
+test_publisher.py and against the real broker in tests/integration.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pluggy
+import pytest
+from aliecs_integration_plugins import core_kafka
+
+from aliecs_integration import hookspecs
+from aliecs_integration.errors import PublishError
+from aliecs_integration.pb import events_pb2
+from aliecs_integration.publish.metrics import Metrics
+from aliecs_integration.publish.publisher import DeliveryReport
+from aliecs_integration.publish.topics import TopicNames
+from aliecs_integration.records import (
+    CallEvent,
+    CallTraits,
+    ConnectionState,
+    CoreEvent,
+    CoreEventKind,
+    EnvironmentSnapshot,
+    HostStartEvent,
+    HostStopEvent,
+    IntegratedServiceEvent,
+    OpStatus,
+    PluginContext,
+    RoleEvent,
+    RunEvent,
+    StateChangeEvent,
+    TaskEvent,
+    TransitionStepEvent,
+    User,
+    WorkflowTemplate,
+)
+from aliecs_integration.settings.core import Settings
+from aliecs_integration.settings.producer import ProducerConfig
+
+TS = 1_700_000_000_123_456_789
+
+
+class Recorder:
+    """Stands in for the Publisher."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.prepared: list[str] = []
+        self.closed_with: float | None = None
+        self.metrics = Metrics()
+
+    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.sent.append((topic, value, key))
+
+    def prepare(self, topics: Any) -> None:
+        self.prepared += list(topics)
+
+    def close(self, timeout_s: float | None = None) -> DeliveryReport:
+        self.closed_with = timeout_s
+        return DeliveryReport(delivered=7, failed=1, dropped=2, undelivered=3)
+
+    def connection_state(self) -> ConnectionState:
+        return ConnectionState.READY
+
+
+def plugin_with_recorder(root: str = "aliecs") -> tuple[Any, Recorder]:
+    settings = Settings(enable_kafka=False, producer=ProducerConfig(topic_root=root))
+    plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings))
+    recorder = Recorder()
+    plugin.publisher = recorder
+    return plugin, recorder
+
+
+def decode(value: bytes) -> events_pb2.Event:
+    return events_pb2.Event.FromString(value)
+
+
+ENV = EnvironmentSnapshot(
+    id="2oDvieFrVTi",
+    state="CONFIGURED",
+    detectors=("ITS", "TPC"),
+    run_type="PHYSICS",
+    run_number=None,
+    variables={"kafka_enabled": "true", "detectors": '["ITS","TPC"]'},
+    last_request_user=User(name="jdoe", external_id=1234, id=5),
+    workflow=WorkflowTemplate(name="readout", description="d", path="git/readout", public=True),
+)
+
+
+def test_transition_step_maps_to_an_environment_event() -> None:
+    record = TransitionStepEvent(
+        environment=ENV,
+        transition="START_ACTIVITY",
+        step="before_START_ACTIVITY",
+        status=OpStatus.DONE_ERROR,
+        finished=True,
+        message="transition step finished",
+        error="boom",
+        timestamp_ns=TS,
+    )
+    enc = core_kafka.encode(record)
+    assert (enc.topic, enc.key) == ("aliecs.environment", b"2oDvieFrVTi")
+    event = decode(enc.value)
+    assert event.timestamp == TS // 1_000_000 and event.timestampNano == TS
+    assert event.WhichOneof("Payload") == "environmentEvent"
+    env = event.environmentEvent
+    assert (env.environmentId, env.state, env.runNumber) == ("2oDvieFrVTi", "CONFIGURED", 0)
+    assert (env.error, env.message) == ("boom", "transition step finished")
+    assert (env.transition, env.transitionStep) == ("START_ACTIVITY", "before_START_ACTIVITY")
+    assert env.transitionStatus == events_pb2.DONE_ERROR
+    assert dict(env.vars) == {"kafka_enabled": "true", "detectors": '["ITS","TPC"]'}
+    assert (env.lastRequestUser.name, env.lastRequestUser.externalId, env.lastRequestUser.id) == (
+        "jdoe",
+        1234,
+        5,
+    )
+    wf = env.workflowTemplateInfo
+    assert (wf.name, wf.description, wf.path, wf.public) == ("readout", "d", "git/readout", True)
+
+
+def test_environment_event_without_user_workflow_but_with_run() -> None:
+    env = EnvironmentSnapshot(
+        id="e", state="RUNNING", run_number=42, last_request_user=User(name="u")
+    )
+    record = TransitionStepEvent(
+        environment=env,
+        transition="START_ACTIVITY",
+        step="enter_RUNNING",
+        status=OpStatus.ONGOING,
+        finished=False,
+        message="transition step starting",
+    )
+    event = decode(core_kafka.encode(record).value).environmentEvent
+    assert event.runNumber == 42
+    assert not event.HasField("workflowTemplateInfo")
+    assert event.lastRequestUser.name == "u"
+    assert not event.lastRequestUser.HasField("externalId")
+    assert not event.lastRequestUser.HasField("id")
+    bare = EnvironmentSnapshot(id="e", state="PENDING")
+    event = decode(
+        core_kafka.encode(
+            TransitionStepEvent(
+                environment=bare,
+                transition="CREATE",
+                step="before_CREATE",
+                status=OpStatus.ONGOING,
+                finished=False,
+                message="m",
+            )
+        ).value
+    ).environmentEvent
+    assert not event.HasField("lastRequestUser")
+
+
+def test_run_event_carries_the_moment_described() -> None:
+    record = RunEvent(
+        environment_id="e1",
+        run_number=7,
+        state="RUNNING",
+        transition="STOP_ACTIVITY",
+        status=OpStatus.STARTED,
+        error="",
+        last_request_user=User(name="shifter"),
+        timestamp_ns=TS,
+    )
+    enc = core_kafka.encode(record)
+    assert (enc.topic, enc.key) == ("aliecs.run", b"e1")
+    event = decode(enc.value)
+    assert (event.timestamp, event.timestampNano) == (TS // 1_000_000, TS)
+    run = event.runEvent
+    assert (run.environmentId, run.runNumber, run.state, run.transition) == (
+        "e1",
+        7,
+        "RUNNING",
+        "STOP_ACTIVITY",
+    )
+    assert run.transitionStatus == events_pb2.STARTED
+    assert run.lastRequestUser.name == "shifter"
+
+
+def test_call_event_mapping() -> None:
+    record = CallEvent(
+        environment_id="e2",
+        func="kafka.PublishEnterStateUpdate()",
+        status=OpStatus.DONE_TIMEOUT,
+        traits=CallTraits(
+            trigger="enter_RUNNING+2", await_="enter_RUNNING", timeout="5s", critical=True
+        ),
+        role_path="readout.flp1",
+        return_var="out",
+        output="text",
+        error="timed out",
+        timestamp_ns=TS,
+    )
+    enc = core_kafka.encode(record)
+    assert (enc.topic, enc.key) == ("aliecs.call", b"e2")
+    call = decode(enc.value).callEvent
+    assert (call.func, call.callStatus) == (
+        "kafka.PublishEnterStateUpdate()",
+        events_pb2.DONE_TIMEOUT,
+    )
+    assert getattr(call, "return") == "out"
+    assert (call.output, call.error, call.environmentId, call.path) == (
+        "text",
+        "timed out",
+        "e2",
+        "readout.flp1",
+    )
+    t = call.traits
+    assert (t.trigger, getattr(t, "await"), t.timeout, t.critical) == (
+        "enter_RUNNING+2",
+        "enter_RUNNING",
+        "5s",
+        True,
+    )
+
+
+def test_integrated_service_event_goes_to_the_service_topic() -> None:
+    record = IntegratedServiceEvent(
+        service="odc",
+        environment_id="e3",
+        operation_name="odc.Configure()",
+        operation_status=OpStatus.ONGOING,
+        name="readout",
+        operation_step="step-1",
+        operation_step_status=OpStatus.DONE_OK,
+        error="",
+        payload='{"a": 1}',
+        timestamp_ns=TS,
+    )
+    enc = core_kafka.encode(record)
+    assert (enc.topic, enc.key) == ("aliecs.integrated_service.odc", b"e3")
+    ise = decode(enc.value).integratedServiceEvent
+    assert (ise.name, ise.operationName, ise.operationStep, ise.payload, ise.environmentId) == (
+        "readout",
+        "odc.Configure()",
+        "step-1",
+        '{"a": 1}',
+        "e3",
+    )
+    assert (ise.operationStatus, ise.operationStepStatus) == (
+        events_pb2.ONGOING,
+        events_pb2.DONE_OK,
+    )
+    new = core_kafka.encode(
+        IntegratedServiceEvent(
+            service="mysvc", environment_id="", operation_name="x", operation_status=OpStatus.NULL
+        )
+    )
+    assert (new.topic, new.key) == ("aliecs.integrated_service.mysvc", None)
+
+
+def test_bad_service_name_is_a_publish_error() -> None:
+    plugin, recorder = plugin_with_recorder()
+    with pytest.raises(PublishError, match="'DCS'"):
+        plugin.on_integrated_service_event(
+            event=IntegratedServiceEvent(
+                service="DCS",
+                environment_id="e",
+                operation_name="x",
+                operation_status=OpStatus.NULL,
+            )
+        )
+    assert recorder.sent == []
+
+
+def test_task_event_is_keyed_by_task_id() -> None:
+    record = TaskEvent(
+        name="readout",
+        task_id="t-1",
+        state="RUNNING",
+        status="ACTIVE",
+        environment_id="e4",
+        hostname="flp1",
+        class_name="readout-class",
+        path="readout.flp1",
+        traits=CallTraits(trigger="t", critical=True),
+    )
+    enc = core_kafka.encode(record)
+    assert (enc.topic, enc.key) == ("aliecs.task", b"t-1")
+    task = decode(enc.value).taskEvent
+    assert (
+        task.name,
+        task.taskid,
+        task.state,
+        task.status,
+        task.hostname,
+        task.className,
+        task.environmentId,
+        task.path,
+    ) == ("readout", "t-1", "RUNNING", "ACTIVE", "flp1", "readout-class", "e4", "readout.flp1")
+    assert (task.traits.trigger, task.traits.critical) == ("t", True)
+    no_traits = decode(
+        core_kafka.encode(TaskEvent(name="n", task_id="", state="s", status="ACTIVE")).value
+    ).taskEvent
+    assert not no_traits.HasField("traits")
+    assert core_kafka.encode(TaskEvent(name="n", task_id="", state="s", status="x")).key is None
+
+
+def test_role_event_mapping() -> None:
+    enc = core_kafka.encode(
+        RoleEvent(
+            name="flp1",
+            status="ACTIVE",
+            state="CONFIGURED",
+            role_path="readout.flp1",
+            environment_id="e5",
+        )
+    )
+    assert (enc.topic, enc.key) == ("aliecs.role", b"e5")
+    role = decode(enc.value).roleEvent
+    assert (role.name, role.status, role.state, role.rolePath, role.environmentId) == (
+        "flp1",
+        "ACTIVE",
+        "CONFIGURED",
+        "readout.flp1",
+        "e5",
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        (CoreEventKind.CORE_START, "coreStartEvent"),
+        (CoreEventKind.FRAMEWORK, "frameworkEvent"),
+        (CoreEventKind.MESOS_HEARTBEAT, "mesosHeartbeatEvent"),
+    ],
+)
+def test_core_events_have_no_key(kind: CoreEventKind, payload: str) -> None:
+    enc = core_kafka.encode(
+        CoreEvent(kind=kind, framework_id="fw", message="hello", timestamp_ns=TS)
+    )
+    assert (enc.topic, enc.key) == ("aliecs.core", None)
+    event = decode(enc.value)
+    assert event.WhichOneof("Payload") == payload
+    assert event.timestampNano == TS
+    if kind is CoreEventKind.FRAMEWORK:
+        assert (event.frameworkEvent.frameworkId, event.frameworkEvent.message) == ("fw", "hello")
+    if kind is CoreEventKind.CORE_START:
+        assert event.coreStartEvent.frameworkId == "fw"
+
+
+def test_unknown_record_is_refused_and_never_published() -> None:
+    plugin, recorder = plugin_with_recorder()
+    with pytest.raises(PublishError, match=r"StateChangeEvent.*not an event kind"):
+        core_kafka.encode(
+            StateChangeEvent(environment=ENV, state="RUNNING", transition="START_ACTIVITY")
+        )
+    with pytest.raises(PublishError, match="dict"):
+        plugin.publish({"not": "a record"})
+    assert recorder.sent == []
+
+
+def test_hooks_publish_through_pluggy_with_the_topic_root() -> None:
+    plugin, recorder = plugin_with_recorder(root="aliecs.t42")
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin, name="core-kafka")
+    names = {n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "aliecs_integration_spec")}
+    assert names and all(callable(getattr(plugin, n, None)) for n in names)
+    pm.hook.on_host_start(event=HostStartEvent(plugin_names=("core-kafka",), timestamp_ns=TS))
+    pm.hook.on_call(
+        event=CallEvent(
+            environment_id="e",
+            func="f()",
+            status=OpStatus.STARTED,
+            traits=CallTraits(trigger="before_DEPLOY"),
+        )
+    )
+    pm.hook.on_role_event(
+        event=RoleEvent(name="r", status="s", state="x", role_path="p", environment_id="")
+    )
+    topics = [t for t, _, _ in recorder.sent]
+    assert topics == ["aliecs.t42.core", "aliecs.t42.call", "aliecs.t42.role"]
+    start = decode(recorder.sent[0][1])
+    assert start.WhichOneof("Payload") == "coreStartEvent" and start.timestampNano == TS
+    assert [k for _, _, k in recorder.sent] == [None, b"e", None]
+    assert pm.hook.register_call_functions() == [{}]
+
+
+def test_producing_off_creates_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(kafka_endpoints=("b1:9092", "b2:9092"), enable_kafka=False)
+    with caplog.at_level(logging.INFO):
+        plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings))
+    assert plugin.publisher is None
+    assert "producing is off" in caplog.text
+    assert plugin.connection_state() is ConnectionState.IDLE
+    assert plugin.endpoint() == "b1:9092,b2:9092"
+    plugin.on_core_event(event=CoreEvent(kind=CoreEventKind.FRAMEWORK))
+    assert plugin.metrics().snapshot().sent == 0
+    plugin.on_host_stop(event=HostStopEvent(timeout_s=1))
+    assert plugin.connection_state() is ConnectionState.SHUTDOWN
+    no_endpoints = core_kafka.CoreKafkaPlugin(
+        PluginContext("core-kafka", Settings(kafka_endpoints=()))
+    )
+    assert no_endpoints.publisher is None
+
+
+def test_producing_on_uses_the_shared_publisher_and_closes_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_shared(servers: Any, config: ProducerConfig, *, name: str) -> Recorder:
+        calls.append((tuple(servers), config, name))
+        return recorder
+
+    monkeypatch.setattr(core_kafka, "shared_publisher", fake_shared)
+    producer = ProducerConfig(topic_root="r")
+    settings = Settings(kafka_endpoints=("b:1",), producer=producer)
+    plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings))
+    assert calls == [(("b:1",), producer, "core-kafka")]
+    assert recorder.prepared == [
+        TopicNames("r").core,
+        "r.environment",
+        "r.task",
+        "r.role",
+        "r.call",
+        "r.run",
+    ]
+    assert plugin.connection_state() is ConnectionState.READY
+    assert plugin.metrics() is recorder.metrics
+    with caplog.at_level(logging.INFO):
+        plugin.on_host_stop(event=HostStopEvent(timeout_s=2.5))
+    assert recorder.closed_with == 2.5
+    assert "7 delivered, 1 failed, 2 dropped, 3 undelivered" in caplog.text
+    assert plugin.connection_state() is ConnectionState.SHUTDOWN
+    plugin.on_core_event(event=CoreEvent(kind=CoreEventKind.FRAMEWORK))
+    assert recorder.sent == []  # nothing after stop
+
+
+def test_environment_encoding_equals_the_canonical_message() -> None:
+    """The cached snapshot part appended to the envelope decodes to the very message a
+    straightforward encoder builds, and re-serializes to the same canonical bytes."""
+    record = TransitionStepEvent(
+        environment=ENV,
+        transition="DEPLOY",
+        step="after_DEPLOY",
+        status=OpStatus.ONGOING,
+        finished=True,
+        message="done",
+        timestamp_ns=TS,
+    )
+    canonical = events_pb2.Event(
+        timestamp=TS // 1_000_000,
+        timestampNano=TS,
+        environmentEvent=events_pb2.Ev_EnvironmentEvent(
+            environmentId=ENV.id,
+            state=ENV.state,
+            message="done",
+            transition="DEPLOY",
+            transitionStep="after_DEPLOY",
+            transitionStatus=events_pb2.ONGOING,
+            vars=dict(ENV.variables),
+            lastRequestUser={"name": "jdoe", "externalId": 1234, "id": 5},
+            workflowTemplateInfo={
+                "name": "readout",
+                "description": "d",
+                "path": "git/readout",
+                "public": True,
+            },
+        ),
+    )
+    for _ in range(2):  # cache miss, then hit
+        decoded = decode(core_kafka.encode(record).value)
+        assert decoded == canonical
+        assert decoded.SerializeToString(deterministic=True) == canonical.SerializeToString(
+            deterministic=True
+        )
+
+
+def test_a_changed_snapshot_is_never_served_from_the_cache() -> None:
+    def event(variables: dict[str, str], state: str) -> events_pb2.Ev_EnvironmentEvent:
+        env = EnvironmentSnapshot(id="same", state=state, variables=variables)
+        return decode(
+            core_kafka.encode(
+                TransitionStepEvent(
+                    environment=env,
+                    transition="T",
+                    step="s",
+                    status=OpStatus.ONGOING,
+                    finished=False,
+                    message="m",
+                )
+            ).value
+        ).environmentEvent
+
+    for i in range(50):  # new snapshot objects, possibly at recycled addresses
+        got = event({"n": str(i)}, f"S{i}")
+        assert (dict(got.vars), got.state) == ({"n": str(i)}, f"S{i}")

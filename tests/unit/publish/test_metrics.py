@@ -1,0 +1,252 @@
+"""Unit tests of aliecs_integration.publish.metrics: counters, latency sampling and summary,
+Prometheus text, the rate-limited log and log filter."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+import time
+
+import pytest
+
+from aliecs_integration.publish.metrics import (
+    LATENCY_BUCKETS,
+    Metrics,
+    RateLimitedLog,
+    RateLimitFilter,
+)
+
+
+def test_counters_per_topic_and_totals() -> None:
+    m = Metrics()
+    m.record_sent("a", 0.002)
+    m.record_sent("a", 0.004)
+    m.record_sent("b", 0.1)
+    m.record_failed("b")
+    m.record_dropped("a", 3)
+    m.set_queue_depth_source(lambda: 7)
+    snap = m.snapshot()
+    assert (snap.sent, snap.failed, snap.dropped, snap.queued) == (3, 1, 3, 7)
+    assert (snap.topics["a"].sent, snap.topics["a"].failed, snap.topics["a"].dropped) == (2, 0, 3)
+    assert (snap.topics["b"].sent, snap.topics["b"].failed) == (1, 1)
+    assert snap.topics["b"].latency.max_s == 0.1
+
+
+def test_latency_percentiles_and_max() -> None:
+    m = Metrics(reservoir_size=1000, sample_every=1)
+    for i in range(1, 101):  # 1..100 ms
+        m.record_sent("t", i / 1000)
+    lat = m.snapshot().topics["t"].latency
+    assert lat.count == 100
+    assert lat.p50_s == pytest.approx(0.050, abs=0.0015)
+    assert lat.p99_s == pytest.approx(0.099, abs=0.0015)
+    assert lat.max_s == pytest.approx(0.100)
+
+
+def test_reservoir_is_bounded_and_keeps_recent_samples() -> None:
+    m = Metrics(reservoir_size=10, sample_every=1)
+    for _ in range(1000):
+        m.record_sent("t", 5.0)
+    for _ in range(10):
+        m.record_sent("t", 0.001)
+    lat = m.snapshot().topics["t"].latency
+    assert lat.p99_s == 0.001  # the slow ones were pushed out of the reservoir
+    assert lat.max_s == 5.0  # max is since start
+    assert lat.count == 1010
+    with pytest.raises(ValueError, match="reservoir_size"):
+        Metrics(reservoir_size=0)
+    with pytest.raises(ValueError, match="sample_every"):
+        Metrics(sample_every=0)
+
+
+def test_latency_is_sampled_per_topic_while_counts_stay_exact() -> None:
+    m = Metrics(sample_every=4)
+    due = [m.count_sent("a") for _ in range(10)]
+    assert due == [True, False, False, False, True, False, False, False, True, False]
+    assert m.count_sent("b")  # every topic's first delivery is sampled
+    for i in range(10):
+        if due[i]:
+            m.sample_latency("a", (i + 1) / 1000)
+    m.sample_latency("b", 0.5)
+    snap = m.snapshot()
+    a, b = snap.topics["a"].latency, snap.topics["b"].latency
+    assert (a.count, a.samples, a.max_s) == (10, 3, 0.009)
+    assert (b.count, b.samples, b.p99_s) == (1, 1, 0.5)
+    assert snap.sent == 11
+    text = m.to_prometheus()
+    assert 'aliecs_kafka_messages_sent_total{topic="a"} 10' in text
+    assert 'aliecs_kafka_delivery_latency_seconds_count{topic="a"} 3' in text
+    assert "one in 4" in text
+
+
+def test_published_is_counted_per_topic() -> None:
+    m = Metrics()
+    for _ in range(3):
+        m.count_published("a")
+    m.count_published("b")
+    m.count_sent("a")
+    m.record_dropped("b")
+    snap = m.snapshot()
+    assert (snap.topics["a"].published, snap.topics["a"].sent) == (3, 1)
+    assert (snap.topics["b"].published, snap.topics["b"].dropped) == (1, 1)
+    assert snap.published == 4
+    assert 'aliecs_kafka_messages_published_total{topic="a"} 3' in m.to_prometheus()
+
+
+def test_counts_from_several_threads_are_exact_and_never_ahead_of_published() -> None:
+    m = Metrics()
+    stop = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def deliver() -> None:  # the publisher's order: published first, acknowledged later
+        for i in range(21_000):
+            topic = f"t{i % 3}"
+            m.count_published(topic)
+            m.count_sent(topic)
+
+    def fold() -> None:
+        while not stop.is_set():
+            m.fold()
+            snap = m.snapshot()
+            seen.append((snap.published, snap.sent))
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    folder = threading.Thread(target=fold)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: races show
+    try:
+        folder.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        folder.join()
+    finally:
+        sys.setswitchinterval(interval)
+    snap = m.snapshot()
+    assert (snap.published, snap.sent) == (63_000, 63_000)
+    assert [snap.topics[f"t{i}"].sent for i in range(3)] == [21_000] * 3
+    assert seen and all(published >= sent for published, sent in seen)
+
+
+def test_concurrent_updates_are_not_lost() -> None:
+    m = Metrics()
+
+    def work() -> None:
+        for _ in range(5000):
+            m.record_sent("t", 0.001)
+            m.record_dropped("t")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    snap = m.snapshot()
+    assert (snap.sent, snap.dropped) == (20000, 20000)
+
+
+LINE = re.compile(
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*)\})?'
+    r" (?P<value>[-+]?(\d+(\.\d*)?([eE][-+]?\d+)?|\+Inf|NaN))$"
+)
+
+
+def test_prometheus_text_format() -> None:
+    m = Metrics(sample_every=1)
+    m.count_published("aliecs.run")
+    m.record_sent("aliecs.run", 0.003)
+    m.record_sent("aliecs.run", 0.2)
+    m.record_failed('we"ird\\topic\n')
+    m.record_dropped("aliecs.run", 2)
+    m.set_queue_depth_source(lambda: 5)
+    text = m.to_prometheus()
+    assert text.endswith("\n")
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) aliecs_kafka_[a-z_]+ .+$", line), line
+            continue
+        match = LINE.match(line)
+        assert match, line
+        samples[line.rsplit(" ", 1)[0]] = float(match["value"])
+    assert samples['aliecs_kafka_messages_sent_total{topic="aliecs.run"}'] == 2
+    assert samples['aliecs_kafka_messages_published_total{topic="aliecs.run"}'] == 1
+    assert samples['aliecs_kafka_messages_dropped_total{topic="aliecs.run"}'] == 2
+    assert samples['aliecs_kafka_messages_failed_total{topic="we\\"ird\\\\topic\\n"}'] == 1
+    assert samples["aliecs_kafka_queue_messages"] == 5
+    h = "aliecs_kafka_delivery_latency_seconds"
+    assert samples[f'{h}_bucket{{topic="aliecs.run",le="0.001"}}'] == 0
+    assert samples[f'{h}_bucket{{topic="aliecs.run",le="0.005"}}'] == 1
+    assert samples[f'{h}_bucket{{topic="aliecs.run",le="0.25"}}'] == 2
+    assert samples[f'{h}_bucket{{topic="aliecs.run",le="+Inf"}}'] == 2
+    assert samples[f'{h}_count{{topic="aliecs.run"}}'] == 2
+    assert samples[f'{h}_sum{{topic="aliecs.run"}}'] == pytest.approx(0.203)
+    buckets = [k for k in samples if k.startswith(f'{h}_bucket{{topic="aliecs.run"')]
+    assert len(buckets) == len(LATENCY_BUCKETS) + 1
+    for kind in ("counter", "gauge", "histogram"):
+        assert f" {kind}\n" in text
+
+
+def test_empty_metrics_export_headers_and_gauge() -> None:
+    text = Metrics().to_prometheus()
+    assert "aliecs_kafka_queue_messages 0\n" in text
+    assert "topic=" not in text
+
+
+def test_rate_limited_log_counts_between_messages(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.ratelimited")
+    limited = RateLimitedLog(logger, logging.WARNING, interval_s=0.2)
+    with caplog.at_level(logging.WARNING, logger="test.ratelimited"):
+        for i in range(5):
+            limited.note("dropped %s", i)
+        assert [r.getMessage() for r in caplog.records] == [
+            "dropped 0 (1 time(s) since the last such message)"
+        ]
+        assert limited.pending == 4
+        time.sleep(0.25)
+        limited.note("dropped %s", 5)
+    assert caplog.records[-1].getMessage() == "dropped 5 (5 time(s) since the last such message)"
+    assert limited.pending == 0
+
+
+def test_rate_limit_filter_suppresses_repeats_per_kind(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.ratefilter")
+    logger.addFilter(RateLimitFilter(interval_s=0.2))
+    with caplog.at_level(logging.ERROR, logger="test.ratefilter"):
+        for _ in range(10):
+            logger.error("%s [%s] %s", "FAIL", "rdkafka#producer-1", "Connect failed")
+        logger.error("%s [%s] %s", "FAIL", "rdkafka#producer-2", "Connect failed")
+        logger.error("%s [%s] %s", "ERROR", "rdkafka#producer-1", "other")
+        time.sleep(0.25)
+        logger.error("%s [%s] %s", "FAIL", "rdkafka#producer-1", "Connect failed")
+    assert [r.getMessage() for r in caplog.records] == [
+        "FAIL [rdkafka#producer-1] Connect failed",
+        "FAIL [rdkafka#producer-2] Connect failed",
+        "ERROR [rdkafka#producer-1] other",
+        "FAIL [rdkafka#producer-1] Connect failed (9 similar suppressed)",
+    ]
+
+
+def test_rate_limit_filter_release_reports_what_is_still_suppressed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("test.ratefilter.release")
+    limiter = RateLimitFilter(interval_s=60)
+    logger.addFilter(limiter)
+    with caplog.at_level(logging.DEBUG, logger="test.ratefilter.release"):
+        for _ in range(100):
+            logger.error("%s [%s] %s", "FAIL", "rdkafka#producer-9", "Connect failed")
+        logger.warning("%s [%s] %s", "REQTMOUT", "rdkafka#producer-9", "Timed out")
+        logger.info("%s [%s] %s", "REQTMOUT", "rdkafka#producer-9", "Timed out")
+        assert len(caplog.records) == 2
+        assert limiter.release(logger) == 100
+        assert limiter.release(logger) == 0  # reported once
+    suffix = "similar line(s) suppressed since the last one"
+    assert [(r.levelno, r.getMessage()) for r in caplog.records[2:]] == [
+        (logging.ERROR, f"FAIL [rdkafka#producer-9]: 99 {suffix}"),
+        (logging.INFO, f"REQTMOUT [rdkafka#producer-9]: 1 {suffix}"),
+    ]

@@ -1,0 +1,603 @@
+"""Unit tests of aliecs_integration.publish.publisher with in-process fakes of the Kafka clients.
+
+``FakeProducer`` mimics confluent_kafka.Producer: a bounded queue (BufferError when full,
+like librdkafka's ``queue.buffering.max.*``), delivery reports served by poll/flush while the
+"broker" is up, purge. ``FakeAdmin`` mimics the AdminClient calls the publisher makes, with a
+gate to hold topic creation and a switch to make the cluster unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from aliecs_integration.errors import PublishError, SettingsError
+from aliecs_integration.publish import publisher as publisher_mod
+from aliecs_integration.publish.publisher import Publisher, shared_publisher
+from aliecs_integration.records import ConnectionState
+from aliecs_integration.settings.producer import ProducerConfig
+
+
+class FakeMessage:
+    def __init__(self, topic: str, value: bytes, key: bytes | None) -> None:
+        self._topic, self._value, self._key = topic, value, key
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def latency(self) -> float:
+        return 0.002
+
+
+class FakeProducer:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.max_messages = int(config["queue.buffering.max.messages"])
+        self.max_bytes = int(config["queue.buffering.max.kbytes"]) * 1024
+        self.default_cb: Callable[..., None] = config["on_delivery"]
+        self.error_cb: Callable[[KafkaError], None] = config["error_cb"]
+        self.cond = threading.Condition()
+        self.queue: list[tuple[FakeMessage, Callable[..., None]]] = []
+        self.delivered: list[tuple[str, bytes | None, bytes]] = []
+        self.up = True
+        self.fail_topics: set[str] = set()
+        self.refuse_bytes: int | None = None
+        self.closed = False
+        self.purged = 0
+        self.serving = 0
+
+    def _bytes(self) -> int:
+        return sum(len(m.value()) + len(m.key() or b"") for m, _ in self.queue)
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        on_delivery: Callable[..., None] | None = None,
+    ) -> None:
+        assert not self.closed, "produce after close"
+        if self.refuse_bytes is not None and len(value) > self.refuse_bytes:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        with self.cond:
+            size = len(value) + len(key or b"")
+            if len(self.queue) >= self.max_messages or self._bytes() + size > self.max_bytes:
+                raise BufferError("Local: Queue full")
+            self.queue.append((FakeMessage(topic, value, key), on_delivery or self.default_cb))
+            self.cond.notify_all()
+
+    def set_up(self, up: bool) -> None:
+        with self.cond:
+            self.up = up
+            self.cond.notify_all()
+
+    def poll(self, timeout: float = -1) -> int:
+        with self.cond:
+            if not (self.up and self.queue):
+                self.cond.wait(timeout if timeout >= 0 else None)
+            if not self.up:
+                return 0
+            batch, self.queue = self.queue, []
+            self.serving += len(batch)  # like librdkafka: counted until the report is served
+        for msg, cb in batch:
+            if msg.topic() in self.fail_topics:
+                cb(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), msg)
+            else:
+                self.delivered.append((msg.topic(), msg.key(), msg.value()))
+                cb(None, msg)
+            with self.cond:
+                self.serving -= 1
+        return len(batch)
+
+    def flush(self, timeout: float = -1) -> int:
+        deadline = time.monotonic() + (timeout if timeout >= 0 else 3600)
+        while len(self) and time.monotonic() < deadline:
+            self.poll(min(0.02, max(0.0, deadline - time.monotonic())))
+        return len(self)
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
+        with self.cond:
+            batch, self.queue = self.queue, []
+        for msg, cb in batch:
+            self.purged += 1
+            cb(KafkaError(KafkaError._PURGE_QUEUE), msg)
+
+    def close(self) -> bool:
+        self.closed = True
+        return True
+
+    def __len__(self) -> int:
+        return len(self.queue) + self.serving
+
+
+class FakeAdmin:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.brokers = 1
+        self.topics: set[str] = set()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.up = True
+        self.errors: dict[str, int] = {}
+        self.requests: list[Any] = []
+        self.polls = 0
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        if not self.up:
+            time.sleep(0.01)
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+        names = self.topics if topic is None else {topic} & self.topics
+        part = SimpleNamespace(leader=1)
+        return SimpleNamespace(
+            brokers={i: object() for i in range(1, self.brokers + 1)},
+            topics={t: SimpleNamespace(error=None, partitions={0: part}) for t in names},
+        )
+
+    def poll(self, timeout: float = -1) -> int:
+        self.polls += 1
+        return 0
+
+    def create_topics(self, new_topics: list[Any], **_: Any) -> dict[str, Future[None]]:
+        self.gate.wait(10)
+        out: dict[str, Future[None]] = {}
+        for spec in new_topics:
+            self.requests.append(spec)
+            fut: Future[None] = Future()
+            if spec.topic in self.errors:
+                fut.set_exception(KafkaException(KafkaError(self.errors[spec.topic])))
+            else:
+                self.topics.add(spec.topic)
+                fut.set_result(None)
+            out[spec.topic] = fut
+        return out
+
+
+class Clients:
+    """Factories handing the publisher one FakeProducer and one FakeAdmin."""
+
+    def __init__(self) -> None:
+        self.producer: FakeProducer | None = None
+        self.admin: FakeAdmin | None = None
+        self.admin_setup: Callable[[FakeAdmin], None] = lambda a: None
+
+    def make_producer(self, config: dict[str, Any]) -> FakeProducer:
+        self.producer = FakeProducer(config)
+        return self.producer
+
+    def make_admin(self, config: dict[str, Any]) -> FakeAdmin:
+        self.admin = FakeAdmin(config)
+        self.admin_setup(self.admin)
+        return self.admin
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., tuple[Publisher, FakeProducer, FakeAdmin]]]:
+    made: list[Publisher] = []
+
+    def factory(
+        config: dict[str, Any] | None = None,
+        admin_setup: Callable[[FakeAdmin], None] = lambda a: None,
+    ) -> tuple[Publisher, FakeProducer, FakeAdmin]:
+        clients = Clients()
+        clients.admin_setup = admin_setup
+        pub = Publisher(
+            ["b1:9092", "b2:9092"],
+            ProducerConfig.from_dict(config, source="test"),
+            producer_factory=clients.make_producer,
+            admin_factory=clients.make_admin,
+        )
+        made.append(pub)
+        assert clients.producer is not None and clients.admin is not None
+        return pub, clients.producer, clients.admin
+
+    yield factory
+    for pub in made:
+        if not pub.closed:
+            if pub._producer is not None:
+                pub._producer.set_up(True)
+            pub.close(2.0)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def created(pub: Publisher, *topics: str) -> None:
+    """Have ``topics`` created (existing in the fake cluster) before the test goes on."""
+    pub.prepare(topics)
+    wait_until(lambda: all(t in pub._created for t in topics))
+
+
+def values(producer: FakeProducer, topic: str | None = None) -> list[bytes]:
+    return [v for t, _, v in producer.delivered if topic is None or t == topic]
+
+
+def test_producer_config_defaults_passthrough_and_queue_window(make: Any) -> None:
+    pub, producer, admin = make(
+        {
+            "properties": {"compression.type": "lz4", "linger.ms": 20, "sasl.username": "u"},
+            "queue": {"maxMessages": 1000, "maxBytes": 1 << 20},
+        }
+    )
+    conf = producer.config
+    assert conf["bootstrap.servers"] == "b1:9092,b2:9092"
+    assert conf["acks"] == "all"
+    assert conf["enable.idempotence"] is True
+    assert conf["message.timeout.ms"] == 0
+    assert conf["compression.type"] == "lz4" and conf["linger.ms"] == 20
+    assert conf["queue.buffering.max.messages"] == 500
+    assert conf["queue.buffering.max.kbytes"] == 512
+    assert admin.config["bootstrap.servers"] == "b1:9092,b2:9092"
+    assert admin.config["sasl.username"] == "u"
+    assert pub.max_message_bytes == 512 * 1024
+
+
+def test_first_message_to_a_new_topic_waits_for_its_creation(make: Any) -> None:
+    pub, producer, admin = make({"topics": {"partitions": 3, "replicationFactor": 3}})
+    admin.gate.clear()
+    for i in range(5):
+        pub.publish("aliecs.integrated_service.new", str(i).encode(), b"env")
+    time.sleep(0.1)
+    assert producer.delivered == []
+    assert pub.metrics.snapshot().queued == 5
+    admin.gate.set()
+    wait_until(lambda: len(producer.delivered) == 5)
+    assert values(producer) == [b"0", b"1", b"2", b"3", b"4"]
+    assert [(r.topic, r.num_partitions, r.replication_factor) for r in admin.requests] == [
+        ("aliecs.integrated_service.new", 3, 1)
+    ]
+    assert pub.metrics.snapshot().topics["aliecs.integrated_service.new"].sent == 5
+
+
+def test_existing_topics_are_not_created_again(make: Any) -> None:
+    pub, producer, admin = make(admin_setup=lambda a: a.topics.add("t"))
+    pub.publish("t", b"x")
+    wait_until(lambda: len(producer.delivered) == 1)
+    assert admin.requests == []
+
+
+def test_per_key_order_is_kept_across_creation_and_backlog(make: Any) -> None:
+    pub, producer, admin = make({"queue": {"maxMessages": 200}})
+    admin.gate.clear()
+    sent: dict[bytes, list[bytes]] = {b"A": [], b"B": []}
+    producer.set_up(False)  # librdkafka's queue fills up: later messages use the backlog
+    for i in range(150):
+        key = b"A" if i % 3 else b"B"
+        value = str(i).encode()
+        sent[key].append(value)
+        pub.publish("t" if i < 40 else ("t" if i % 2 else "u"), value, key)
+        if i == 20:
+            admin.gate.set()
+    producer.set_up(True)
+    wait_until(lambda: len(producer.delivered) == 150)
+    for topic in ("t", "u"):
+        for key, expected in sent.items():
+            got = [v for t, k, v in producer.delivered if t == topic and k == key]
+            assert got == [v for v in expected if v in got]
+    assert sorted(values(producer), key=int) == [str(i).encode() for i in range(150)]
+
+
+def test_drop_newest_counts_and_logs_drops(make: Any, caplog: pytest.LogCaptureFixture) -> None:
+    pub, producer, _ = make(
+        {"queue": {"maxMessages": 10, "overflow": "drop_newest"}},
+        admin_setup=lambda a: a.topics.add("t"),
+    )
+    created(pub, "t")
+    producer.set_up(False)
+    with caplog.at_level(logging.WARNING):
+        for i in range(15):
+            pub.publish("t", str(i).encode())
+    snap = pub.metrics.snapshot()
+    assert snap.dropped == 5 and snap.topics["t"].dropped == 5
+    assert snap.queued == 10
+    assert "dropped" in caplog.text and "drop_newest" in caplog.text
+    producer.set_up(True)
+    wait_until(lambda: len(producer.delivered) == 10)
+    assert values(producer) == [str(i).encode() for i in range(10)]
+
+
+def test_drop_oldest_discards_the_oldest_queued(make: Any) -> None:
+    pub, producer, _ = make(
+        {"queue": {"maxMessages": 10, "overflow": "drop_oldest"}},
+        admin_setup=lambda a: a.topics.add("t"),
+    )
+    created(pub, "t")
+    producer.set_up(False)
+    for i in range(15):
+        pub.publish("t", str(i).encode())
+    assert pub.metrics.snapshot().dropped == 5
+    producer.set_up(True)
+    wait_until(lambda: len(producer.delivered) == 10)
+    # 0-4 were already inside librdkafka's queue; 5-9 were the oldest held by the publisher
+    assert values(producer) == [str(i).encode() for i in (0, 1, 2, 3, 4, 10, 11, 12, 13, 14)]
+
+
+def test_block_waits_then_raises_and_counts(make: Any) -> None:
+    pub, producer, _ = make(
+        {"queue": {"maxMessages": 4, "overflow": "block", "blockTimeoutSeconds": 0.2}},
+        admin_setup=lambda a: a.topics.add("t"),
+    )
+    created(pub, "t")
+    producer.set_up(False)
+    for i in range(4):
+        pub.publish("t", str(i).encode())
+    started = time.monotonic()
+    with pytest.raises(PublishError, match="queue full"):
+        pub.publish("t", b"late")
+    assert time.monotonic() - started >= 0.19
+    assert pub.metrics.snapshot().dropped == 1
+    # room freed while blocked: the caller goes on
+    threading.Timer(0.1, producer.set_up, (True,)).start()
+    pub.publish("t", b"4")
+    wait_until(lambda: len(producer.delivered) == 5)
+    assert values(producer) == [b"0", b"1", b"2", b"3", b"4"]
+
+
+def test_byte_cap_and_oversized_messages(make: Any) -> None:
+    pub, producer, _ = make(
+        {"queue": {"maxMessages": 1000, "maxBytes": 8192, "overflow": "drop_newest"}},
+        admin_setup=lambda a: a.topics.add("t"),
+    )
+    assert pub.max_message_bytes == 4096
+    created(pub, "t")
+    with pytest.raises(PublishError, match=r"more than half of queue\.maxBytes"):
+        pub.publish("t", b"x" * 4097)
+    producer.set_up(False)
+    for _ in range(5):
+        pub.publish("t", b"y" * 2000)  # 2 fit librdkafka's 4 KiB, 2 the publisher's
+    snap = pub.metrics.snapshot()
+    assert snap.dropped == 2  # the oversized one and the fifth 2000-byte one
+    assert snap.queued == 4
+
+
+def test_client_refusal_is_a_publish_error(make: Any) -> None:
+    pub, producer, _ = make(admin_setup=lambda a: a.topics.add("t"))
+    created(pub, "t")
+    producer.refuse_bytes = 10
+    with pytest.raises(PublishError, match="refused"):
+        pub.publish("t", b"z" * 11)
+    assert pub.metrics.snapshot().topics["t"].dropped == 1
+
+
+def test_failed_deliveries_are_counted(make: Any, caplog: pytest.LogCaptureFixture) -> None:
+    pub, producer, _ = make(admin_setup=lambda a: a.topics.update({"bad", "good"}))
+    producer.fail_topics.add("bad")
+    with caplog.at_level(logging.ERROR):
+        pub.publish("bad", b"1")
+        pub.publish("good", b"2")
+        report = pub.flush(5)
+    assert (report.delivered, report.failed, report.undelivered) == (1, 1, 0)
+    assert "delivery to bad failed" in caplog.text
+
+
+def test_permanent_creation_failure_drops_waiting_messages(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, _producer, _admin = make(
+        admin_setup=lambda a: a.errors.update({"forbidden": KafkaError.TOPIC_AUTHORIZATION_FAILED})
+    )
+    with caplog.at_level(logging.ERROR):
+        pub.publish("forbidden", b"1")
+        pub.publish("forbidden", b"2")
+        wait_until(lambda: pub.metrics.snapshot().dropped == 2)
+    assert "cannot create topic forbidden" in caplog.text
+    assert pub.metrics.snapshot().queued == 0
+
+
+def test_creation_is_retried_while_the_cluster_is_unreachable(make: Any) -> None:
+    pub, producer, admin = make()
+    admin.up = False
+    pub.publish("t", b"1")
+    wait_until(lambda: pub.connection_state() is ConnectionState.TRANSIENT_FAILURE)
+    assert producer.delivered == []
+    admin.up = True
+    wait_until(lambda: values(producer) == [b"1"], timeout=10)
+    assert pub.connection_state() is ConnectionState.READY
+
+
+def test_flush_and_close_report_and_refuse_afterwards(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, producer, admin = make(admin_setup=lambda a: a.topics.add("t"))
+    for i in range(3):
+        pub.publish("t", str(i).encode())
+    assert pub.flush(5).delivered == 3
+    producer.set_up(False)
+    admin.gate.clear()
+    pub.publish("t", b"stuck-in-client")
+    pub.publish("new-topic", b"stuck-waiting-for-topic")
+    with caplog.at_level(logging.WARNING):
+        report = pub.close(0.3)
+    admin.gate.set()
+    assert (report.delivered, report.failed, report.dropped, report.undelivered) == (3, 0, 0, 2)
+    assert "2 undelivered" in caplog.text
+    assert producer.closed and producer.purged == 1
+    assert pub.connection_state() is ConnectionState.SHUTDOWN
+    with pytest.raises(PublishError, match="closed"):
+        pub.publish("t", b"after")
+    assert pub.metrics._offered == []  # folded at once: nothing piles up after close
+    assert pub.metrics.snapshot().topics["t"].published == 5
+
+
+def test_an_unreachable_cluster_is_logged_with_its_servers(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        pub, _producer, _admin = make(admin_setup=lambda a: setattr(a, "up", False))
+        wait_until(lambda: "unreachable" in caplog.text)
+    assert "core-kafka: the Kafka cluster at b1:9092,b2:9092 is unreachable" in caplog.text
+    assert "[]" not in caplog.text
+    assert pub.connection_state() is ConnectionState.TRANSIENT_FAILURE
+
+
+def test_librdkafka_log_lines_are_rate_limited_with_a_count(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, producer, _ = make()
+    client = f"rdkafka#producer-{id(pub)}"  # the filter is process-wide: a kind of our own
+    bridged = producer.config["logger"]
+    assert bridged.name == "aliecs_integration.publish.publisher.librdkafka"
+    connect_failed = "[thrd:b1:9092/bootstrap]: Connect to ipv4#10.0.0.1:9092 failed"
+
+    def ours() -> list[str]:
+        return [r.getMessage() for r in caplog.records if client in r.getMessage()]
+
+    with caplog.at_level(logging.DEBUG, logger=bridged.name):
+        for _ in range(1200):  # confluent-kafka's call: logger.log(level, fmt, fac, name, buf)
+            bridged.log(logging.ERROR, "%s [%s] %s", "FAIL", client, connect_failed)
+        assert ours() == [f"FAIL [{client}] {connect_failed}"]
+        pub.close(1)
+    assert ours()[1:] == [f"FAIL [{client}]: 1199 similar line(s) suppressed since the last one"]
+
+
+def test_messages_waiting_for_their_topic_may_use_the_whole_cap(make: Any) -> None:
+    pub, producer, admin = make({"queue": {"maxMessages": 10, "overflow": "drop_oldest"}})
+    admin.gate.clear()  # the topic cannot be created yet (broker down since start)
+    producer.set_up(False)
+    for i in range(10):
+        pub.publish("new", str(i).encode())
+    assert pub.metrics.snapshot().dropped == 0  # not half of the cap: all of it
+    admin.gate.set()
+    wait_until(lambda: len(producer.queue) == 5)  # librdkafka's half took the oldest over
+    assert pub.metrics.snapshot().dropped == 0  # the hand-over itself drops nothing
+    assert pub.metrics.snapshot().queued == 10
+    pub.publish("new", b"10")  # the whole cap is in use: the oldest one held by us goes
+    assert pub.metrics.snapshot().dropped == 1
+    producer.set_up(True)
+    wait_until(lambda: len(producer.delivered) == 10)
+    assert values(producer) == [str(i).encode() for i in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10)]
+
+
+def test_published_counts_every_message_offered_per_topic(make: Any) -> None:
+    pub, producer, admin = make(admin_setup=lambda a: a.topics.add("t"))
+    created(pub, "t")
+    for i in range(3):
+        pub.publish("t", str(i).encode())
+    producer.refuse_bytes = 10
+    with pytest.raises(PublishError):
+        pub.publish("t", b"z" * 11)
+    admin.gate.clear()
+    pub.publish("later", b"waits for its topic")
+    pub.flush(0.5)
+    snap = pub.metrics.snapshot()
+    t, later = snap.topics["t"], snap.topics["later"]
+    assert (t.published, t.sent, t.dropped) == (4, 3, 1)
+    assert (later.published, later.sent, later.failed, later.dropped) == (1, 0, 0, 0)
+    assert snap.published == 5 and snap.queued == 1
+    admin.gate.set()
+
+
+def test_a_publish_blocked_for_room_is_refused_when_the_publisher_closes(make: Any) -> None:
+    pub, producer, _ = make(
+        {"queue": {"maxMessages": 4, "overflow": "block", "blockTimeoutSeconds": 10}},
+        admin_setup=lambda a: a.topics.add("t"),
+    )
+    created(pub, "t")
+    producer.set_up(False)
+    for i in range(4):
+        pub.publish("t", str(i).encode())
+    errors: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            pub.publish("t", b"blocked")
+        except PublishError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    time.sleep(0.2)
+    report = pub.close(0.1)
+    thread.join(5)
+    assert not thread.is_alive()
+    assert [str(e) for e in errors] == [
+        "core-kafka: message to 't' refused: the publisher is closed"
+    ]
+    assert report.undelivered == 4
+    assert pub.metrics.snapshot().dropped == 1  # counted: nothing lost silently
+
+
+def test_connection_state_follows_errors_and_deliveries(make: Any) -> None:
+    pub, producer, _admin = make(admin_setup=lambda a: a.topics.add("t"))
+    wait_until(lambda: pub.connection_state() is ConnectionState.READY)  # metadata answered
+    producer.error_cb(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    assert pub.connection_state() is ConnectionState.TRANSIENT_FAILURE
+    pub.publish("t", b"1")
+    wait_until(lambda: pub.connection_state() is ConnectionState.READY)
+
+
+def test_secrets_never_reach_the_log(make: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        pub, producer, _ = make(
+            {"properties": {"sasl.password": "hunter2-secret", "ssl.key.password": "kp-secret"}}
+        )
+        pub.publish("t", b"1")
+        producer.error_cb(KafkaError(KafkaError._TRANSPORT))
+        pub.close(1)
+    assert caplog.text  # something was logged
+    assert "hunter2-secret" not in caplog.text and "kp-secret" not in caplog.text
+    assert "sasl.password" in caplog.text  # named, masked
+    assert producer.config["sasl.password"] == "hunter2-secret"
+
+
+def test_shared_publisher_is_shared_and_closed_by_its_last_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clients = Clients()
+    monkeypatch.setattr(publisher_mod, "Publisher", _factory_publisher(clients))
+    config = ProducerConfig()
+    a = shared_publisher(["b:1"], config)
+    b = shared_publisher(["b:1"], ProducerConfig())
+    c = shared_publisher(
+        ["b:1"], ProducerConfig.from_dict({"properties": {"linger.ms": 1}}, source="t")
+    )
+    d = shared_publisher(["other:1"], config)
+    assert a is b and a is not c and a is not d
+    a.close(1)
+    assert not a.closed
+    b.close(1)
+    assert a.closed
+    e = shared_publisher(["b:1"], config)
+    assert e is not a
+    for p in (c, d, e):
+        p.close(1)
+
+
+def _factory_publisher(clients: Clients) -> Callable[..., Publisher]:
+    def build(*args: Any, **kwargs: Any) -> Publisher:
+        return Publisher(
+            *args,
+            producer_factory=lambda c: FakeProducer(c),
+            admin_factory=lambda c: FakeAdmin(c),
+            **kwargs,
+        )
+
+    return build
+
+
+def test_empty_bootstrap_is_refused() -> None:
+    with pytest.raises(ValueError, match="kafkaEndpoints"):
+        Publisher([], ProducerConfig())
+
+
+def test_a_configuration_librdkafka_refuses_is_a_settings_error() -> None:
+    config = ProducerConfig.from_dict({"properties": {"linger.mss": 5}}, source="test")
+    with pytest.raises(SettingsError, match=r"kafkaProducer\.properties.*linger\.mss"):
+        Publisher(["127.0.0.1:1"], config, admin_factory=FakeAdmin)

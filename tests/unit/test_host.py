@@ -1,0 +1,277 @@
+"""PluginHost: discovery, loading rules, isolation, listing, call functions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import pytest
+
+from aliecs_integration.errors import PluginError
+from aliecs_integration.hookspecs import hookimpl
+from aliecs_integration.host import ENTRY_POINT_GROUP, PluginHost
+from aliecs_integration.plugin import Plugin
+from aliecs_integration.records import (
+    CallContext,
+    CallTraits,
+    ConnectionState,
+    CoreEvent,
+    CoreEventKind,
+    EnvironmentSnapshot,
+    PluginContext,
+)
+
+
+@attrs.frozen
+class FakeSettings:
+    integration_plugins: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+
+def ep(name: str, value: str) -> importlib.metadata.EntryPoint:
+    return importlib.metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
+
+
+class Recorder(Plugin):
+    pretty_name = "Recorder"
+    seen: ClassVar[list[tuple[str, str, object]]] = []
+
+    @hookimpl
+    def on_core_event(self, event: CoreEvent) -> None:
+        self.seen.append((self.name, "on_core_event", event))
+
+    def connection_state(self) -> ConnectionState:
+        return ConnectionState.READY
+
+
+class Exploding(Plugin):
+    @hookimpl
+    def on_core_event(self, event: CoreEvent) -> None:
+        raise RuntimeError("boom")
+
+
+class FailsInit(Plugin):
+    def __init__(self, context: PluginContext) -> None:
+        raise OSError("cannot connect")
+
+
+class NeedsEndpoint(Recorder):
+    endpoint_setting = "myEndpoint"
+
+
+class Exporter(Plugin):
+    @hookimpl
+    def register_call_functions(self) -> dict[str, Any]:
+        return {"Hello": lambda ctx: f"hello {ctx.environment.id}"}
+
+
+class BadHookName(Plugin):
+    @hookimpl
+    def on_no_such_hook(self, event: object) -> None:  # pragma: no cover - never called
+        pass
+
+
+class Wrapper(Plugin):
+    @hookimpl(wrapper=True)
+    def on_core_event(self, event: CoreEvent) -> Iterator[None]:  # pragma: no cover
+        return (yield)
+
+
+# entry points resolve "module:attr"; expose the test classes under this module's name
+MOD = __name__
+
+
+@pytest.fixture(autouse=True)
+def _clear_recorder() -> None:
+    Recorder.seen = []
+
+
+def host_with(
+    names: tuple[str, ...], eps: list[importlib.metadata.EntryPoint], **raw: Any
+) -> PluginHost:
+    host = PluginHost(FakeSettings(integration_plugins=names, raw=raw), entry_points=eps)
+    host.start()
+    return host
+
+
+def test_always_on_loaded_and_optional_only_when_named() -> None:
+    eps = [ep("core-kafka", f"{MOD}:Recorder"), ep("kafka", f"{MOD}:Recorder")]
+    host = host_with((), eps)
+    assert host.plugin_names() == ["core-kafka"]
+    status = {s.name: s for s in host.list_plugins()}
+    assert status["kafka"].loaded is False
+    assert "not named in integrationPlugins" in status["kafka"].reason
+    assert status["core-kafka"].state == "READY"
+    assert status["core-kafka"].pretty_name == "Recorder"
+
+    host2 = host_with(("kafka",), eps)
+    assert sorted(host2.plugin_names()) == ["core-kafka", "kafka"]
+
+
+def test_endpoint_setting_required(caplog: pytest.LogCaptureFixture) -> None:
+    eps = [ep("mine", f"{MOD}:NeedsEndpoint")]
+    host = host_with(("mine",), eps)
+    status = {s.name: s for s in host.list_plugins()}["mine"]
+    assert not status.loaded
+    assert "setting 'myEndpoint' is missing" in status.reason
+    host2 = host_with(("mine",), eps, myEndpoint="h:1")
+    assert host2.plugin_names() == ["mine"]
+
+
+def test_unknown_name_reported_and_others_load(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        host = host_with(("nosuch", "rec"), [ep("rec", f"{MOD}:Recorder")])
+    assert host.plugin_names() == ["rec"]
+    status = {s.name: s for s in host.list_plugins()}
+    assert "no installed plugin provides 'nosuch'" in status["nosuch"].reason
+    assert "nosuch" in caplog.text
+
+
+def test_import_failure_and_init_failure_isolated(caplog: pytest.LogCaptureFixture) -> None:
+    eps = [
+        ep("broken", "no_such_module_xyz:Thing"),
+        ep("failing", f"{MOD}:FailsInit"),
+        ep("rec", f"{MOD}:Recorder"),
+    ]
+    with caplog.at_level(logging.ERROR):
+        host = host_with(("broken", "failing", "rec"), eps)
+    assert host.plugin_names() == ["rec"]
+    status = {s.name: s for s in host.list_plugins()}
+    assert status["broken"].reason.startswith("import failed")
+    assert "cannot connect" in status["failing"].reason
+    assert "plugin 'failing' not loaded" in caplog.text
+
+
+def test_hook_exception_isolated_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    eps = [ep("bad", f"{MOD}:Exploding"), ep("rec", f"{MOD}:Recorder")]
+    host = host_with(("bad", "rec"), eps)
+    event = CoreEvent(kind=CoreEventKind.FRAMEWORK, message="x")
+    with caplog.at_level(logging.ERROR):
+        failures = host.fire("on_core_event", event)
+    assert [f.plugin for f in failures] == ["bad"]
+    assert "plugin 'bad' failed in on_core_event" in caplog.text
+    assert [(n, h) for n, h, _ in Recorder.seen if _ is event] == [("rec", "on_core_event")]
+    assert host.failure_count == {"bad": 1}
+
+
+def test_invalid_hook_name_and_wrappers_refused() -> None:
+    eps = [ep("bad", f"{MOD}:BadHookName"), ep("wrap", f"{MOD}:Wrapper"),
+           ep("rec", f"{MOD}:Recorder")]
+    host = host_with(("bad", "wrap", "rec"), eps)
+    assert host.plugin_names() == ["rec"]
+    status = {s.name: s for s in host.list_plugins()}
+    assert "on_no_such_hook" in status["bad"].reason
+    assert "hook wrappers are not supported" in status["wrap"].reason
+
+
+def test_fire_unknown_hook_is_a_programming_error() -> None:
+    host = host_with((), [])
+    with pytest.raises(KeyError):
+        host.fire("on_typo", object())
+
+
+def test_call_functions_namespaced_by_plugin_name() -> None:
+    host = host_with(("exp",), [ep("exp", f"{MOD}:Exporter")])
+    fn = host.call_function("exp.Hello")
+    assert fn is not None
+    ctx = CallContext(environment=EnvironmentSnapshot(id="E1", state="STANDBY"), func="exp.Hello()",
+                      trigger="enter_STANDBY", args="", traits=CallTraits(trigger="enter_STANDBY"))
+    assert fn(ctx) == "hello E1"
+    assert host.call_function("exp.Nope") is None
+    assert host.call_function_names() == ["exp.Hello"]
+
+
+def test_start_twice_refused_and_stop_unregisters() -> None:
+    host = host_with((), [ep("core-kafka", f"{MOD}:Recorder")])
+    with pytest.raises(PluginError):
+        host.start()
+    host.stop(timeout_s=1)
+    assert host.plugin_names() == []
+    assert host.fire("on_core_event", CoreEvent(kind=CoreEventKind.FRAMEWORK)) == []
+
+
+def test_extra_plugins_registered() -> None:
+    host = PluginHost(FakeSettings(), entry_points=[], extra_plugins={"x": Recorder})
+    host.start()
+    host.fire("on_core_event", CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT))
+    assert [n for n, _, _ in Recorder.seen] == ["x"]
+
+
+def test_entry_point_of_an_installed_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin shipped as a third party does: a distribution with an entry point."""
+    site = tmp_path / "site"
+    (site / "thirdparty_demo_plugin").mkdir(parents=True)
+    (site / "thirdparty_demo_plugin" / "__init__.py").write_text(textwrap.dedent("""
+        from aliecs_integration.hookspecs import hookimpl
+        pretty_name = "Third party demo"
+        received = []
+
+        @hookimpl
+        def on_core_event(event):
+            received.append(event)
+    """))
+    info = site / "thirdparty_demo_plugin-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: thirdparty-demo-plugin\nVersion: 1.2\n")
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\ndemo = thirdparty_demo_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+
+    host = PluginHost(FakeSettings(integration_plugins=("demo",)))
+    host.start()
+    assert "demo" in host.plugin_names()
+    status = {s.name: s for s in host.list_plugins()}["demo"]
+    assert status.pretty_name == "Third party demo"
+    assert status.origin == "thirdparty-demo-plugin==1.2:thirdparty_demo_plugin"
+    event = CoreEvent(kind=CoreEventKind.CORE_START, framework_id="f")
+    host.fire("on_core_event", event)
+    assert sys.modules["thirdparty_demo_plugin"].received == [event]
+    host.stop(timeout_s=1)
+
+
+class Slow(Plugin):
+    @hookimpl
+    def on_core_event(self, event: CoreEvent) -> None:
+        time.sleep(0.05)
+
+
+def test_slow_hook_logged_with_plugin_name(caplog: pytest.LogCaptureFixture) -> None:
+    host = PluginHost(FakeSettings(), entry_points=[], extra_plugins={"slowpoke": Slow,
+                                                                      "rec": Recorder},
+                      slow_hook_s=0.01)
+    host.start()
+    with caplog.at_level(logging.WARNING):
+        failures = host.fire("on_core_event", CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT))
+    assert failures == []
+    assert "plugin 'slowpoke' took" in caplog.text and "in on_core_event" in caplog.text
+    assert "plugin 'rec' took" not in caplog.text
+    assert [n for n, _, _ in Recorder.seen] == ["rec"]
+
+
+class SlowStop(Plugin):
+    @hookimpl
+    def on_host_stop(self, event: object) -> None:
+        time.sleep(0.05)
+
+
+def test_flushing_at_stop_is_not_reported_as_slow(caplog: pytest.LogCaptureFixture) -> None:
+    host = PluginHost(FakeSettings(), entry_points=[], extra_plugins={"flusher": SlowStop},
+                      slow_hook_s=0.01)
+    host.start()
+    with caplog.at_level(logging.WARNING):
+        assert host.stop(timeout_s=1) == []
+    assert "took" not in caplog.text
