@@ -35,3 +35,17 @@ class PluginError(AliecsError):
 
 class PublishError(AliecsError):
     """An event could not be handed to the producer (unknown kind, queue full past its timeout)."""
+
+
+class ReadError(AliecsError):
+    """Topics could not be read back: brokers unreachable within the timeout, a fatal consumer
+    error, or a topic deleted while reading. Exit code 1 on the command line."""
+
+    exit_code = 1
+
+
+class UnknownTopic(ReadError):
+    """A topic that does not exist on the brokers or has no known message type (bad input,
+    exit code 2 on the command line)."""
+
+    exit_code = 2

@@ -29,9 +29,11 @@ import pluggy
 
 from aliecs_integration import hookspecs
 from aliecs_integration.errors import PluginError
+from aliecs_integration.publish.metrics import MetricsSnapshot
 from aliecs_integration.records import (
     CallFunction,
     ConnectionState,
+    DeliveryReport,
     HostStartEvent,
     HostStopEvent,
     PluginContext,
@@ -54,6 +56,20 @@ class PluginFailure:
 
     def __str__(self) -> str:
         return f"plugin '{self.plugin}' failed in {self.hook}: {self.error!r}"
+
+
+@attrs.frozen
+class HostStopReport:
+    """What :meth:`PluginHost.stop` saw: the plugins' ``on_host_stop`` failures, and the final
+    delivery report of each plugin that delivers events (by plugin name)."""
+
+    failures: list[PluginFailure]
+    deliveries: dict[str, DeliveryReport]
+
+    @property
+    def undelivered(self) -> int:
+        """Events handed to a plugin and neither delivered, failed nor counted as dropped."""
+        return sum(r.undelivered for r in self.deliveries.values())
 
 
 @attrs.frozen
@@ -304,24 +320,51 @@ class PluginHost:
         state = self._ask(plugin, name, "connection_state", ConnectionState.UNKNOWN)
         return state.value if isinstance(state, ConnectionState) else str(state)
 
-    def _ask(self, plugin: object, name: str, method: str, default: Any) -> Any:
+    def _ask(self, plugin: object, name: str, method: str, default: Any, *args: Any) -> Any:
         attr = getattr(plugin, method, None)
         if attr is None:
             return default
         try:
-            return attr() if callable(attr) else attr
+            return attr(*args) if callable(attr) else attr
         except Exception as exc:
             log.warning("plugin '%s': %s() raised %r", name, method, exc)
             return default
 
-    def stop(self, timeout_s: float = 10.0) -> list[PluginFailure]:
-        """Fire ``on_host_stop`` (plugins flush within ``timeout_s``) and unregister all plugins."""
+    def flush(self, timeout_s: float) -> dict[str, DeliveryReport]:
+        """Ask every loaded plugin that delivers events to flush, all within one ``timeout_s``
+        deadline; returns each one's :class:`DeliveryReport` by plugin name. Never raises
+        because of a plugin (a failing one is logged and left out)."""
+        deadline = time.monotonic() + timeout_s
+        reports: dict[str, DeliveryReport] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            left = max(0.0, deadline - time.monotonic())
+            report = self._ask(plugin, name, "flush", None, left)
+            if isinstance(report, DeliveryReport):
+                reports[name] = report
+        return reports
+
+    def metrics(self) -> dict[str, MetricsSnapshot]:
+        """Each loaded plugin's per-topic counts (plugins that keep some), by plugin name."""
+        found: dict[str, MetricsSnapshot] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            snapshot = self._ask(plugin, name, "metrics_snapshot", None)
+            if isinstance(snapshot, MetricsSnapshot):
+                found[name] = snapshot
+        return found
+
+    def stop(self, timeout_s: float = 10.0) -> HostStopReport:
+        """Fire ``on_host_stop`` (plugins flush within ``timeout_s``), collect each plugin's
+        final delivery report, and unregister all plugins. Never raises because of a plugin."""
         if not self._started:
-            return []
+            return HostStopReport([], {})
         failures = self.fire("on_host_stop", HostStopEvent(timeout_s=timeout_s))
+        deliveries: dict[str, DeliveryReport] = {}
         for name, plugin in list(self.pm.list_name_plugin()):
+            report = self._ask(plugin, name, "delivery_report", None)
+            if isinstance(report, DeliveryReport):
+                deliveries[name] = report
             self.pm.unregister(plugin, name=name)
         self._rebuild_dispatch()
         self._call_functions.clear()
         self._started = False
-        return failures
+        return HostStopReport(failures, deliveries)

@@ -12,6 +12,19 @@ Attributes the host reads, all optional:
   (``kafkaEndpoint`` for ``kafka``); read before instantiation, on the class or module.
 - ``endpoint()`` -> str: where the plugin connects to.
 - ``connection_state()`` -> :class:`~aliecs_integration.records.ConnectionState`.
+
+Methods the host calls on a plugin that delivers events somewhere, all optional (the way back
+from a plugin to its host; nobody reads a plugin's attributes):
+
+- ``flush(timeout_s)`` -> :class:`~aliecs_integration.records.DeliveryReport` or None: wait up to
+  ``timeout_s`` for what was handed over to be delivered (:meth:`PluginHost.flush
+  <aliecs_integration.host.PluginHost.flush>`).
+- ``delivery_report()`` -> ``DeliveryReport`` or None: the totals so far; final once
+  ``on_host_stop`` returned (:meth:`PluginHost.stop <aliecs_integration.host.PluginHost.stop>`).
+- ``metrics_snapshot()`` -> :class:`~aliecs_integration.publish.metrics.MetricsSnapshot` or None:
+  per-topic counts (:meth:`PluginHost.metrics <aliecs_integration.host.PluginHost.metrics>`).
+
+A plugin that delivers nothing answers None (the :class:`Plugin` defaults) or lacks the method.
 """
 
 from __future__ import annotations
@@ -19,7 +32,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from aliecs_integration.records import ConnectionState, PluginContext
+from aliecs_integration.publish.metrics import MetricsSnapshot
+from aliecs_integration.records import ConnectionState, DeliveryReport, PluginContext
 
 
 class Plugin:
@@ -47,6 +61,18 @@ class Plugin:
 
     def connection_state(self) -> ConnectionState:
         return ConnectionState.UNKNOWN
+
+    def flush(self, timeout_s: float) -> DeliveryReport | None:
+        """Wait up to ``timeout_s`` for delivery; None: this plugin delivers nothing."""
+        return None
+
+    def delivery_report(self) -> DeliveryReport | None:
+        """Delivery totals so far (final after ``on_host_stop``); None: delivers nothing."""
+        return None
+
+    def metrics_snapshot(self) -> MetricsSnapshot | None:
+        """Per-topic counts; None: this plugin has none."""
+        return None
 
 
 _NONBLOCKING = "__aliecs_nonblocking__"

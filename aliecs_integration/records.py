@@ -273,3 +273,14 @@ class PluginContext:
     name: str
     settings: Any
     host: Any = None
+
+@attrs.frozen
+class DeliveryReport:
+    """Totals since the publisher started: ``delivered`` (acknowledged), ``failed`` (reported
+    failed by the client), ``dropped`` (overflow policy or refused); ``undelivered``: still
+    held when the report was made (at close: abandoned)."""
+
+    delivered: int
+    failed: int
+    dropped: int
+    undelivered: int

@@ -31,7 +31,7 @@ from aliecs_integration.errors import PublishError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import common_pb2, events_pb2
 from aliecs_integration.plugin import Plugin
-from aliecs_integration.publish.metrics import Metrics
+from aliecs_integration.publish.metrics import Metrics, MetricsSnapshot
 from aliecs_integration.publish.publisher import Publisher, shared_publisher
 from aliecs_integration.publish.topics import DEFAULT, TopicNames, key_for
 from aliecs_integration.records import (
@@ -41,6 +41,7 @@ from aliecs_integration.records import (
     ConnectionState,
     CoreEvent,
     CoreEventKind,
+    DeliveryReport,
     EnvironmentSnapshot,
     HostStartEvent,
     HostStopEvent,
@@ -273,6 +274,7 @@ class CoreKafkaPlugin(Plugin):
         self.topics = TopicNames(settings.producer.topic_root)
         self.publisher: Publisher | None = None
         self._stopped = False
+        self._final: DeliveryReport | None = None
         self._idle_metrics = Metrics()
         if settings.producing:
             self.publisher = shared_publisher(
@@ -303,6 +305,28 @@ class CoreKafkaPlugin(Plugin):
         """The publisher's metrics (all zero when producing is off)."""
         return self._idle_metrics if self.publisher is None else self.publisher.metrics
 
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """Per-topic counts of the publisher (all zero when producing is off)."""
+        return self.metrics().snapshot()
+
+    def flush(self, timeout_s: float) -> DeliveryReport | None:
+        """Wait up to ``timeout_s`` for every event handed over to be acknowledged; None when
+        producing is off. After host stop: the final report."""
+        if self.publisher is None:
+            return None
+        if self._final is not None:
+            return self._final
+        return self.publisher.flush(timeout_s)
+
+    def delivery_report(self) -> DeliveryReport | None:
+        """The publisher's totals (final after host stop); None when producing is off."""
+        if self.publisher is None:
+            return None
+        if self._final is not None:
+            return self._final
+        snap = self.publisher.metrics.snapshot()
+        return DeliveryReport(snap.sent, snap.failed, snap.dropped, snap.queued)
+
     def publish(self, record: object) -> None:
         """Encode ``record`` and hand it to the publisher (nothing when producing is off)."""
         if self.publisher is None or self._stopped:
@@ -319,7 +343,7 @@ class CoreKafkaPlugin(Plugin):
     def on_host_stop(self, event: HostStopEvent) -> None:
         """Flushes and closes the publisher within ``event.timeout_s``; logs the report."""
         if self.publisher is not None and not self._stopped:
-            report = self.publisher.close(event.timeout_s)
+            report = self._final = self.publisher.close(event.timeout_s)
             log.info(
                 "%s: stopped: %d delivered, %d failed, %d dropped, %d undelivered",
                 self.name,

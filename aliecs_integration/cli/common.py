@@ -29,7 +29,7 @@ EXIT_CODES_HELP = (
     "details and the traceback of unexpected errors."
 )
 
-log = logging.getLogger("aliecs_integration.cli.main")
+log = logging.getLogger("aliecs_integration.cli")
 
 
 class CliError(click.ClickException):
@@ -107,9 +107,6 @@ SETTINGS_HELP = (
     "Settings source: consul://HOST:PORT[/KEY] or a YAML file "
     f"(default: ${SETTINGS_ENV}, else the built-in defaults)."
 )
-
-LIBRDKAFKA_LOGGER = "aliecs_integration.librdkafka"
-"""Logger given to the Kafka clients the CLI creates; silent unless -v."""
 
 
 @attrs.define

@@ -13,32 +13,28 @@ import json
 import logging
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from aliecs_integration.cli.consume import Decoded
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.errors import AliecsError
-from aliecs_integration.host import PluginHost, PluginStatus
+from aliecs_integration.host import PluginStatus
 from aliecs_integration.publish.metrics import MetricsSnapshot
+from aliecs_integration.publish.reader import Decoded
 from aliecs_integration.scenario.model import Scenario
 from aliecs_integration.scenario.runner import (
     Progress,
-    ProgressCallback,
-    ScenarioResult,
-    ScenarioRunner,
 )
+from aliecs_integration.scenario.session import run_scenario
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEV_CONSUL_ADDRESS = "127.0.0.1:18500"
-CORE_PLUGIN = "core-kafka"
 KAFKA_WAIT_S = 60.0
 """How long the demo waits for the broker's first answer (a reused broker may be starting)."""
 
@@ -106,72 +102,6 @@ def dev_servers(root: Path = REPO_ROOT) -> tuple[DevServer, DevServer]:
 
 
 # --------------------------------------------------------------------------- engine
-
-
-@attrs.frozen
-class EngineOutcome:
-    """What :func:`run_scenario` did: the scenario's outcomes, the publisher's counts after the
-    final flush (None when producing is off), and the plugins as listed before stopping."""
-
-    result: ScenarioResult
-    metrics: MetricsSnapshot | None
-    plugins: tuple[PluginStatus, ...]
-    elapsed_s: float
-
-    def missing_plugins(self, settings: Any) -> list[str]:
-        """``name: reason`` of each plugin the settings ask for that is not loaded."""
-        return _missing(list(self.plugins), settings)
-
-
-def _missing(plugins: list[PluginStatus], settings: Any) -> list[str]:
-    wanted = {CORE_PLUGIN, *settings.integration_plugins}
-    return [f"{p.name}: {p.reason}" for p in plugins if p.name in wanted and not p.loaded]
-
-
-def run_scenario(
-    settings: Any,
-    scenario: Scenario,
-    *,
-    run_numbers: RunNumberStore,
-    on_progress: ProgressCallback | None = None,
-    on_started: Callable[[list[PluginStatus]], None] | None = None,
-    flush_timeout_s: float = 10.0,
-    require_plugins: bool = False,
-) -> EngineOutcome:
-    """Start the plugins, run ``scenario`` through an environment manager, flush, stop.
-
-    ``on_started`` sees the plugin list once the host started. With ``require_plugins``, a
-    plugin the settings ask for (core-kafka, ``integrationPlugins``) that did not load raises
-    :class:`DemoError` before any environment is created. Never raises because of a scenario
-    action (outcomes are in the result); plugin failures are reported by the host.
-    """
-    from aliecs_integration.engine.manager import EnvironmentManager
-
-    started = time.monotonic()
-    host = PluginHost(settings)
-    host.start()
-    try:
-        if on_started is not None:
-            on_started(host.list_plugins())
-        missing = _missing(host.list_plugins(), settings)
-        if require_plugins and missing:
-            raise DemoError(f"plugin(s) not loaded: {'; '.join(missing)}")
-        manager = EnvironmentManager(host, settings_runtime_vars=settings.runtime_vars,
-                                     run_numbers=run_numbers)
-        try:
-            result = ScenarioRunner(manager, on_progress=on_progress).run(scenario)
-        finally:
-            manager.close()
-        core = host.plugin(CORE_PLUGIN)
-        metrics = None
-        publisher = getattr(core, "publisher", None)
-        if publisher is not None:
-            publisher.flush(flush_timeout_s)
-            metrics = publisher.metrics.snapshot()
-        plugins = tuple(host.list_plugins())
-    finally:
-        host.stop(timeout_s=flush_timeout_s)
-    return EngineOutcome(result, metrics, plugins, time.monotonic() - started)
 
 
 # --------------------------------------------------------------------------- output
@@ -340,7 +270,7 @@ def _run_and_report(
     opts: DemoOptions, settings: Any, scenario: Scenario, echo: Callable[[str], None]
 ) -> list[str]:
     from aliecs_integration.cli.common import format_table
-    from aliecs_integration.cli.consume import high_watermarks, read_back
+    from aliecs_integration.publish.reader import high_watermarks, read_back
     from aliecs_integration.publish.topics import TopicNames
 
     names = TopicNames(settings.producer.topic_root)

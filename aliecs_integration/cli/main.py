@@ -21,7 +21,6 @@ import click
 from aliecs_integration import __version__
 from aliecs_integration.cli.common import (
     EXIT_CODES_HELP,
-    LIBRDKAFKA_LOGGER,
     SETTINGS_ENV,
     BadInput,
     CliError,
@@ -34,6 +33,7 @@ from aliecs_integration.cli.common import (
     unexpected,
 )
 from aliecs_integration.cli.shutdown import Terminated, sigterm_raises
+from aliecs_integration.publish.reader import CLIENT_LOGGER as LIBRDKAFKA_LOGGER
 
 REPO_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_RUN_NUMBERS = Path(
@@ -311,9 +311,10 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     published and acknowledged per topic. Exit code 1 when an action did not go as expected
     or a message was not acknowledged.
     """
-    from aliecs_integration.cli.demo import TOPIC_HEADERS, run_scenario, topic_rows
+    from aliecs_integration.cli.demo import TOPIC_HEADERS, topic_rows
     from aliecs_integration.engine.run_numbers import RunNumberStore
     from aliecs_integration.scenario.model import load_scenario
+    from aliecs_integration.scenario.session import run_scenario
 
     scenario = load_scenario(scenario_file)
     settings = load_settings(settings_source)

@@ -45,12 +45,12 @@ from functools import partial
 
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine import workflow as workflows
+from aliecs_integration.engine.call_runner import CallRunner
 from aliecs_integration.engine.environment import Environment, new_environment_id
 from aliecs_integration.engine.fsm import State
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.engine.steps import (
     CallPlan,
-    CallRunner,
     Host,
     StepCancelled,
     StepProgress,

@@ -15,7 +15,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from aliecs_integration.publish.metrics import Metrics, RateLimitedLog
+from aliecs_integration.log_limits import RateLimitedLog
+from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.records import ConnectionState
 
 _READY = ConnectionState.READY

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from aliecs_integration.errors import PublishError
-from aliecs_integration.publish.metrics import RateLimitedLog
+from aliecs_integration.log_limits import RateLimitedLog
 from aliecs_integration.settings.producer import OverflowPolicy, ProducerConfig
 
 Item = tuple[str, bytes, bytes | None, float]

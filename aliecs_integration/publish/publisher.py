@@ -44,11 +44,12 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from aliecs_integration.errors import PublishError, SettingsError
+from aliecs_integration.log_limits import RateLimitFilter
 from aliecs_integration.publish.delivery_tracker import DeliveryTracker
 from aliecs_integration.publish.held_messages import HeldMessages, size_of
-from aliecs_integration.publish.metrics import Metrics, RateLimitFilter
+from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.publish.topic_admin import TopicCreator
-from aliecs_integration.records import ConnectionState
+from aliecs_integration.records import ConnectionState, DeliveryReport
 from aliecs_integration.settings.producer import ProducerConfig
 
 log = logging.getLogger(__name__)
@@ -62,16 +63,6 @@ ClientFactory = Callable[[dict[str, Any]], Any]
 ADMIN_TIMEOUT_S = 5.0
 
 
-@attrs.frozen
-class DeliveryReport:
-    """Totals since the publisher started: ``delivered`` (acknowledged), ``failed`` (reported
-    failed by the client), ``dropped`` (overflow policy or refused); ``undelivered``: still
-    held when the report was made (at close: abandoned)."""
-
-    delivered: int
-    failed: int
-    dropped: int
-    undelivered: int
 
 
 class Publisher:

@@ -19,7 +19,7 @@ import attrs
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.cimpl import NewTopic  # documented as confluent_kafka.admin.NewTopic
 
-from aliecs_integration.publish.metrics import RateLimitedLog
+from aliecs_integration.log_limits import RateLimitedLog
 
 log = logging.getLogger("aliecs_integration.publish.topics")
 

@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 
 from aliecs_integration.errors import SettingsError
-from aliecs_integration.settings.core import MASK, is_secret_key
+from aliecs_integration.settings.secrets import MASK, is_secret_key
 
 log = logging.getLogger(__name__)
 

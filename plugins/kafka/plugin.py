@@ -44,12 +44,13 @@ from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import Plugin, nonblocking
-from aliecs_integration.publish.publisher import DeliveryReport, shared_publisher
+from aliecs_integration.publish.publisher import shared_publisher
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
     CallContext,
     CallFunction,
     ConnectionState,
+    DeliveryReport,
     HostStartEvent,
     HostStopEvent,
     PluginContext,

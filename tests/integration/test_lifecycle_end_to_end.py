@@ -196,7 +196,7 @@ def test_full_lifecycle_two_environments(
     b = manager.create(WORKFLOW, detectors=["MCH"], run_type="TECHNICAL",
                        variables={"kafka_enabled": "false"}).id
     run_parallel(lambda: drive_a(manager, a), lambda: drive_b(manager, b))
-    failures = host.stop(timeout_s=20)
+    failures = host.stop(timeout_s=20).failures
     assert failures == []
 
     root = topic_prefix

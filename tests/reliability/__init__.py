@@ -18,8 +18,8 @@ import pytest
 
 from aliecs_integration.host import PluginHost
 from aliecs_integration.pb import events_pb2
-from aliecs_integration.publish.publisher import Publisher
-from aliecs_integration.records import IntegratedServiceEvent, OpStatus
+from aliecs_integration.publish.metrics import MetricsSnapshot
+from aliecs_integration.records import DeliveryReport, IntegratedServiceEvent, OpStatus
 from aliecs_integration.settings.core import Settings
 from tests.kafka_read import read_topics
 from tests.servers import DEV
@@ -44,11 +44,14 @@ def started_host(bootstrap: str, root: str, **producer: Any) -> PluginHost:
     return host
 
 
-def publisher_of(host: PluginHost) -> Publisher:
-    """The publisher of the host's core-kafka plugin."""
-    publisher = getattr(host.plugin("core-kafka"), "publisher", None)
-    assert isinstance(publisher, Publisher), "core-kafka is not loaded or not producing"
-    return publisher
+def flush_core(host: PluginHost, timeout_s: float) -> DeliveryReport:
+    """Flush the host's plugins; the core-kafka plugin's delivery report."""
+    return host.flush(timeout_s)["core-kafka"]
+
+
+def core_metrics(host: PluginHost) -> MetricsSnapshot:
+    """The core-kafka plugin's per-topic counts, through the host."""
+    return host.metrics()["core-kafka"]
 
 
 def numbered(i: int, environments: int = 8) -> IntegratedServiceEvent:

@@ -12,11 +12,12 @@ import pytest
 
 from tests.reliability import (
     SERVICE,
+    core_metrics,
     dev_kafka,
     fire_numbered,
+    flush_core,
     lost_and_duplicated,
     numbers_in,
-    publisher_of,
     read_topic,
     single_broker_control,
     single_broker_running,
@@ -37,18 +38,17 @@ def test_broker_down_at_start_for_30_s_then_everything_is_delivered(
     assert not single_broker_running()
     try:
         host = started_host(kafka_bootstrap, topic_prefix, queue={"maxMessages": 4 * TOTAL})
-        publisher = publisher_of(host)
         down_since = time.monotonic()
         for chunk in range(0, TOTAL, 1000):  # spread over the outage
             fire_numbered(host, range(chunk, chunk + 1000))
             time.sleep(DOWN_S / (TOTAL / 1000) / 2)
-        held = publisher.metrics.snapshot()
+        held = core_metrics(host)
         time.sleep(max(0.0, DOWN_S - (time.monotonic() - down_since)))
-        assert publisher.metrics.snapshot().sent == 0
+        assert core_metrics(host).sent == 0
     finally:
         dev_kafka("start")
     try:
-        report = publisher.flush(120)
+        report = flush_core(host, 120)
     finally:
         host.stop(timeout_s=30)
     # + the coreStartEvent of host start, on the core topic

@@ -11,10 +11,11 @@ import pytest
 from tests.reliability import (
     SERVICE,
     PacedStream,
+    core_metrics,
     dev_kafka,
+    flush_core,
     lost_and_duplicated,
     numbers_in,
-    publisher_of,
     read_topic,
     single_broker_control,
     single_broker_running,
@@ -33,21 +34,20 @@ def test_broker_restarted_mid_stream_loses_and_duplicates_nothing(
     single_broker_control()
     host = started_host(kafka_bootstrap, topic_prefix,
                         queue={"maxMessages": 4 * TOTAL, "blockTimeoutSeconds": 120})
-    publisher = publisher_of(host)
     stream = PacedStream(host, TOTAL, PACE, chunk=1000)
 
     try:
         stream.start()
         time.sleep(3.0)  # a few thousand acknowledged before the broker goes away
-        before_stop = publisher.metrics.snapshot().sent
+        before_stop = core_metrics(host).sent
         stopped_in = dev_kafka("stop")
         assert not single_broker_running()
         time.sleep(3.0)  # the stream goes on into the queue while the broker is down
-        held_in_outage = publisher.metrics.snapshot().queued
+        held_in_outage = core_metrics(host).queued
         started_in = dev_kafka("start")
         stream.join(timeout=120)
         assert not stream.is_alive() and not stream.errors, stream.errors
-        report = publisher.flush(120)
+        report = flush_core(host, 120)
         assert report.undelivered == 0 and report.failed == 0 and report.dropped == 0, report
     finally:
         host.stop(timeout_s=30)

@@ -13,7 +13,7 @@ from aliecs_integration_plugins import core_kafka
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aliecs_integration.cli.consume import decode, json_line, message_types, text_line
+from aliecs_integration.publish.reader import decode, json_line, message_types, text_line
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
     CallEvent,

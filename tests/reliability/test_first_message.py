@@ -13,7 +13,7 @@ from aliecs_integration.engine.manager import EnvironmentManager
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.records import OpStatus
-from tests.reliability import publisher_of, read_topic, started_host
+from tests.reliability import flush_core, read_topic, started_host
 
 pytestmark = pytest.mark.reliability
 
@@ -32,7 +32,7 @@ def test_first_message_on_a_brand_new_topic_is_delivered(
         env = manager.create(detectors=("TPC",))
         manager.report_integrated_service_event(env.id, service.upper(), f"{service}.Hello()",
                                                 OpStatus.DONE_OK, payload="first")
-        report = publisher_of(host).flush(60)
+        report = flush_core(host, 60)
         assert report.undelivered == 0 and report.failed == 0 and report.dropped == 0, report
     finally:
         manager.close()

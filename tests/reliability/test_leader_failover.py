@@ -11,9 +11,10 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from tests.reliability import (
     SERVICE,
     PacedStream,
+    core_metrics,
+    flush_core,
     lost_and_duplicated,
     numbers_in,
-    publisher_of,
     read_topic,
     started_host,
 )
@@ -37,18 +38,17 @@ def test_partition_leader_killed_mid_stream_loses_nothing(
     leader = kafka_cluster.leader_of(topic)
     host = started_host(kafka_cluster.bootstrap, topic_prefix,
                         queue={"maxMessages": 4 * TOTAL, "blockTimeoutSeconds": 120})
-    publisher = publisher_of(host)
     stream = PacedStream(host, TOTAL, PACE, chunk=500)
 
     try:
         stream.start()
         time.sleep(3.0)
-        before_kill = publisher.metrics.snapshot().sent
+        before_kill = core_metrics(host).sent
         kafka_cluster.kill_node(leader)
         new_leader = kafka_cluster.leader_of(topic, exclude={leader}, timeout=60)
         stream.join(timeout=180)
         assert not stream.is_alive() and not stream.errors, stream.errors
-        report = publisher.flush(120)
+        report = flush_core(host, 120)
         assert report.undelivered == 0 and report.failed == 0 and report.dropped == 0, report
     finally:
         host.stop(timeout_s=30)

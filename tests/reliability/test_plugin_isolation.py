@@ -26,7 +26,7 @@ from aliecs_integration.records import (
     RunEvent,
     TransitionStepEvent,
 )
-from tests.reliability import publisher_of, settings
+from tests.reliability import core_metrics, flush_core, settings
 
 pytestmark = pytest.mark.reliability
 
@@ -109,8 +109,8 @@ def test_raising_hanging_and_slow_plugins_are_isolated(
             assert manager.get(env.id).state == "CONFIGURED"
             assert manager.get(env.id).run_number is None
             assert manager.transition(env.id, "RESET").state == "DEPLOYED"
-        publisher = publisher_of(host)
-        report = publisher.flush(60)
+        report = flush_core(host, 60)
+        metrics = core_metrics(host)
     finally:
         manager.close()
         host.stop(timeout_s=30)
@@ -135,8 +135,7 @@ def test_raising_hanging_and_slow_plugins_are_isolated(
     assert "core-kafka" not in host.failure_count and "recorder" not in host.failure_count
     # end to end: every event the recorder saw was acknowledged by the broker
     kinds = Counter(type(e).__name__ for e in recorder.events)
-    acked = {topic.rsplit(".", 1)[1]: m.sent for topic, m in publisher.metrics.snapshot()
-             .topics.items()}
+    acked = {topic.rsplit(".", 1)[1]: m.sent for topic, m in metrics.topics.items()}
     assert acked == {"environment": kinds["TransitionStepEvent"], "call": kinds["CallEvent"],
                      "role": kinds["RoleEvent"], "run": kinds["RunEvent"], "core": 1}
     assert report.undelivered == report.failed == report.dropped == 0, report

@@ -11,8 +11,10 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka import KafkaError
 
-from aliecs_integration.cli.common import BadInput
-from aliecs_integration.cli.consume import (
+from aliecs_integration.cli.main import cli
+from aliecs_integration.errors import ReadError, UnknownTopic
+from aliecs_integration.pb import events_pb2, kafka_pb2
+from aliecs_integration.publish.reader import (
     ConsumeSummary,
     Decoded,
     consume_loop,
@@ -21,8 +23,6 @@ from aliecs_integration.cli.consume import (
     message_types,
     text_line,
 )
-from aliecs_integration.cli.main import cli
-from aliecs_integration.pb import events_pb2, kafka_pb2
 
 
 class FakeMessage:
@@ -81,7 +81,7 @@ def test_message_type_follows_the_topic_name() -> None:
     assert list(types.values()) == [events_pb2.Event, events_pb2.Event,
                                     kafka_pb2.NewStateNotification, kafka_pb2.ActiveRunsList]
     assert message_types(["x.y.run"], "x.y")["x.y.run"] is events_pb2.Event
-    with pytest.raises(BadInput, match=r"'aliecs\.nope'"):
+    with pytest.raises(UnknownTopic, match=r"'aliecs\.nope'"):
         message_types(["aliecs.run", "aliecs.nope"], "aliecs")
 
 
@@ -149,11 +149,10 @@ def test_loop_stops_at_max_and_after_idle_timeout() -> None:
 
 
 def test_fatal_consumer_error_ends_with_a_clear_error() -> None:
-    from aliecs_integration.cli.common import CliError
 
     gone = FakeMessage("aliecs.run", 0, 0, None,
                        error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
-    with pytest.raises(CliError, match=r"aliecs\.run"):
+    with pytest.raises(ReadError, match=r"aliecs\.run"):
         consume_loop(FakeConsumer([gone]), {"aliecs.run": events_pb2.Event},
                      [("aliecs.run", 0)], emit=lambda i: None, stop_at_end=True, poll_s=0)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from aliecs_integration.cli.consume import Decoded
 from aliecs_integration.cli.demo import (
     DemoError,
     DevServer,
@@ -15,14 +14,16 @@ from aliecs_integration.cli.demo import (
     format_progress,
     format_sample,
     pick_samples,
-    run_scenario,
     topic_rows,
 )
 from aliecs_integration.engine.run_numbers import RunNumberStore
+from aliecs_integration.errors import PluginError
 from aliecs_integration.pb import events_pb2, kafka_pb2
 from aliecs_integration.publish.metrics import Metrics
+from aliecs_integration.publish.reader import Decoded
 from aliecs_integration.scenario.model import parse_scenario
 from aliecs_integration.scenario.runner import Progress
+from aliecs_integration.scenario.session import run_scenario
 from aliecs_integration.settings.core import Settings
 
 
@@ -92,7 +93,7 @@ def test_engine_refuses_to_run_without_a_requested_plugin(tmp_path: Path) -> Non
                                   source="test")
     scenario = parse_scenario({"environments": [{"id": "a", "actions": ["DEPLOY"]}]},
                               source="t", base_dir=tmp_path)
-    with pytest.raises(DemoError, match="nosuch: no installed plugin provides 'nosuch'"):
+    with pytest.raises(PluginError, match="nosuch: no installed plugin provides 'nosuch'"):
         run_scenario(settings, scenario, run_numbers=RunNumberStore(tmp_path / "rn"),
                      require_plugins=True)
 

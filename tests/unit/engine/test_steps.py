@@ -10,14 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from aliecs_integration.engine.call_runner import CallOutcome, CallRunner, describe_exception
 from aliecs_integration.engine.environment import Environment
-from aliecs_integration.engine.steps import (
-    CallOutcome,
-    CallPlan,
-    CallRunner,
-    describe_exception,
-    run_call,
-)
+from aliecs_integration.engine.steps import CallPlan, run_call
 from aliecs_integration.engine.workflow import CallSpec, Workflow
 from aliecs_integration.plugin import is_nonblocking, nonblocking
 from aliecs_integration.records import (

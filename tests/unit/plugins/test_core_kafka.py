@@ -17,7 +17,6 @@ from aliecs_integration import hookspecs
 from aliecs_integration.errors import PublishError
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.publish.metrics import Metrics
-from aliecs_integration.publish.publisher import DeliveryReport
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
     CallEvent,
@@ -25,6 +24,7 @@ from aliecs_integration.records import (
     ConnectionState,
     CoreEvent,
     CoreEventKind,
+    DeliveryReport,
     EnvironmentSnapshot,
     HostStartEvent,
     HostStopEvent,

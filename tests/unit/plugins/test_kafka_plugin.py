@@ -20,11 +20,11 @@ from aliecs_integration.errors import PluginError
 from aliecs_integration.host import ENTRY_POINT_GROUP, PluginHost
 from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import is_nonblocking
-from aliecs_integration.publish.publisher import DeliveryReport
 from aliecs_integration.records import (
     CallContext,
     CallTraits,
     ConnectionState,
+    DeliveryReport,
     EnvironmentSnapshot,
     HostStartEvent,
     HostStopEvent,

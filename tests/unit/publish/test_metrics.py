@@ -11,12 +11,8 @@ import time
 
 import pytest
 
-from aliecs_integration.publish.metrics import (
-    LATENCY_BUCKETS,
-    Metrics,
-    RateLimitedLog,
-    RateLimitFilter,
-)
+from aliecs_integration.log_limits import RateLimitedLog, RateLimitFilter
+from aliecs_integration.publish.metrics import LATENCY_BUCKETS, Metrics
 
 
 def test_counters_per_topic_and_totals() -> None:

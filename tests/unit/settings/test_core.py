@@ -7,14 +7,9 @@ from typing import Any
 import pytest
 
 from aliecs_integration.errors import SettingsError
-from aliecs_integration.settings.core import (
-    MASK,
-    Settings,
-    is_secret_key,
-    masked,
-    resolve_variables,
-)
+from aliecs_integration.settings.core import Settings, resolve_variables
 from aliecs_integration.settings.producer import ProducerConfig
+from aliecs_integration.settings.secrets import MASK, is_secret_key, masked
 
 SRC = "/etc/aliecs/settings.yaml"
 
