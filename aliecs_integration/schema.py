@@ -20,6 +20,8 @@ from aliecs_integration.pb import common_pb2, events_pb2, kafka_pb2
 
 PROTO_FILES = ("protos/common.proto", "protos/events.proto", "protos/kafka.proto")
 """Schema files, named as recorded in the descriptors (the import path matters to consumers)."""
+SERVICE_PROTO_FILES = ("protos/o2control.proto",)
+"""The control API (gRPC service ``o2control.Control``): messages plus grpcio stubs."""
 
 _IMPORT_RE = re.compile(r"^from protos(\.| import )", re.MULTILINE)
 
@@ -32,22 +34,23 @@ def _rewrite_imports(source: str) -> str:
 
 
 def generate(repo_root: Path, out_dir: Path) -> list[Path]:
-    """Run protoc (grpcio-tools, a dev dependency) on ``PROTO_FILES`` into ``out_dir``.
+    """Run protoc (grpcio-tools, a dev dependency) on ``PROTO_FILES`` and
+    ``SERVICE_PROTO_FILES`` (plus gRPC stubs for the latter) into ``out_dir``.
 
     Returns the files written. Raises ``RuntimeError`` naming the protoc error on failure.
     """
     from grpc_tools import protoc  # dev-only dependency
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = [
-            "protoc",
-            f"-I{repo_root}",
-            f"--python_out={tmp}",
-            f"--pyi_out={tmp}",
-            *(str(repo_root / name) for name in PROTO_FILES),
-        ]
-        if protoc.main(args) != 0:
-            raise RuntimeError(f"protoc failed on {', '.join(PROTO_FILES)}")
+        runs = (
+            (PROTO_FILES, [f"--python_out={tmp}", f"--pyi_out={tmp}"]),
+            (SERVICE_PROTO_FILES,
+             [f"--python_out={tmp}", f"--pyi_out={tmp}", f"--grpc_python_out={tmp}"]),
+        )
+        for files, outputs in runs:
+            args = ["protoc", f"-I{repo_root}", *outputs, *(str(repo_root / n) for n in files)]
+            if protoc.main(args) != 0:
+                raise RuntimeError(f"protoc failed on {', '.join(files)}")
         written = []
         for produced in sorted((Path(tmp) / "protos").iterdir()):
             target = out_dir / produced.name
