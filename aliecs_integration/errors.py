@@ -25,6 +25,15 @@ class TransitionError(AliecsError):
     """A transition was refused (not allowed from the current state) or cancelled by a hook."""
 
 
+class TransitionNotAllowed(TransitionError):
+    """The transition is unknown or not allowed from the environment's current state (nothing
+    ran, nothing changed)."""
+
+
+class DetectorInUse(TransitionError):
+    """A detector asked for by a new environment already belongs to another environment."""
+
+
 class EnvironmentNotFound(AliecsError):
     """No environment has the given id."""
 

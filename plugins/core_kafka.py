@@ -22,6 +22,7 @@ connects) when ``enableKafka`` is false or ``kafkaEndpoints`` is empty.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -67,6 +68,9 @@ class Encoded:
     key: bytes | None
     value: bytes
 
+
+EventListener = Callable[[str, "bytes | None", bytes], None]
+"""Receives (topic, key, serialized ``events.Event``) of each message core-kafka publishes."""
 
 _Encoder = Callable[[Any, events_pb2.Event, TopicNames], tuple[str, str, bytes]]
 """Fills the envelope's payload in place; returns the topic, the key's id, and bytes to append
@@ -276,6 +280,8 @@ class CoreKafkaPlugin(Plugin):
         self._stopped = False
         self._final: DeliveryReport | None = None
         self._idle_metrics = Metrics()
+        self._listeners: tuple[EventListener, ...] = ()
+        self._listeners_lock = threading.Lock()
         if settings.producing:
             self.publisher = shared_publisher(
                 settings.kafka_endpoints, settings.producer, name=context.name
@@ -327,12 +333,34 @@ class CoreKafkaPlugin(Plugin):
         snap = self.publisher.metrics.snapshot()
         return DeliveryReport(snap.sent, snap.failed, snap.dropped, snap.queued)
 
+    def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener(topic, key, value)`` with every message once the publisher accepted
+        it (when producing is off: every message encoded), on the thread that fired the hook,
+        in the order the messages were handed to the publisher. Returns a function removing the
+        listener. A listener must be quick and must not raise (its errors are logged)."""
+        with self._listeners_lock:
+            self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return remove
+
     def publish(self, record: object) -> None:
-        """Encode ``record`` and hand it to the publisher (nothing when producing is off)."""
-        if self.publisher is None or self._stopped:
+        """Encode ``record`` and hand it to the publisher (nothing when producing is off), then
+        to the event listeners."""
+        listeners = self._listeners
+        if self._stopped or (self.publisher is None and not listeners):
             return
         message = encode(record, self.topics)
-        self.publisher.publish(message.topic, message.value, message.key)
+        if self.publisher is not None:
+            self.publisher.publish(message.topic, message.value, message.key)
+        for listener in listeners:
+            try:
+                listener(message.topic, message.key, message.value)
+            except Exception:
+                log.exception("%s: event listener %r failed", self.name, listener)
 
     @hookimpl
     def on_host_start(self, event: HostStartEvent) -> None:

@@ -1,7 +1,8 @@
 """The ``aliecs-integration`` command line (click).
 
 Commands: ``demo``, ``run``, ``consume``, ``fdset``, ``plugins``, ``settings show|push``,
-``topics create``, ``hooks``. Every expected failure ends as one ``error: …`` line on stderr and
+``topics create``, ``hooks``, ``serve`` and its clients ``env``, ``templates``, ``tasks``.
+Every expected failure ends as one ``error: …`` line on stderr and
 a meaningful exit code (see :mod:`aliecs_integration.cli.common`); the conversion happens in one
 place, :meth:`AliecsGroup.invoke`.
 """
@@ -381,9 +382,11 @@ def demo(ctx: click.Context, keep_servers: bool, settings_file: Path, scenario_f
 
 def _register_subcommands() -> None:
     from aliecs_integration.cli.consume import consume
+    from aliecs_integration.cli.control import env, tasks, templates
+    from aliecs_integration.cli.serve import serve
     from aliecs_integration.cli.settings import settings
 
-    for command in (consume, settings):
+    for command in (consume, settings, serve, env, templates, tasks):
         cli.add_command(command)
 
 

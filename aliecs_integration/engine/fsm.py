@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from aliecs_integration.errors import TransitionError
+from aliecs_integration.errors import TransitionNotAllowed
 
 
 class State(enum.StrEnum):
@@ -66,7 +66,8 @@ def allowed_transitions(state: str) -> tuple[str, ...]:
 def next_state(environment_id: str, transition: str, current: str) -> State:
     """The state ``transition`` leads to from ``current``.
 
-    Raises :class:`TransitionError` naming the environment, the transition and the current state
+    Raises :class:`~aliecs_integration.errors.TransitionNotAllowed` (a ``TransitionError``)
+    naming the environment, the transition and the current state
     and listing the allowed transitions when the transition is unknown or not allowed.
     """
     entry = TRANSITIONS.get(transition)
@@ -81,7 +82,7 @@ def next_state(environment_id: str, transition: str, current: str) -> State:
             why = f"unknown transition {transition!r}"
         else:
             why = f"transition {transition} is not allowed from state {current}"
-        raise TransitionError(
+        raise TransitionNotAllowed(
             f"environment {environment_id}: {why}; current state {current}, "
             f"allowed transitions: {allowed}"
         )

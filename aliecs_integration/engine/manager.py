@@ -46,6 +46,7 @@ from functools import partial
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine import workflow as workflows
 from aliecs_integration.engine.call_runner import CallRunner
+from aliecs_integration.engine.detectors import DetectorRegistry
 from aliecs_integration.engine.environment import Environment, new_environment_id
 from aliecs_integration.engine.fsm import State
 from aliecs_integration.engine.run_numbers import RunNumberStore
@@ -65,6 +66,7 @@ from aliecs_integration.records import (
     RoleEvent,
     RunEvent,
     StateChangeEvent,
+    TransitionStepEvent,
     User,
 )
 
@@ -128,6 +130,7 @@ class EnvironmentManager:
         self._default_workflow = default_workflow or workflows.default_workflow()
         self._slots: dict[str, _Slot] = {}
         self._slots_lock = threading.Lock()
+        self._detectors = DetectorRegistry()
 
     # ------------------------------------------------------------------ public API
 
@@ -142,7 +145,9 @@ class EnvironmentManager:
     ) -> EnvironmentSnapshot:
         """Create an environment (default workflow when None): steps ``before_CREATE`` and
         ``CREATE`` in state PENDING, then STANDBY. Raises ``ValueError`` for malformed detectors
-        or variables, :class:`TransitionError` when a critical call cancels the creation."""
+        or variables, :class:`~aliecs_integration.errors.DetectorInUse` (before any event) when
+        a detector belongs to another environment, :class:`TransitionError` when a critical
+        call cancels the creation."""
         workflow = workflow or self._default_workflow
         plan = CallPlan(workflow, self._timeout_s)
         while True:
@@ -158,6 +163,12 @@ class EnvironmentManager:
                     self._slots[env.id] = slot
                     break
             slot.lock.release()
+        try:
+            self._detectors.reserve(env.id, env.detectors)
+        except BaseException:
+            self._forget(slot)
+            slot.lock.release()
+            raise
         try:
             progress = _Progress()
             try:
@@ -278,6 +289,20 @@ class EnvironmentManager:
             slots = list(self._slots.values())
         return [slot.env.snapshot() for slot in slots]
 
+    def active_detectors(self) -> dict[str, str]:
+        """Detector -> id of the environment holding it (detectors are held from creation to
+        destruction)."""
+        return self._detectors.active()
+
+    def report_environment_event(
+        self, environment: EnvironmentSnapshot, message: str, status: OpStatus, *,
+        error: str = "",
+    ) -> None:
+        """Fire an environment event outside any transition (no transition, no step), e.g.
+        ``created new environment`` at the end of an asynchronous creation."""
+        self._host.fire("on_env_transition_step", TransitionStepEvent(
+            environment, "", "", status, True, message, error))
+
     def last_errors(self, env_id: str) -> tuple[str, ...]:
         """Call and step errors of the environment's last completed or cancelled operation."""
         return self._slot(env_id).errors
@@ -387,4 +412,6 @@ class EnvironmentManager:
     def _forget(self, slot: _Slot) -> None:
         slot.alive = False
         with self._slots_lock:
-            self._slots.pop(slot.env.id, None)
+            if self._slots.get(slot.env.id) is slot:
+                del self._slots[slot.env.id]
+                self._detectors.release(slot.env.id)

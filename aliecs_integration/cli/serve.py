@@ -1,0 +1,94 @@
+"""``aliecs-integration serve``: run the environment manager as the control API service.
+
+SIGTERM and SIGINT start the orderly shutdown of :meth:`ControlServer.shutdown`; a second signal
+during it is ignored (the drain and flush have their own timeouts). Exit code 0 after a clean
+shutdown, 1 when operations were cut short or events were not delivered.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from aliecs_integration.cli.common import EXIT_CODES_HELP, CliError, load_settings, settings_option
+from aliecs_integration.service.server import DEFAULT_ADDRESS, ControlServer
+from aliecs_integration.service.servicer import ALICE_DETECTORS
+
+
+def _wait_for_signal() -> int:
+    """Block until SIGTERM or SIGINT; returns the signal number. Handlers are restored after."""
+    received: list[int] = []
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for signum in previous:
+            signal.signal(signum, signal.SIG_IGN)  # ignored while we shut down
+    return received[0]
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@settings_option
+@click.option("--address", default=DEFAULT_ADDRESS, show_default=True,
+              help="HOST:PORT to serve the control API (o2control.Control) on.")
+@click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),
+              help="Run-number file (default: $ALIECS_STATE_DIR/run_number or "
+                   "~/.local/state/aliecs-integration/run_number). One serve per file.")
+@click.option("--workflows", "workflow_dirs", multiple=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of workflow template YAML files (repeatable); the built-in "
+                   "'default' template is always there.")
+@click.option("--detectors", default=",".join(ALICE_DETECTORS), show_default=True,
+              help="Comma-separated detectors of this instance (GetAvailableDetectors).")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to let operations in progress finish at shutdown.")
+@click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds to wait at shutdown for the broker to acknowledge everything.")
+def serve(settings_source: str | None, address: str, run_numbers: Path | None,
+          workflow_dirs: tuple[Path, ...], detectors: str, drain_timeout: float,
+          flush_timeout: float) -> None:
+    """Serve the control API of the environment manager until SIGTERM or Ctrl-C.
+
+    Clients of the reference's o2control.Control (its CLI and GUI), and our own `env`,
+    `templates` and `tasks` commands, create and drive environments through it; Subscribe
+    streams the events published to Kafka. At SIGTERM: refuse new requests, let the ones in
+    progress finish, flush, report, exit.
+
+    \b
+    aliecs-integration serve --settings consul://127.0.0.1:18500 --address 127.0.0.1:32102
+    """
+    settings = load_settings(settings_source)
+    names = tuple(d.strip() for d in detectors.split(",") if d.strip())
+    server = ControlServer(settings, address=address, run_numbers=run_numbers,
+                           template_dirs=workflow_dirs, detectors=names)
+    server.start()
+    click.echo(f"serving o2control.Control on {address} (port {server.port}); framework id "
+               f"{server.framework_id}; settings {settings.source}; run numbers "
+               f"{server.run_number_store}", err=True)
+    signum = _wait_for_signal()
+    click.echo(f"{signal.Signals(signum).name}: shutting down (refusing new requests, "
+               f"finishing {len(server.busy_operations())} operation(s) in progress)", err=True)
+    report = server.shutdown(drain_timeout_s=drain_timeout, flush_timeout_s=flush_timeout)
+    for name, r in sorted(report.host.deliveries.items()):
+        click.echo(f"{name}: {r.delivered} delivered, {r.failed} failed, {r.dropped} dropped, "
+                   f"{r.undelivered} undelivered", err=True)
+    problems = [f"still running after {drain_timeout:g} s: {op}" for op in report.unfinished]
+    problems += [str(f) for f in report.host.failures]
+    if report.undelivered:
+        problems.append(f"{report.undelivered} event(s) not delivered")
+    if problems or not report.clean:
+        raise CliError("shutdown was not clean: " + ("; ".join(problems) or
+                                                     "delivery failures (see above)"))
+    click.echo(f"stopped cleanly; {server.environment_count()} environment(s) were left as "
+               "they were", err=True)
