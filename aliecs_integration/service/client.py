@@ -8,6 +8,7 @@ malformed request) and 1 otherwise.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
@@ -141,14 +142,21 @@ class ControlClient:
         for raw in self.subscribe_raw(env_id):
             yield events_pb2.Event.FromString(raw)
 
-    def subscribe_raw(self, env_id: str = "") -> Generator[bytes, None, None]:
-        """The Subscribe stream as the serialized bytes the server sent."""
+    def subscribe_raw(
+        self, env_id: str = "", ready: threading.Event | None = None,
+    ) -> Generator[bytes, None, None]:
+        """The Subscribe stream as the serialized bytes the server sent. Once iteration has
+        started, ``ready`` is set when the server has registered the subscription (every event
+        published from then on will come)."""
         call = self._channel.unary_stream(
             "/o2control.Control/Subscribe",
             request_serializer=o2control_pb2.SubscribeRequest.SerializeToString,
             response_deserializer=lambda value: value,
         )(o2control_pb2.SubscribeRequest(id=env_id))
         try:
+            call.initial_metadata()  # the server sends it once subscribed
+            if ready is not None:
+                ready.set()
             yield from call
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.CANCELLED:

@@ -500,6 +500,7 @@ class ControlServicer:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         sub = self._fanout.subscribe(request.id)
         context.add_callback(sub.close)
+        context.send_initial_metadata((("subscribed", request.id or "*"),))  # ready: see client
         try:
             while True:
                 try:
