@@ -144,7 +144,9 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def _kafka_events(bootstrap: str, prefix: str, env_id: str, expected: int) -> dict[str, list[bytes]]:
+def _kafka_events(
+    bootstrap: str, prefix: str, env_id: str, expected: int,
+) -> dict[str, list[bytes]]:
     topics = existing_topics(bootstrap, prefix)
     got = read_topics(bootstrap, topics, expected=expected, timeout=30)
     return {
