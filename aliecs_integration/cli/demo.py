@@ -13,6 +13,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -318,9 +319,102 @@ def _run_and_report(
         echo(format_sample(item))
     runs = ", ".join(map(str, outcome.result.run_numbers())) or "none"
     echo("")
+    echo("== 6. the control API: `serve` in the background, one environment driven with the "
+         "CLI client (env create, control, list, watch, destroy)")
+    problems += run_served_environment(opts, echo)
+    echo("")
     echo(f"== done in {outcome.elapsed_s:.1f} s: {len(outcome.result.progress)} actions, "
          f"{len(outcome.result.failures)} not as expected; run numbers {runs}; "
          f"{outcome.metrics.sent} messages acknowledged")
+    return problems
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_served_environment(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
+    """Start ``serve`` (settings from the demo's Consul) as a background process, drive one
+    environment through it with the ``env`` commands, show their output and a few lines of
+    ``env watch``, then stop it with SIGTERM. Returns the problems found."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w+", prefix="aliecs-serve-", suffix=".log") as log_file:
+        return _served_environment(opts, echo, log_file)
+
+
+def _served_environment(
+    opts: DemoOptions, echo: Callable[[str], None], log_file: Any,
+) -> list[str]:
+    import signal
+
+    from aliecs_integration.service.client import ControlError, wait_for_server
+
+    address = f"127.0.0.1:{_free_port()}"
+    cli = [sys.executable, "-m", "aliecs_integration.cli.main"]
+    problems: list[str] = []
+    serve = subprocess.Popen(
+        [*cli, "serve", "--settings", f"consul://{opts.consul}", "--address", address,
+         "--run-numbers", str(opts.run_numbers)],
+        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+    echo(f"$ aliecs-integration serve --settings consul://{opts.consul} --address {address} &")
+
+    def client(*args: str, show: bool = True) -> str:
+        echo(f"$ aliecs-integration {' '.join(args)}")
+        done = subprocess.run([*cli, *args, "--server", address], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, check=False, timeout=120)
+        out = (done.stdout + done.stderr).rstrip()
+        if show and out:
+            echo(out)
+        if done.returncode != 0:
+            problems.append(f"`{' '.join(args)}` exited {done.returncode}: {out}")
+        return done.stdout
+
+    watch = None
+    try:
+        wait_for_server(address, timeout_s=30)
+        created = client("env", "create", "-w", "default", "--detectors", "CPV,EMC",
+                         "--var", "purpose=demo")
+        env_id = created.split()[1] if created.startswith("environment ") else ""
+        if not env_id:
+            return [*problems, "env create printed no environment id"]
+        watch = subprocess.Popen([*cli, "env", "watch", env_id, "--server", address,
+                                  "--no-color", "--max", "12"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 stdin=subprocess.DEVNULL)
+        time.sleep(1.0)  # let the subscription register
+        client("env", "control", env_id, "START_ACTIVITY")
+        client("env", "list")
+        client("env", "control", env_id, "STOP_ACTIVITY")
+        client("env", "destroy", env_id)
+        watched, _ = watch.communicate(timeout=30)
+        echo(f"$ aliecs-integration env watch {env_id}   (first lines)")
+        for line in watched.splitlines()[:8]:
+            echo(line)
+        if len(watched.splitlines()) < 12:
+            problems.append(f"env watch showed {len(watched.splitlines())} lines, expected 12")
+    except (ControlError, subprocess.TimeoutExpired) as exc:
+        problems.append(f"serve: {exc}")
+    finally:
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+            watch.wait()
+        serve.send_signal(signal.SIGTERM)
+        echo("$ kill -TERM <serve>")
+        try:
+            code = serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            code = serve.wait()
+        log_file.seek(0)
+        for line in log_file.read().splitlines()[-3:]:
+            echo(f"  serve: {line}")
+        if code != 0:
+            problems.append(f"serve exited {code} after SIGTERM")
     return problems
 
 

@@ -58,6 +58,11 @@ def test_demo_end_to_end_and_consume_decodes_every_topic_it_wrote(
         assert published == acked == read_back and int(acked) > 0, row
         assert failed == dropped == pending == "0", row
     assert "-- a legacy ActiveRunsList: the runs active at that moment" in out
+    served = out.split("== 6. the control API")[1]
+    assert re.search(r"environment \w{12}: START_ACTIVITY -> RUNNING, run \d+", served)
+    assert re.search(r"^\w{12}\s+default\s+RUNNING\s+\d+\s+CPV,EMC", served, re.MULTILINE)
+    assert "environment" in served and "destroyed" in served
+    assert "  serve: stopped cleanly" in served
     assert "0 not as expected" in out
     assert "! " not in out  # no unexpected outcome marker
 
