@@ -32,7 +32,7 @@ from aliecs_integration.scenario.session import run_scenario
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEV_CONSUL_ADDRESS = "127.0.0.1:18500"
 KAFKA_WAIT_S = 60.0
