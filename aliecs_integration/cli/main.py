@@ -34,6 +34,7 @@ from aliecs_integration.cli.common import (
 )
 from aliecs_integration.cli.shutdown import Terminated, sigterm_raises
 from aliecs_integration.publish.reader import CLIENT_LOGGER as LIBRDKAFKA_LOGGER
+from aliecs_integration.settings.core import Settings
 
 REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_RUN_NUMBERS = Path(
@@ -258,7 +259,7 @@ def _replicas(meta: Any) -> int:
 
 
 def create_topics(
-    settings: Any, wanted: Sequence[str], *, timeout_s: float
+    settings: Settings, wanted: Sequence[str], *, timeout_s: float
 ) -> tuple[Any, dict[str, Any]]:
     """Create the missing ``wanted`` topics with the publisher's own rules
     (:func:`aliecs_integration.publish.topics.create_topics`: configured partitions, replication
