@@ -31,14 +31,6 @@ DEFAULT_KAFKA_ENDPOINTS: tuple[str, ...] = ("localhost:9092",)
 DEFAULT_ORIGIN = "default"
 
 
-def resolve_variables(
-    user: Mapping[str, str], runtime: Mapping[str, str], builtin: Mapping[str, str]
-) -> dict[str, str]:
-    """Merge environment variables: ``user`` wins over ``runtime`` (settings), which wins over
-    ``builtin`` (workflow defaults)."""
-    return {**builtin, **runtime, **user}
-
-
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
