@@ -17,7 +17,8 @@ from aliecs_integration.cli.main import cli
 
 COMMANDS = [[], ["demo"], ["run"], ["consume"], ["fdset"], ["plugins"], ["settings"],
             ["settings", "show"], ["settings", "push"], ["topics"], ["topics", "create"],
-            ["hooks"]]
+            ["hooks"], ["serve"], ["env"], ["env", "list"], ["env", "show"], ["env", "create"],
+            ["env", "control"], ["env", "destroy"], ["env", "watch"], ["templates"], ["tasks"]]
 
 
 def invoke(*args: str) -> Result:
@@ -51,7 +52,7 @@ def test_help_everywhere_with_exit_codes(command: list[str]) -> None:
 def test_every_command_is_listed() -> None:
     assert isinstance(cli, click.Group)
     assert set(cli.commands) == {"demo", "run", "consume", "fdset", "plugins", "settings",
-                                 "topics", "hooks"}
+                                 "topics", "hooks", "serve", "env", "templates", "tasks"}
 
 
 def test_fdset_writes_a_descriptor_set(tmp_path: Path) -> None:
