@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -175,7 +174,7 @@ class ControlServer:
         self._server: grpc.Server | None = None
         self._fanout = EventFanout()
         self.port = 0
-        self._stopped = threading.Event()
+        self._report: ShutdownReport | None = None
 
     @property
     def run_number_store(self) -> Path:
@@ -241,7 +240,9 @@ class ControlServer:
     def shutdown(self, *, drain_timeout_s: float = 60.0, flush_timeout_s: float = 10.0,
                  grace_s: float = 2.0) -> ShutdownReport:
         """Stop in order (see the module doc). Environments stay as they are (not destroyed);
-        their events so far are flushed."""
+        their events so far are flushed. A second call returns the first one's report."""
+        if self._report is not None:
+            return self._report
         assert self._servicer is not None and self._host is not None
         assert self._manager is not None and self._server is not None
         self._servicer.stop_accepting()
@@ -255,5 +256,5 @@ class ControlServer:
         self._manager.close()
         report = self._host.stop(timeout_s=flush_timeout_s)
         self._lock.release()
-        self._stopped.set()
-        return ShutdownReport(tuple(unfinished), report)
+        self._report = ShutdownReport(tuple(unfinished), report)
+        return self._report

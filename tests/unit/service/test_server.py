@@ -1,0 +1,131 @@
+"""The control API in-process with producing off (no broker): the service logic, statuses and
+the Subscribe stream, without Kafka. The same against real servers is in
+tests/integration/test_control_service.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from aliecs_integration.pb import events_pb2
+from aliecs_integration.service.client import ControlClient, ControlError
+from aliecs_integration.service.fanout import environment_of
+from aliecs_integration.service.server import ControlServer, ServeError
+from aliecs_integration.service.servicer import split_variables
+from aliecs_integration.settings.core import Settings
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ControlServer]:
+    settings = Settings.from_dict({"enableKafka": False}, source="test")
+    srv = ControlServer(settings, address="127.0.0.1:0", run_numbers=tmp_path / "rn")
+    srv.start()
+    yield srv
+    srv.shutdown(drain_timeout_s=5, flush_timeout_s=1, grace_s=0.5)
+
+
+def client_of(srv: ControlServer) -> ControlClient:
+    return ControlClient(f"127.0.0.1:{srv.port}", timeout_s=30)
+
+
+def test_split_variables() -> None:
+    assert split_variables({"detectors": '["ITS", "TPC"]', "run_type": "PHYSICS", "x": "1"}) == (
+        ["ITS", "TPC"], "PHYSICS", {"x": "1"})
+    assert split_variables({"detectors": "ITS, TPC"}) == (["ITS", "TPC"], "", {})
+    assert split_variables({}) == ([], "", {})
+    for bad, why in (('["ITS"', "malformed JSON list"), ("[1]", "expected a list of names"),
+                     ("ITS,,TPC", "empty detector name")):
+        with pytest.raises(ValueError, match=why):
+            split_variables({"detectors": bad})
+
+
+def test_lifecycle_statuses_and_subscribe_filter(server: ControlServer) -> None:
+    with client_of(server) as client:
+        ready_all, ready_one = threading.Event(), threading.Event()
+        everything: list[bytes] = []
+        stream = client.subscribe_raw("", ready_all)
+        threading.Thread(target=lambda: everything.extend(stream), daemon=True).start()
+        assert ready_all.wait(5)
+        a = client.create("default", detectors=["ITS"], variables={"k": "v"}, user="bob")
+        b = client.create("default", detectors=["TPC"])
+        mine: list[bytes] = []
+        stream_a = client.subscribe_raw(a.id, ready_one)
+        threading.Thread(target=lambda: mine.extend(stream_a), daemon=True).start()
+        assert ready_one.wait(5)
+        for transition in ("START_ACTIVITY", "STOP_ACTIVITY"):
+            client.control(a.id, transition)
+            client.control(b.id, transition)
+        client.destroy(a.id)
+        client.destroy(b.id)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (
+            mine and events_pb2.Event.FromString(mine[-1]).environmentEvent.transitionStep
+            == "after_DESTROY" and len(everything) > 0
+        ):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        all_a = [v for v in everything if environment_of(v) == a.id]
+        assert len(mine) > 20
+        first = all_a.index(mine[0])
+        assert all_a[first:] == mine  # the same events, the same order
+        assert {environment_of(v) for v in mine} == {a.id}
+        with pytest.raises(ControlError) as unknown:
+            client.subscribe_raw("NOPE").__next__()
+        assert unknown.value.code == grpc.StatusCode.NOT_FOUND
+        assert unknown.value.exit_code == 2
+
+
+def test_async_creation_announces_itself(server: ControlServer) -> None:
+    with client_of(server) as client:
+        ready = threading.Event()
+        events: list[events_pb2.Event] = []
+        stream = client.subscribe_raw("", ready)
+        threading.Thread(target=lambda: events.extend(events_pb2.Event.FromString(v)
+                                                      for v in stream), daemon=True).start()
+        assert ready.wait(5)
+        info = client.create("default", asynchronous=True, auto_transition=True)
+        assert info.state == "STANDBY"
+        deadline = time.monotonic() + 10
+        while client.environment(info.id).environment.state != "RUNNING":
+            assert time.monotonic() < deadline, "never reached RUNNING"
+            time.sleep(0.05)
+        messages = [e.environmentEvent.message for e in events
+                    if e.environmentEvent.environmentId == info.id]
+        assert "created new environment" in messages
+        created = next(e for e in events if e.environmentEvent.message == "created new environment")
+        assert created.environmentEvent.state == "CONFIGURED"
+
+
+def test_bad_requests_and_shutdown(server: ControlServer, tmp_path: Path) -> None:
+    with client_of(server) as client:
+        for call, code, text in (
+            (lambda: client.create("nope"), grpc.StatusCode.INVALID_ARGUMENT,
+             "unknown workflow template 'nope'; known templates: default"),
+            (lambda: client.create(""), grpc.StatusCode.INVALID_ARGUMENT,
+             "no workflowTemplate given"),
+            (lambda: client.create("default", variables={"environment_id": "x"}),
+             grpc.StatusCode.INVALID_ARGUMENT, "set by the environment manager"),
+            (lambda: client.control("", "DEPLOY"), grpc.StatusCode.INVALID_ARGUMENT,
+             "no environment id given"),
+            (lambda: client.control("X", "JUMP"), grpc.StatusCode.INVALID_ARGUMENT,
+             "unknown transition 'JUMP'"),
+        ):
+            with pytest.raises(ControlError) as failed:
+                call()
+            assert failed.value.code == code and text in str(failed.value)
+        env_id = client.create("default").id
+        second = ControlServer(server.settings, address="127.0.0.1:0",
+                               run_numbers=server.run_number_store)
+        with pytest.raises(ServeError, match="already uses the run-number store"):
+            second.start()
+        report = server.shutdown(drain_timeout_s=5, flush_timeout_s=1, grace_s=0.5)
+        assert report.clean and report.unfinished == ()
+        with pytest.raises(ControlError) as gone:
+            client.control(env_id, "START_ACTIVITY")
+        assert gone.value.code == grpc.StatusCode.UNAVAILABLE
+        assert "cannot reach the control server" in str(gone.value)
