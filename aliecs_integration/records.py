@@ -249,9 +249,11 @@ class CoreEvent:
 
 @attrs.frozen
 class HostStartEvent:
-    """The host has loaded its plugins and is about to serve environments."""
+    """The host has loaded its plugins and is about to serve environments. ``framework_id``
+    identifies the manager instance (``serve`` sets a UUID; empty when none was given)."""
 
     plugin_names: tuple[str, ...]
+    framework_id: str = ""
     timestamp_ns: int = attrs.field(factory=now_ns)
 
 

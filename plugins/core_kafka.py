@@ -230,6 +230,7 @@ def _core(r: CoreEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, b
 
 def _host_start(r: HostStartEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, bytes]:
     e.coreStartEvent.SetInParent()
+    e.coreStartEvent.frameworkId = r.framework_id
     return t.core, "", b""
 
 

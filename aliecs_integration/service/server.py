@@ -192,7 +192,8 @@ class ControlServer:
 
     def _start(self) -> None:
         self._store.last()  # a corrupt store stops us now, not at the first run
-        host = self._host = PluginHost(self.settings, extra_plugins=self._extra)
+        host = self._host = PluginHost(self.settings, extra_plugins=self._extra,
+                                       framework_id=self.framework_id)
         host.start()
         core = host.plugin(CORE_PLUGIN)
         add_listener = getattr(core, "add_event_listener", None)
