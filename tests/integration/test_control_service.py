@@ -233,6 +233,12 @@ def test_lifecycle_through_the_api_and_subscribe_equals_kafka(
         received = _by_topic(everything.values, env_id)
         assert received == {t: v for t, v in kafka.items() if v}  # same bytes, same order
         assert everything.error is None
+        # the instance id of GetFrameworkInfo is the one of the coreStartEvent
+        core_topic = f"{topic_prefix}.core"
+        core = read_topics(kafka_bootstrap, [core_topic], expected=1, timeout=30)[core_topic]
+        starts = [events_pb2.Event.FromString(m.value()).coreStartEvent.frameworkId
+                  for m in core]
+        assert starts == [client.framework_info().frameworkId]
     assert serve.terminate() == 0, serve.output()
     assert everything.ended(10)
     assert "stopped cleanly" in serve.output()
