@@ -186,7 +186,8 @@ def env_destroy(server: str, user: str, env_id: str, force: bool, allow_running:
 @click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
 def env_watch(server: str, env_id: str, max_events: int | None, color: bool | None) -> None:
     """Stream the events of environment ID (or of every environment) as they are published
-    (Subscribe), one decoded line each. Stop with Ctrl-C."""
+    (Subscribe), one decoded line each. Stop with Ctrl-C (exit 0); ends when the server
+    stops."""
     colour = sys.stdout.isatty() if color is None else color
     count = 0
     with ControlClient(server) as client:
@@ -202,6 +203,8 @@ def env_watch(server: str, env_id: str, max_events: int | None, color: bool | No
                 count += 1
                 if max_events is not None and count >= max_events:
                     break
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is the way to stop watching: exit 0
         finally:
             stream.close()
 

@@ -8,6 +8,7 @@ malformed request) and 1 otherwise.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -20,6 +21,8 @@ from aliecs_integration.pb import common_pb2, events_pb2, o2control_pb2, o2contr
 
 DEFAULT_SERVER = "127.0.0.1:32102"
 SERVER_ENV = "ALIECS_SERVER"
+_STREAM_BUFFER = 1000
+"""Messages read ahead of the consumer of a Subscribe stream."""
 _BAD_REQUEST = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT}
 
 TRANSITIONS = {
@@ -147,22 +150,52 @@ class ControlClient:
     ) -> Generator[bytes, None, None]:
         """The Subscribe stream as the serialized bytes the server sent. Once iteration has
         started, ``ready`` is set when the server has registered the subscription (every event
-        published from then on will come)."""
+        published from then on will come). The stream is read by a helper thread, so the
+        iterating thread stays interruptible (Ctrl-C); closing the generator cancels the call."""
         call = self._channel.unary_stream(
             "/o2control.Control/Subscribe",
             request_serializer=o2control_pb2.SubscribeRequest.SerializeToString,
             response_deserializer=lambda value: value,
         )(o2control_pb2.SubscribeRequest(id=env_id))
+        items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_STREAM_BUFFER)
+        stop = threading.Event()
+
+        def put(item: tuple[str, Any]) -> None:
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        def pump() -> None:
+            try:
+                call.initial_metadata()  # the server sends it once subscribed
+                put(("ready", None))
+                for value in call:
+                    put(("value", value))
+                put(("end", None))
+            except grpc.RpcError as exc:
+                put(("error", exc))
+
+        threading.Thread(target=pump, name="subscribe", daemon=True).start()
         try:
-            call.initial_metadata()  # the server sends it once subscribed
-            if ready is not None:
-                ready.set()
-            yield from call
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.CANCELLED:
-                return
-            raise _error(exc, self.server) from None
+            while True:
+                try:
+                    kind, item = items.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if kind == "ready":
+                    if ready is not None:
+                        ready.set()
+                elif kind == "value":
+                    yield item
+                elif kind == "end" or item.code() == grpc.StatusCode.CANCELLED:
+                    return
+                else:
+                    raise _error(item, self.server)
         finally:
+            stop.set()
             call.cancel()
 
 
