@@ -206,7 +206,7 @@ class ControlServer:
         self._servicer = ControlServicer(
             self._manager, host, self._fanout, self._templates, framework_id=self.framework_id,
             configuration_endpoint=str(getattr(self.settings, "source", "")),
-            detectors=self._detectors)
+            detectors=self._detectors, max_subscribers=max(1, self._workers - 8))
         server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix="grpc"),
                              handlers=[_handlers(self._servicer), _Unsupported()])
         try:

@@ -139,7 +139,7 @@ class ControlServicer:
         self, manager: EnvironmentManager, host: PluginHost, fanout: EventFanout,
         templates: TemplateCatalog, *, framework_id: str, instance_name: str = "",
         configuration_endpoint: str = "", detectors: tuple[str, ...] = ALICE_DETECTORS,
-        background_workers: int = 8,
+        background_workers: int = 8, max_subscribers: int = 24,
     ) -> None:
         self._manager = manager
         self._host = host
@@ -156,6 +156,7 @@ class ControlServicer:
         self._background = ThreadPoolExecutor(background_workers,
                                               thread_name_prefix="env-background")
         self._pending: set[Future[None]] = set()
+        self._max_subscribers = max_subscribers
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -498,6 +499,11 @@ class ControlServicer:
                 context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         if not self._accepting:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        if self._fanout.subscriber_count() >= self._max_subscribers:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self._max_subscribers} Subscribe streams are open already (each "
+                          "holds a server thread); close one or subscribe to all environments "
+                          "once")
         sub = self._fanout.subscribe(request.id)
         context.add_callback(sub.close)
         context.send_initial_metadata((("subscribed", request.id or "*"),))  # ready: see client

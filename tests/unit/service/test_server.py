@@ -129,3 +129,21 @@ def test_bad_requests_and_shutdown(server: ControlServer, tmp_path: Path) -> Non
             client.control(env_id, "START_ACTIVITY")
         assert gone.value.code == grpc.StatusCode.UNAVAILABLE
         assert "cannot reach the control server" in str(gone.value)
+
+
+def test_subscribe_streams_are_limited(tmp_path: Path) -> None:
+    settings = Settings.from_dict({"enableKafka": False}, source="test")
+    srv = ControlServer(settings, address="127.0.0.1:0", run_numbers=tmp_path / "rn", workers=9)
+    srv.start()
+    try:
+        with client_of(srv) as client:
+            ready = threading.Event()
+            first = client.subscribe_raw("", ready)
+            threading.Thread(target=lambda: list(first), daemon=True).start()
+            assert ready.wait(5)
+            with pytest.raises(ControlError) as refused:
+                next(client.subscribe_raw(""))
+            assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "1 Subscribe streams are open already" in str(refused.value)
+    finally:
+        assert srv.shutdown(drain_timeout_s=5, flush_timeout_s=1, grace_s=0.5).clean
