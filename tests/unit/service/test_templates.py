@@ -32,8 +32,8 @@ def test_bad_directories_and_duplicates_are_errors(tmp_path: Path) -> None:
         TemplateCatalog([tmp_path / "missing"])
     write(tmp_path / "a.yaml", "same")
     write(tmp_path / "b.yaml", "same")
-    with pytest.raises(WorkflowError, match="b.yaml: workflow name 'same' is already defined by"):
+    with pytest.raises(WorkflowError, match=r"b\.yaml: workflow name 'same' is already defined by"):
         TemplateCatalog([tmp_path])
     (tmp_path / "b.yaml").write_text("name: [broken\n")
-    with pytest.raises(WorkflowError, match="b.yaml"):
+    with pytest.raises(WorkflowError, match=r"b\.yaml"):
         TemplateCatalog([tmp_path])
