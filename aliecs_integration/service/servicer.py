@@ -382,18 +382,23 @@ class ControlServicer:
         return snap, user
 
     def _deploy_configure(self, env_id: str, user: User | None) -> EnvironmentSnapshot:
-        """DEPLOY then CONFIGURE; on failure destroy (force) and re-raise."""
+        """DEPLOY then CONFIGURE; on failure destroy (force), publish ``cannot create new
+        environment`` (state ERROR, the error) and re-raise."""
+        snap = self._manager.get(env_id)
         try:
             for transition in ("DEPLOY", "CONFIGURE"):
                 with self._lock:
                     self._busy[env_id] = (transition, time.monotonic())
                 snap = self._manager.transition(env_id, transition, user=user)
             return snap
-        except BaseException:
+        except Exception as exc:
             try:
                 self._destroy_now(env_id, user, force=True)
             except Exception:
                 log.exception("environment %s: teardown after a failed creation failed", env_id)
+            self._manager.report_environment_event(
+                attrs.evolve(snap, state=fsm.State.ERROR), CANNOT_CREATE, OpStatus.DONE_ERROR,
+                error=" ".join(str(exc).split()))
             raise
 
     def _destroy_now(self, env_id: str, user: User | None, *, force: bool) -> None:
@@ -430,14 +435,10 @@ class ControlServicer:
         return _answer(context, reply)
 
     def _async_rest(self, created: EnvironmentSnapshot, user: User | None, request: Any) -> None:
-        last = created
         try:
             last = self._deploy_configure(created.id, user)
-        except Exception as exc:
-            self._manager.report_environment_event(
-                attrs.evolve(last, state=fsm.State.ERROR), CANNOT_CREATE, OpStatus.DONE_ERROR,
-                error=str(exc))
-            return
+        except Exception:
+            return  # reported as ``cannot create new environment``
         self._manager.report_environment_event(last, CREATED, OpStatus.DONE_OK)
         if request.autoTransition:
             self._auto_start(created.id, user)

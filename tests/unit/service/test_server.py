@@ -147,3 +147,37 @@ def test_subscribe_streams_are_limited(tmp_path: Path) -> None:
             assert "1 Subscribe streams are open already" in str(refused.value)
     finally:
         assert srv.shutdown(drain_timeout_s=5, flush_timeout_s=1, grace_s=0.5).clean
+
+
+def test_a_failed_creation_is_torn_down_and_announced(tmp_path: Path) -> None:
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "broken.yaml").write_text(
+        "name: broken\ncalls:\n  - {func: nosuch.Fail(), trigger: before_DEPLOY, critical: true}\n")
+    settings = Settings.from_dict({"enableKafka": False}, source="test")
+    srv = ControlServer(settings, address="127.0.0.1:0", run_numbers=tmp_path / "rn",
+                        template_dirs=(wf,))
+    srv.start()
+    try:
+        with client_of(srv) as client:
+            ready = threading.Event()
+            values: list[bytes] = []
+            stream = client.subscribe_raw("", ready)
+            threading.Thread(target=lambda: values.extend(stream), daemon=True).start()
+            assert ready.wait(5)
+            with pytest.raises(ControlError) as failed:
+                client.create("broken", detectors=["ITS"])
+            assert failed.value.code == grpc.StatusCode.ABORTED
+            assert "transition DEPLOY cancelled" in str(failed.value)
+            assert client.environments() == [] and client.active_detectors() == []
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(
+                    b"cannot create new environment" in v for v in values):
+                time.sleep(0.05)
+            last = events_pb2.Event.FromString(
+                next(v for v in values if b"cannot create new environment" in v))
+            assert last.environmentEvent.state == "ERROR"
+            assert "unknown function nosuch.Fail" in last.environmentEvent.error
+            assert last.environmentEvent.transitionStatus == events_pb2.DONE_ERROR
+    finally:
+        srv.shutdown(drain_timeout_s=5, flush_timeout_s=1, grace_s=0.5)
