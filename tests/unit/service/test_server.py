@@ -181,3 +181,32 @@ def test_a_failed_creation_is_torn_down_and_announced(tmp_path: Path) -> None:
             assert last.environmentEvent.transitionStatus == events_pb2.DONE_ERROR
     finally:
         srv.shutdown(drain_timeout_s=5, flush_timeout_s=1, grace_s=0.5)
+
+
+def test_every_reply_with_a_timestamp_sets_it(server: ControlServer) -> None:
+    from aliecs_integration.pb import o2control_pb2, o2control_pb2_grpc
+
+    with client_of(server) as client:
+        env_id = client.create("default").id
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = o2control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
+    pb = o2control_pb2
+    calls = {
+        "GetFrameworkInfo": pb.GetFrameworkInfoRequest(),
+        "GetEnvironments": pb.GetEnvironmentsRequest(),
+        "GetEnvironment": pb.GetEnvironmentRequest(id=env_id),
+        "ControlEnvironment": pb.ControlEnvironmentRequest(
+            id=env_id, type=pb.ControlEnvironmentRequest.START_ACTIVITY),
+        "GetActiveDetectors": pb.Empty(), "GetAvailableDetectors": pb.Empty(),
+        "GetTasks": pb.GetTasksRequest(), "GetRoles": pb.GetRolesRequest(envId=env_id),
+        "GetWorkflowTemplates": pb.GetWorkflowTemplatesRequest(),
+        "GetIntegratedServices": pb.Empty(),
+        "DestroyEnvironment": pb.DestroyEnvironmentRequest(id=env_id, force=True),
+        "NewEnvironment": pb.NewEnvironmentRequest(workflowTemplate="default"),
+        "NewEnvironmentAsync": pb.NewEnvironmentRequest(workflowTemplate="default"),
+    }
+    before = time.time_ns() // 1_000_000
+    for method, request in calls.items():
+        reply = getattr(stub, method)(request, timeout=30)
+        assert reply.timestamp >= before, method
+    channel.close()
