@@ -188,10 +188,11 @@ ENV_VARIABLES = {"kafka_enabled": "true", "readout_cfg_uri": "consul://o2/readou
 
 
 def deployed_environments(manager: EnvironmentManager, count: int) -> list[str]:
-    """``count`` environments created and deployed, ready for CONFIGURE/RESET cycles."""
+    """``count`` environments created and deployed, ready for CONFIGURE/RESET cycles (each with
+    detectors of its own: a detector belongs to one environment at a time)."""
     ids = []
-    for _ in range(count):
-        env = manager.create(detectors=("TPC", "ITS"), run_type="PHYSICS",
+    for n in range(count):
+        env = manager.create(detectors=(f"TPC{n}", f"ITS{n}"), run_type="PHYSICS",
                              variables=ENV_VARIABLES)
         manager.transition(env.id, "DEPLOY")
         ids.append(env.id)
