@@ -35,6 +35,7 @@ from aliecs_integration.pb import o2control_pb2
 from aliecs_integration.service.fanout import EventFanout
 from aliecs_integration.service.servicer import ALICE_DETECTORS, ControlServicer
 from aliecs_integration.service.templates import TemplateCatalog
+from aliecs_integration.settings.core import Settings
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class ControlServer:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         *,
         address: str = DEFAULT_ADDRESS,
         run_numbers: Path | None = None,
@@ -205,7 +206,7 @@ class ControlServer:
                                            run_numbers=self._store)
         self._servicer = ControlServicer(
             self._manager, host, self._fanout, self._templates, framework_id=self.framework_id,
-            configuration_endpoint=str(getattr(self.settings, "source", "")),
+            configuration_endpoint=self.settings.source,
             detectors=self._detectors, max_subscribers=max(1, self._workers - 8))
         server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix="grpc"),
                              handlers=[_handlers(self._servicer), _Unsupported()])
