@@ -7,6 +7,7 @@
 //	goclient -server HOST:PORT create WORKFLOW DETECTORS   prints "<id> <state>"
 //	goclient -server HOST:PORT list                        prints "<id> <state> <workflow> <detectors>" per environment
 //	goclient -server HOST:PORT info                        prints "<frameworkId> <environmentsCount>"
+//	goclient -server HOST:PORT watch N                     prints "subscribed", then N events as "<environmentId> <payload> <detail>"
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"aliecs.test/goclient/eventspb"
 	"aliecs.test/goclient/pb"
 )
 
@@ -69,9 +71,48 @@ func main() {
 			fail(err)
 		}
 		fmt.Printf("%s %d\n", reply.GetFrameworkId(), reply.GetEnvironmentsCount())
+	case "watch":
+		var n int
+		if len(args) != 2 {
+			fmt.Fprintln(os.Stderr, "usage: goclient watch N")
+			os.Exit(2)
+		}
+		fmt.Sscanf(args[1], "%d", &n)
+		stream, err := client.Subscribe(ctx, &pb.SubscribeRequest{})
+		if err != nil {
+			fail(err)
+		}
+		if _, err := stream.Header(); err != nil { // sent once the server registered us
+			fail(err)
+		}
+		fmt.Println("subscribed")
+		for i := 0; i < n; i++ {
+			event, err := stream.Recv()
+			if err != nil {
+				fail(err)
+			}
+			fmt.Println(describe(event))
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "unknown command %q\n", args[0])
 		os.Exit(2)
+	}
+}
+
+func describe(event *eventspb.Event) string {
+	switch p := event.GetPayload().(type) {
+	case *eventspb.Event_EnvironmentEvent:
+		e := p.EnvironmentEvent
+		return fmt.Sprintf("%s environmentEvent %s/%s/%s", e.GetEnvironmentId(), e.GetTransition(),
+			e.GetTransitionStep(), e.GetMessage())
+	case *eventspb.Event_RoleEvent:
+		return fmt.Sprintf("%s roleEvent %s", p.RoleEvent.GetEnvironmentId(), p.RoleEvent.GetState())
+	case *eventspb.Event_CallEvent:
+		return fmt.Sprintf("%s callEvent %s", p.CallEvent.GetEnvironmentId(), p.CallEvent.GetFunc())
+	case *eventspb.Event_RunEvent:
+		return fmt.Sprintf("%s runEvent %d", p.RunEvent.GetEnvironmentId(), p.RunEvent.GetRunNumber())
+	default:
+		return fmt.Sprintf("- %T", p)
 	}
 }
 

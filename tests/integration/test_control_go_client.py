@@ -71,10 +71,19 @@ def test_go_client_creates_and_lists_an_environment(
 ) -> None:
     binary = build_go_client(tmp_path / "goclient")
     serve = serve_factory().start()
+    watch = subprocess.Popen([str(binary), "-server", serve.address, "watch", "6"],
+                             stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    assert watch.stdout is not None
+    assert watch.stdout.readline() == "subscribed\n"
     created = _run([str(binary), "-server", serve.address, "create", "default", "FT0,FV0"],
                    tmp_path).split()
     env_id, state = created
     assert state == "CONFIGURED"
+    watched = watch.communicate(timeout=30)[0].splitlines()
+    assert watch.returncode == 0 and len(watched) == 6
+    # the Subscribe stream decoded in Go: this environment's first events, in order
+    assert watched[0].startswith(f"{env_id} environmentEvent CREATE/")
+    assert all(line.startswith(f"{env_id} ") for line in watched)
     listed = _run([str(binary), "-server", serve.address, "list"], tmp_path).splitlines()
     assert listed == [f"{env_id} CONFIGURED default FT0,FV0"]
     with serve.client() as client:
