@@ -1,6 +1,6 @@
 """A client in another language: Go code generated from protos/o2control.proto (protoc-gen-go
 and protoc-gen-go-grpc from the Go module proxy, grpcio-tools' protoc) creates an environment
-on a running ``serve`` and lists it.
+on a running ``serve``, lists it, and decodes the Subscribe stream.
 
 The generators are installed once into the cache (``~/.cache/aliecs-integration/go-tools``);
 the client is generated and built in a temporary copy of tests/goclient on every run (the Go
