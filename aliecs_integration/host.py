@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import types
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -101,7 +102,6 @@ class PluginHost:
     factories under the given names in addition to what discovery loads (benchmarks, tests).
     A hook implementation that runs longer than ``slow_hook_s`` is logged as a warning with the
     plugin's name (hooks cannot be interrupted: they run on the environment's thread).
-    ``framework_id`` is sent with ``on_host_start`` (core-kafka's coreStartEvent).
     """
 
     def __init__(
@@ -111,10 +111,8 @@ class PluginHost:
         entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
         extra_plugins: Mapping[str, object] | None = None,
         slow_hook_s: float = 0.5,
-        framework_id: str = "",
     ) -> None:
         self.settings = settings
-        self.framework_id = framework_id
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self._entry_points = entry_points
@@ -126,6 +124,8 @@ class PluginHost:
         self._started = False
         self._slow_hook_s = slow_hook_s
         self.failure_count: dict[str, int] = {}
+        self.instance_id = str(uuid.uuid4())
+        """This process's id (``coreStartEvent.frameworkId``), logged at start."""
 
     # ----------------------------------------------------------------- loading
 
@@ -156,8 +156,10 @@ class PluginHost:
         for name, obj in self._extra.items():
             self._instantiate(name, obj, origin="registered in-process")
         self._collect_call_functions()
+        log.info("instance %s started with plugins: %s", self.instance_id,
+                 ", ".join(self.plugin_names()) or "none")
         self.fire("on_host_start", HostStartEvent(plugin_names=tuple(self.plugin_names()),
-                                                  framework_id=self.framework_id))
+                                                  framework_id=self.instance_id))
 
     def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
         eps = self._entry_points

@@ -249,12 +249,12 @@ class CoreEvent:
 
 @attrs.frozen
 class HostStartEvent:
-    """The host has loaded its plugins and is about to serve environments. ``framework_id``
-    identifies the manager instance (``serve`` sets a UUID; empty when none was given)."""
+    """The host has loaded its plugins and is about to serve environments."""
 
     plugin_names: tuple[str, ...]
-    framework_id: str = ""
     timestamp_ns: int = attrs.field(factory=now_ns)
+    framework_id: str = ""
+    """The id of this instance (a UUID, logged at start; ``coreStartEvent.frameworkId``)."""
 
 
 @attrs.frozen

@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -162,7 +161,8 @@ class ControlServer:
     ) -> None:
         self.settings = settings
         self.address = address
-        self.framework_id = str(uuid.uuid4())
+        self.framework_id = ""
+        """The plugin host's instance id once started (``coreStartEvent.frameworkId``)."""
         self._store = RunNumberStore(run_numbers)
         self._lock = InstanceLock(self._store.path.with_name(self._store.path.name + ".serve.lock"))
         self._templates = TemplateCatalog(template_dirs)
@@ -193,8 +193,8 @@ class ControlServer:
 
     def _start(self) -> None:
         self._store.last()  # a corrupt store stops us now, not at the first run
-        host = self._host = PluginHost(self.settings, extra_plugins=self._extra,
-                                       framework_id=self.framework_id)
+        host = self._host = PluginHost(self.settings, extra_plugins=self._extra)
+        self.framework_id = host.instance_id
         host.start()
         core = host.plugin(CORE_PLUGIN)
         add_listener = getattr(core, "add_event_listener", None)
@@ -205,7 +205,7 @@ class ControlServer:
         self._manager = EnvironmentManager(host, settings_runtime_vars=self.settings.runtime_vars,
                                            run_numbers=self._store)
         self._servicer = ControlServicer(
-            self._manager, host, self._fanout, self._templates, framework_id=self.framework_id,
+            self._manager, host, self._fanout, self._templates, framework_id=host.instance_id,
             configuration_endpoint=self.settings.source,
             detectors=self._detectors, max_subscribers=max(1, self._workers - 8))
         server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix="grpc"),
