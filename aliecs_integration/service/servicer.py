@@ -423,6 +423,8 @@ class ControlServicer:
         return _answer(context, reply)
 
     def _auto_start(self, env_id: str, user: User | None) -> None:
+        with self._lock:
+            self._busy[env_id] = (fsm.START_ACTIVITY, time.monotonic())
         self._manager.transition(env_id, fsm.START_ACTIVITY, user=user)
 
     def NewEnvironmentAsync(self, request: Any, context: grpc.ServicerContext) -> Any:
