@@ -156,6 +156,7 @@ class ControlServicer:
         self._background = ThreadPoolExecutor(background_workers,
                                               thread_name_prefix="env-background")
         self._pending: set[Future[None]] = set()
+        self._creating = 0  # CREATEs in progress (their environment id is not known yet)
         self._max_subscribers = max_subscribers
 
     # ------------------------------------------------------------------ lifecycle
@@ -171,9 +172,11 @@ class ControlServicer:
         to end; returns ``"<env id>: <operation>"`` of those still running."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while (self._busy or self._pending) and time.monotonic() < deadline:
+            while (self._busy or self._pending or self._creating) and (
+                    time.monotonic() < deadline):
                 self._lock.wait(min(0.2, max(0.0, deadline - time.monotonic())))
             left = [f"{env}: {op}" for env, (op, _) in sorted(self._busy.items())]
+            left += ["(new environment): CREATE"] * self._creating
         self._background.shutdown(wait=not left, cancel_futures=True)
         return left
 
@@ -218,8 +221,13 @@ class ControlServicer:
                 self._release(env_id)
 
         with self._lock:
+            try:
+                future = self._background.submit(run)
+            except RuntimeError:  # shut down meanwhile
+                log.warning("environment %s: %s not started: the server is shutting down",
+                            env_id, operation)
+                return
             self._busy[env_id] = (operation, time.monotonic())
-            future = self._background.submit(run)
             self._pending.add(future)
         future.add_done_callback(self._done)
 
@@ -363,22 +371,28 @@ class ControlServicer:
 
     def _create(self, request: Any) -> tuple[EnvironmentSnapshot, User | None]:
         """CREATE; the new environment is marked busy with DEPLOY (the caller releases it)."""
-        with self._lock:
-            self._check_accepting()
         if not request.workflowTemplate:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "no workflowTemplate given")
         template = self._templates.get(request.workflowTemplate)
         detectors, run_type, variables = split_variables(request.vars)
         user = _user(request.requestUser, request.HasField("requestUser"))
-        created = now_ms()
-        snap = self._manager.create(template.workflow, detectors=detectors, run_type=run_type,
-                                    variables=variables, user=user)
         with self._lock:
-            self._records[snap.id] = _Record(created, template.name,
-                                             template.workflow.description,
-                                             dict(template.workflow.defaults), variables,
-                                             request.public)
-            self._busy[snap.id] = ("DEPLOY", time.monotonic())
+            self._check_accepting()
+            self._creating += 1
+        try:
+            created = now_ms()
+            snap = self._manager.create(template.workflow, detectors=detectors,
+                                        run_type=run_type, variables=variables, user=user)
+            with self._lock:
+                self._records[snap.id] = _Record(created, template.name,
+                                                 template.workflow.description,
+                                                 dict(template.workflow.defaults), variables,
+                                                 request.public)
+                self._busy[snap.id] = ("DEPLOY", time.monotonic())
+        finally:
+            with self._lock:
+                self._creating -= 1
+                self._lock.notify_all()
         return snap, user
 
     def _deploy_configure(self, env_id: str, user: User | None) -> EnvironmentSnapshot:
