@@ -226,6 +226,8 @@ class ControlServicer:
             except RuntimeError:  # shut down meanwhile
                 log.warning("environment %s: %s not started: the server is shutting down",
                             env_id, operation)
+                self._busy.pop(env_id, None)
+                self._lock.notify_all()
                 return
             self._busy[env_id] = (operation, time.monotonic())
             self._pending.add(future)
