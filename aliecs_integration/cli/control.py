@@ -223,12 +223,21 @@ def templates(server: str) -> None:
 @server_option
 @click.argument("env_id", metavar="ID")
 def tasks(server: str, env_id: str) -> None:
-    """The tasks and roles of environment ID."""
+    """The roles (as a tree) and tasks of environment ID."""
     with ControlClient(server) as client:
         found = list(client.environment(env_id).environment.tasks)  # NOT_FOUND if unknown
         roles = client.roles(env_id)
-    click.echo(format_table(("ROLE", "STATUS", "STATE"),
-                            [(r.fullPath, r.status, r.state) for r in roles]))
+    rows: list[tuple[str, ...]] = []
+
+    def walk(role: Any, depth: int) -> None:
+        rows.append(("  " * depth + (role.name or role.fullPath), role.status, role.state,
+                     ",".join(role.taskIds) or "-"))
+        for child in role.roles:
+            walk(child, depth + 1)
+
+    for root in roles:
+        walk(root, 0)
+    click.echo(format_table(("ROLE", "STATUS", "STATE", "TASK"), rows))
     if found:
         click.echo(format_table(("TASK", "NAME", "STATE", "STATUS", "HOST"),
                                 [(t.taskId, t.name, t.state, t.status,

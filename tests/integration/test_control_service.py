@@ -215,7 +215,7 @@ def test_lifecycle_through_the_api_and_subscribe_equals_kafka(
         with pytest.raises(ControlError) as taken:
             client.create("default", detectors=["TPC"])
         assert taken.value.code == grpc.StatusCode.FAILED_PRECONDITION
-        assert "detector TPC is already in use" in str(taken.value)
+        assert "already in use" in str(taken.value) and "TPC" in str(taken.value)
         # malformed requests
         with pytest.raises(ControlError) as bad:
             client.create("nosuch-template")
