@@ -64,3 +64,8 @@ class UnknownTopic(ReadError):
     exit code 2 on the command line)."""
 
     exit_code = 2
+
+
+class DevServerError(AliecsError):
+    """A development server (``dev/kafka``, ``dev/consul``) could not be found, started, stopped
+    or controlled; the message names the script, the command and what it printed."""
