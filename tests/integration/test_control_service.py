@@ -22,7 +22,7 @@ from aliecs_integration.pb import events_pb2, o2control_pb2
 from aliecs_integration.service.client import ControlClient, ControlError, wait_for_server
 from aliecs_integration.service.fanout import environment_of
 from aliecs_integration.settings.sources import push_to_consul
-from tests.kafka_read import existing_topics, read_topics
+from tests.kafka_helpers import existing_topics, read_topics
 
 REPO = Path(__file__).resolve().parents[2]
 SLOW_WORKFLOW = {
