@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -40,7 +41,7 @@ KAFKA_WAIT_S = 60.0
 
 
 class DemoError(AliecsError):
-    """The demo could not set itself up (no source checkout, a dev server did not start)."""
+    """The demo could not set itself up (a dev server did not start or does not answer)."""
 
 
 # --------------------------------------------------------------------------- dev servers
@@ -48,16 +49,21 @@ class DemoError(AliecsError):
 
 @attrs.define
 class DevServer:
-    """A server run by a ``dev/<name>`` script: ``status`` (exit 0 = running), ``start``, ``stop``.
+    """A server the demo needs at ``address``.
 
-    :meth:`ensure_running` reuses a running server; :attr:`started` says whether it started it.
+    With a ``script`` (``dev/<name>`` of a source checkout: ``status`` exit 0 = running,
+    ``start``, ``stop``) :meth:`ensure_running` starts it unless it runs; without one (an
+    installed package) the server must already answer at ``address``. :attr:`started` says
+    whether the demo started it.
     """
 
     name: str
-    script: Path
+    script: Path | None
+    address: str = ""
     started: bool = False
 
     def _run(self, command: str, *, quiet: bool) -> int:
+        assert self.script is not None
         out = subprocess.DEVNULL if quiet else sys.stderr
         try:
             return subprocess.run([str(self.script), command], stdin=subprocess.DEVNULL,
@@ -66,15 +72,23 @@ class DevServer:
             raise DemoError(f"cannot run {self.script}: {exc.strerror or exc}") from exc
 
     def running(self) -> bool:
+        if self.script is None:
+            return _answers(self.address)
         return self._run("status", quiet=True) == 0
 
     def ensure_running(self) -> bool:
         """Start the server unless it runs; returns True when it was already running.
 
-        Raises :class:`DemoError` when ``start`` fails (its own output says why).
+        Raises :class:`DemoError` when ``start`` fails (its own output says why), or when there
+        is no script and nothing answers at :attr:`address`.
         """
         if self.running():
             return True
+        if self.script is None:
+            raise DemoError(
+                f"{self.name} does not answer at {self.address}, and this installation has no "
+                f"dev/{self.name} script to start it (a source checkout has): start {self.name} "
+                "there, or use `aliecs-integration run` against your own servers")
         code = self._run("start", quiet=False)
         if code != 0:
             raise DemoError(f"{self.script} start failed (exit {code}); see its output above "
@@ -88,17 +102,27 @@ class DevServer:
         self.started = False
 
 
-def dev_servers(root: Path = REPO_ROOT) -> tuple[DevServer, DevServer]:
-    """The Kafka and Consul dev servers of the source checkout at ``root``.
+def _answers(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether a TCP connection to ``host:port`` succeeds within ``timeout_s``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
-    Raises :class:`DemoError` when the scripts are not there (an installed package, not a clone).
-    """
+
+def dev_servers(
+    root: Path = REPO_ROOT, kafka_address: str = DEV_KAFKA_BOOTSTRAP,
+    consul_address: str = DEV_CONSUL_ADDRESS,
+) -> tuple[DevServer, DevServer]:
+    """The Kafka and Consul servers of the demo: run by ``dev/kafka`` and ``dev/consul`` of the
+    source checkout at ``root`` when it has them, else expected to answer at the addresses."""
     kafka, consul = root / "dev" / "kafka", root / "dev" / "consul"
-    for script in (kafka, consul):
-        if not script.is_file():
-            raise DemoError(f"the demo needs a source checkout: {script} not found "
-                            "(use `aliecs-integration run` against your own servers)")
-    return DevServer("kafka", kafka), DevServer("consul", consul)
+    if kafka.is_file() and consul.is_file():
+        return (DevServer("kafka", kafka, kafka_address),
+                DevServer("consul", consul, consul_address))
+    return DevServer("kafka", None, kafka_address), DevServer("consul", None, consul_address)
 
 
 # --------------------------------------------------------------------------- engine
@@ -241,7 +265,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
 
     scenario = load_scenario(opts.scenario_file)  # bad input fails before anything starts
     load_file(opts.settings_file)
-    kafka, consul = dev_servers(opts.root)
+    kafka, consul = dev_servers(opts.root, opts.brokers, opts.consul)
     try:
         echo("== 1. dev servers (dev/kafka, dev/consul)")
         for server, where in ((kafka, opts.brokers), (consul, opts.consul)):

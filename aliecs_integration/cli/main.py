@@ -36,6 +36,9 @@ from aliecs_integration.cli.shutdown import Terminated, sigterm_raises
 from aliecs_integration.publish.reader import CLIENT_LOGGER as LIBRDKAFKA_LOGGER
 
 REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PACKAGED_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+"""The demo's settings and scenario as installed from a wheel (``aliecs_integration.examples``)."""
+DEMO_EXAMPLES = REPO_EXAMPLES if (REPO_EXAMPLES / "scenario.yaml").is_file() else PACKAGED_EXAMPLES
 DEMO_RUN_NUMBERS = Path(
     os.environ.get("ALIECS_RUN") or Path.home() / ".cache" / "aliecs-integration" / "run"
 ) / "demo" / "run_number"
@@ -347,10 +350,10 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
 @click.option("--keep-servers", is_flag=True,
               help="Leave Kafka and Consul running at the end (when the demo started them).")
 @click.option("--settings-file", type=click.Path(dir_okay=False, path_type=Path),
-              default=REPO_EXAMPLES / "settings.yaml", show_default=True,
+              default=DEMO_EXAMPLES / "settings.yaml", show_default=True,
               help="Settings pushed to Consul before the run.")
 @click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=REPO_EXAMPLES / "scenario.yaml", show_default=True)
+              default=DEMO_EXAMPLES / "scenario.yaml", show_default=True)
 @click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),
               default=DEMO_RUN_NUMBERS, show_default=True, help="Run-number file of the demo.")
 @click.pass_context

@@ -68,9 +68,22 @@ def test_dev_server_that_fails_to_start(tmp_path: Path) -> None:
         server.ensure_running()
 
 
-def test_demo_needs_a_source_checkout(tmp_path: Path) -> None:
-    with pytest.raises(DemoError, match="needs a source checkout"):
-        dev_servers(tmp_path)
+def test_without_a_source_checkout_the_demo_needs_servers_that_answer(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = f"127.0.0.1:{listening.getsockname()[1]}"
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            down = f"127.0.0.1:{closed.getsockname()[1]}"  # bound, not listening: refused
+            kafka, consul = dev_servers(tmp_path, up, down)
+            assert kafka.script is None and consul.script is None
+            assert kafka.ensure_running() is True and not kafka.started
+            with pytest.raises(DemoError, match=f"consul does not answer at {down}, and this "
+                               "installation has no dev/consul script"):
+                consul.ensure_running()
 
 
 def test_engine_without_kafka(tmp_path: Path) -> None:
