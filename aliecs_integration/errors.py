@@ -49,3 +49,10 @@ class UnknownTopic(ReadError):
     exit code 2 on the command line)."""
 
     exit_code = 2
+
+
+class ReaderConfigError(ReadError):
+    """A Kafka consumer property that is refused (set by the reader itself, or unknown to or
+    invalid for librdkafka); bad input, exit code 2 on the command line."""
+
+    exit_code = 2

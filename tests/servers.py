@@ -13,6 +13,7 @@ or stopped then):
 
 * ``ALIECS_TEST_KAFKA``          bootstrap of a single broker, e.g. ``127.0.0.1:19092``
 * ``ALIECS_TEST_KAFKA_CLUSTER``  bootstrap of a 3-node cluster
+* ``ALIECS_TEST_KAFKA_SASL``     ``host:port,user,password`` of a SASL/PLAIN broker
 * ``ALIECS_TEST_CONSUL``         ``host:port`` of a Consul HTTP API
 
 Tests using a server fixture are marked automatically (``kafka``,
@@ -48,6 +49,8 @@ RUN_DIR = Path(
 KAFKA_SINGLE_BOOTSTRAP = "127.0.0.1:19092"
 KAFKA_CLUSTER_NODES = {1: "127.0.0.1:29092", 2: "127.0.0.1:29094", 3: "127.0.0.1:29096"}
 KAFKA_CLUSTER_BOOTSTRAP = ",".join(KAFKA_CLUSTER_NODES.values())
+KAFKA_SASL_BOOTSTRAP = "127.0.0.1:19094"
+KAFKA_SASL_USER, KAFKA_SASL_PASSWORD = "aliecs", "aliecs-secret"  # dev/kafka's sasl account
 CONSUL_ADDRESS = "127.0.0.1:18500"
 
 # fixture name -> markers applied to every test that (transitively) uses it
@@ -55,6 +58,7 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
     "kafka_bootstrap": ("kafka",),
     "kafka_cluster_bootstrap": ("kafka", "kafka_cluster"),
     "kafka_cluster": ("kafka", "kafka_cluster"),
+    "kafka_sasl": ("kafka", "kafka_sasl"),
     "consul_address": ("consul",),
     "consul_client": ("consul",),
 }
@@ -62,6 +66,7 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
 MARKERS = {
     "kafka": "needs a Kafka broker (started automatically, or ALIECS_TEST_KAFKA)",
     "kafka_cluster": "needs the 3-node Kafka cluster (or ALIECS_TEST_KAFKA_CLUSTER)",
+    "kafka_sasl": "needs the SASL/PLAIN Kafka broker (or ALIECS_TEST_KAFKA_SASL)",
     "consul": "needs a Consul agent (started automatically, or ALIECS_TEST_CONSUL)",
     "reliability": "failure-injection / delivery-guarantee tests",
     "slow": "takes more than a few seconds",
@@ -212,6 +217,35 @@ def kafka_cluster_bootstrap() -> Iterator[str]:
         return
     with _managed("kafka-cluster", "kafka", ("--cluster",), ("--fresh",)):
         yield KAFKA_CLUSTER_BOOTSTRAP
+
+
+@dataclass(frozen=True)
+class SaslKafka:
+    """A broker whose client listener needs SASL/PLAIN (``dev/kafka --sasl``)."""
+
+    bootstrap: str
+    username: str
+    password: str
+
+    def properties(self) -> dict[str, str]:
+        """librdkafka properties that authenticate (without ``bootstrap.servers``)."""
+        return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                "sasl.username": self.username, "sasl.password": self.password}
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl() -> Iterator[SaslKafka]:
+    """The single-node SASL_PLAINTEXT broker (PLAIN; auto topic creation off).
+
+    ``ALIECS_TEST_KAFKA_SASL=host:port,user,password`` uses an external one instead.
+    """
+    external = os.environ.get("ALIECS_TEST_KAFKA_SASL")
+    if external:
+        bootstrap, user, password = external.split(",", 2)
+        yield SaslKafka(bootstrap, user, password)
+        return
+    with _managed("kafka-sasl", "kafka", ("--sasl",), ("--fresh",)):
+        yield SaslKafka(KAFKA_SASL_BOOTSTRAP, KAFKA_SASL_USER, KAFKA_SASL_PASSWORD)
 
 
 @dataclass

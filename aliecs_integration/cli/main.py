@@ -153,20 +153,26 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    required=True, help="File to write the FileDescriptorSet to.",
+    "-o", "--output", type=click.Path(path_type=Path), required=True, metavar="DIR|FILE.fdset",
+    help="A directory (created if missing) to write events.fdset into, or a file name with a "
+         "suffix (its directory must exist).",
 )
 def fdset(output: Path) -> None:
     """Write the wire schema as a protobuf FileDescriptorSet, for tools such as pq.
 
+    All three schema files, dependencies first, with their import paths (protos/...). pq reads
+    every *.fdset of the directory FDSET_PATH names; its own Kafka client does not speak to
+    Kafka 4, so feed its decoder from `consume --raw`:
+
     \b
     aliecs-integration fdset -o ./fdset
-    FDSET_PATH=./fdset pq kafka aliecs.environment --brokers HOST:9092 --msgtype events.Event
+    aliecs-integration consume aliecs.run --from-beginning --raw \\
+        --brokers HOST:9092 | FDSET_PATH=./fdset pq --msgtype events.Event --stream i32be
     """
     from aliecs_integration.schema import write_fdset
 
-    size = write_fdset(output)
-    click.echo(f"wrote {output} ({size} bytes: common.proto, events.proto, kafka.proto)")
+    written, size = write_fdset(output)
+    click.echo(f"wrote {written} ({size} bytes: common.proto, events.proto, kafka.proto)")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
