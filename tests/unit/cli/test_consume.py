@@ -253,7 +253,7 @@ def test_consumer_properties_keep_consumer_side_keys_and_refuse_ours() -> None:
     assert consumer_properties(producer, {"sasl.username": "v", "fetch.max.bytes": "1000"}) == {
         "security.protocol": "SASL_SSL", "sasl.username": "v", "sasl.password": "p",
         "ssl.ca.location": "/ca.pem", "client.id": "x", "fetch.max.bytes": "1000"}
-    with pytest.raises(ReaderConfigError, match="bootstrap.servers cannot be set"):
+    with pytest.raises(ReaderConfigError, match=r"bootstrap\.servers cannot be set"):
         consumer_properties({}, {"bootstrap.servers": "h:1"})
     bad_x = CliRunner().invoke(cli, ["consume", "aliecs.run", "-X", "nonsense"])
     assert bad_x.exit_code == 2 and "-X 'nonsense': expected key=value" in bad_x.stderr
