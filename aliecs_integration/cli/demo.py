@@ -30,6 +30,7 @@ from aliecs_integration.scenario.runner import (
     Progress,
 )
 from aliecs_integration.scenario.session import run_scenario
+from aliecs_integration.settings.core import Settings
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
 
 
 def _run_and_report(
-    opts: DemoOptions, settings: Any, scenario: Scenario, echo: Callable[[str], None]
+    opts: DemoOptions, settings: Settings, scenario: Scenario, echo: Callable[[str], None]
 ) -> list[str]:
     from aliecs_integration.cli.common import format_table
     from aliecs_integration.publish.reader import high_watermarks, read_back
