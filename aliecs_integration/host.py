@@ -1,6 +1,6 @@
 """The plugin host: discovers plugins, loads the enabled ones, and fires hooks in isolation.
 
-Loading rules (``settings.md``):
+Loading rules (``docs/settings.md``):
 
 - plugins are discovered through the entry-point group ``aliecs_integration.plugins``; the
   entry point's name is the plugin's name. The built-ins ship their entry points the same way.

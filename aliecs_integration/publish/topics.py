@@ -1,5 +1,5 @@
 """Kafka topics: the names of both producers, the key rule, and the message type each topic
-carries (spec ``topics.md``). Their creation is :mod:`aliecs_integration.publish.topic_admin`'s
+carries (``docs/events.md``). Their creation is :mod:`aliecs_integration.publish.topic_admin`'s
 (:func:`create_topics`, :class:`TopicCreator`, re-exported here).
 
 Names are ``<root>.<rest>`` with ``.`` as separator; the root is ``aliecs`` unless the

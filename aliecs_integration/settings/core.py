@@ -1,6 +1,6 @@
 """The core settings: validated from one parsed settings document (YAML from a file or Consul).
 
-Keys this module understands (the contract: spec ``settings.md``): ``kafkaEndpoints``,
+Keys this module understands (the contract: ``docs/settings.md``): ``kafkaEndpoints``,
 ``kafkaEndpoint``, ``integrationPlugins``, ``enableKafka``, ``kafkaProducer`` (handed to
 ``ProducerConfig.from_dict``) and ``runtimeVars`` (runtime defaults of environment
 variables, the file equivalent of Consul's ``o2/runtime/aliecs/vars/``). Every other key is
