@@ -50,37 +50,27 @@ def mermaid(source: str) -> str:
 
 # --------------------------------------------------------------------------- CLI reference
 
-def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
-    found: list[tuple[str, click.Command]] = []
-    for name in sorted(group.commands):
-        command = group.commands[name]
-        path = f"{prefix} {name}"
-        found.append((path, command))
-        if isinstance(command, click.Group):
-            found += _commands(command, path)
-    return found
-
-
-def _help(command: click.Command, path: str, parent: click.Context | None) -> str:
-    ctx = click.Context(command, info_name=path.rpartition(" ")[2], parent=parent,
-                        terminal_width=HELP_WIDTH, max_content_width=HELP_WIDTH)
-    text = command.get_help(ctx)
-    text = text.replace(str(Path.home()), "~")
-    return re.sub(r"\S*/(examples/[\w.]+)", r"\1", text)  # checkout-independent defaults
+def _sections(command: click.Command, ctx: click.Context) -> list[str]:
+    """``## `path` `` and the ``--help`` of ``command`` and, recursively, its subcommands."""
+    path = ctx.command_path
+    parts = [f"## `{path}`", "", "```text", command.get_help(ctx), "```", ""]
+    if isinstance(command, click.Group):
+        for name in sorted(command.commands):
+            sub = command.commands[name]
+            parts += _sections(sub, click.Context(sub, info_name=name, parent=ctx,
+                                                  terminal_width=HELP_WIDTH,
+                                                  max_content_width=HELP_WIDTH))
+    return parts
 
 
 def cli_reference(root: click.Group, name: str = "aliecs-integration") -> str:
     """Markdown: every command's ``--help``, the group first, subcommands in name order."""
     top = click.Context(root, info_name=name, terminal_width=HELP_WIDTH,
                         max_content_width=HELP_WIDTH)
-    parts = ["# Command-line reference", "", GENERATED, "",
-             f"Every command's `--help`, as `{name}` prints it. Exit codes: 0 success, 1 runtime "
-             "failure, 2 bad usage or input.", "", f"## `{name}`", "", "```text",
-             root.get_help(top), "```", ""]
-    for path, command in _commands(root, name):
-        parent = top
-        parts += [f"## `{path}`", "", "```text", _help(command, path, parent), "```", ""]
-    return "\n".join(parts)
+    return "\n".join(["# Command-line reference", "", GENERATED, "",
+                      f"Every command's `--help`, as `{name}` prints it. Exit codes: 0 success, "
+                      "1 runtime failure, 2 bad usage or input.", "",
+                      *_sections(root, top)])
 
 
 # --------------------------------------------------------------------------- metrics

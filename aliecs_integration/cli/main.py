@@ -332,12 +332,17 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
 @click.option("--keep-servers", is_flag=True,
               help="Leave Kafka and Consul running at the end (when the demo started them).")
 @click.option("--settings-file", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEMO_EXAMPLES / "settings.yaml", show_default=True,
+              default=DEMO_EXAMPLES / "settings.yaml",
+              show_default="examples/settings.yaml of the checkout, else the installed copy",
               help="Settings pushed to Consul before the run.")
 @click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEMO_EXAMPLES / "scenario.yaml", show_default=True)
+              default=DEMO_EXAMPLES / "scenario.yaml",
+              show_default="examples/scenario.yaml of the checkout, else the installed copy")
 @click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEMO_RUN_NUMBERS, show_default=True, help="Run-number file of the demo.")
+              default=DEMO_RUN_NUMBERS,
+              show_default="$ALIECS_RUN/demo/run_number, ALIECS_RUN defaulting to "
+                           "~/.cache/aliecs-integration/run",
+              help="Run-number file of the demo.")
 @click.pass_context
 def demo(ctx: click.Context, keep_servers: bool, settings_file: Path, scenario_file: Path,
          run_numbers: Path) -> None:
