@@ -66,7 +66,7 @@ def _sections(command: click.Command, ctx: click.Context) -> list[str]:
 def cli_reference(root: click.Group, name: str = "aliecs-integration") -> str:
     """Markdown: every command's ``--help``, the group first, subcommands in name order."""
     top = click.Context(root, info_name=name, terminal_width=HELP_WIDTH,
-                        max_content_width=HELP_WIDTH)
+                        max_content_width=HELP_WIDTH, **root.context_settings)  # -h, --help
     return "\n".join(["# Command-line reference", "", GENERATED, "",
                       f"Every command's `--help`, as `{name}` prints it. Exit codes: 0 success, "
                       "1 runtime failure, 2 bad usage or input.", "",
