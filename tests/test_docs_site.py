@@ -30,7 +30,8 @@ def test_state_diagram_has_one_arrow_per_allowed_transition() -> None:
     expected |= {"[*] --> environment: CREATE", "[*] --> STANDBY",
                  "environment --> [*]: DESTROY (from any state)"}
     assert arrows == expected
-    states_in_table = {s for sources, target in fsm.TRANSITIONS.values() for s in (*sources, target)}
+    states_in_table = {s for sources, target in fsm.TRANSITIONS.values()
+                       for s in (*sources, target)}
     assert states_in_table == set(fsm.REAL_STATES)  # every state is drawn
 
 

@@ -2,7 +2,8 @@
 
 Every transition of :data:`~aliecs_integration.engine.fsm.TRANSITIONS` is one arrow per state it
 is allowed from; CREATE (from nothing to STANDBY) and DESTROY (from every state) are the
-manager's operations outside the table, drawn into and out of a composite state. GitHub and the docs site render the text as a picture.
+manager's operations outside the table, drawn into and out of a composite state. GitHub and
+the docs site render the text as a picture.
 """
 
 from __future__ import annotations
