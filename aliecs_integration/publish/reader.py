@@ -293,7 +293,7 @@ def consume_loop(
     Stops after ``max_messages`` emitted, after ``idle_timeout_s`` without a message, (with
     ``stop_at_end``) once every partition of ``assigned`` reported its end, or on Ctrl-C; the
     summary says which. With ``keep.until_ms`` a partition also ends at its first message past
-    that time, and the loop stops once all have. Undecodable messages are emitted too (their
+    that time, and the loop stops once all have (at their end, too, when that time has passed). Undecodable messages are emitted too (their
     ``error`` set) unless the filter names environments or a run. Raises :class:`ReadError` on
     a fatal consumer error or a topic deleted while reading.
     """
@@ -302,7 +302,7 @@ def consume_loop(
     pending_end = set(assigned)
     past_until: set[tuple[str, int]] = set()
     until = keep.until_ms if keep is not None else None
-    stop_at_end = stop_at_end or until is not None
+    stop_at_end = stop_at_end or (until is not None and until <= time.time() * 1000)
     summary = ConsumeSummary()
     last = clock()
     try:
