@@ -293,9 +293,10 @@ def consume_loop(
     Stops after ``max_messages`` emitted, after ``idle_timeout_s`` without a message, (with
     ``stop_at_end``) once every partition of ``assigned`` reported its end, or on Ctrl-C; the
     summary says which. With ``keep.until_ms`` a partition also ends at its first message past
-    that time, and the loop stops once all have (at their end, too, when that time has passed). Undecodable messages are emitted too (their
-    ``error`` set) unless the filter names environments or a run. Raises :class:`ReadError` on
-    a fatal consumer error or a topic deleted while reading.
+    that time, and the loop stops once all have (at their end, too, when that time has
+    passed). Undecodable messages are emitted too (their ``error`` set) unless the filter
+    names environments or a run. Raises :class:`ReadError` on a fatal consumer error or a
+    topic deleted while reading.
     """
     from confluent_kafka import KafkaError
 
