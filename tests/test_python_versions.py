@@ -27,6 +27,7 @@ def test_the_suite_runs_on_a_claimed_version() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # cold: new venvs, wheels fetched from PyPI
 def test_unit_tests_pass_on_every_other_claimed_version() -> None:
     found = subprocess.run([str(ROOT / "dev" / "pythons"), "--list"], capture_output=True,
                            text=True, timeout=60, check=False)

@@ -38,6 +38,7 @@ def run(*args: str | Path, cwd: Path, env: dict[str, str], timeout: float = 300,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # cold: new venvs, wheels fetched from PyPI
 def test_wheel_in_a_fresh_venv_runs_the_demo_and_the_tools(
     kafka_bootstrap: str, consul_address: str, tmp_path: Path
 ) -> None:
