@@ -133,9 +133,11 @@ def render(repo: Path) -> dict[Path, str]:
         repo / "docs" / "metrics.md": metrics_reference(),
         repo / "docs" / "state-machine.md": state_machine_page(),
     }
-    for page in (repo / "README.md", repo / "docs" / "index.md"):
+    pages = {repo / "README.md": blocks, repo / "docs" / "index.md": blocks,
+             repo / "docs" / "architecture.md": {"data-path": blocks["data-path"]}}
+    for page, wanted in pages.items():
         text = page.read_text(encoding="utf-8")
-        for name, body in blocks.items():
+        for name, body in wanted.items():
             text = _between(text, name, body, str(page))
         out[page] = text
     return out
