@@ -1,6 +1,7 @@
 """Generated documentation: the CLI reference (from click), the metrics list (from the
 publisher's Prometheus output), the state-machine diagram (from the engine's table) and the
-data-path picture, written into ``docs/`` and between markers of ``README.md``.
+data-path picture, written into ``docs/`` and between markers of ``README.md``,
+``docs/index.md`` and ``docs/architecture.md``.
 
 ``python -m aliecs_integration.cli.docgen`` rewrites them; ``--check`` only reports stale files
 (exit 1). A test runs the check, so the pictures and references never drift from the code.
