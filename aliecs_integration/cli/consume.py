@@ -190,6 +190,8 @@ def consume(
     stdout = sys.stdout.buffer
     if raw and stdout.isatty():
         raise BadInput("--raw writes binary frames: send them to a pipe or a file")
+    if raw and fmt != "auto":
+        raise BadInput(f"--raw and --format {fmt} exclude each other: --raw writes the bytes")
     types = message_types(topic_names, root)
     config = consumer_properties(
         settings.producer.properties if settings is not None else {}, _properties(properties))

@@ -255,6 +255,8 @@ def test_consumer_properties_keep_consumer_side_keys_and_refuse_ours() -> None:
         "ssl.ca.location": "/ca.pem", "client.id": "x", "fetch.max.bytes": "1000"}
     with pytest.raises(ReaderConfigError, match=r"bootstrap\.servers cannot be set"):
         consumer_properties({}, {"bootstrap.servers": "h:1"})
+    both = CliRunner().invoke(cli, ["consume", "aliecs.run", "--raw", "--format", "json"])
+    assert both.exit_code == 2 and "--raw and --format json exclude each other" in both.stderr
     bad_x = CliRunner().invoke(cli, ["consume", "aliecs.run", "-X", "nonsense"])
     assert bad_x.exit_code == 2 and "-X 'nonsense': expected key=value" in bad_x.stderr
     unknown = CliRunner().invoke(cli, ["consume", "aliecs.run", "-X", "no.such.property=1"])
