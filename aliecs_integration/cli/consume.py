@@ -180,9 +180,11 @@ def consume(
         | FDSET_PATH=./fdset pq --msgtype events.Event --stream i32be
     """
     settings = load_settings(settings_source) if settings_source else None
-    if brokers is None:
-        brokers = (",".join(settings.kafka_endpoints) if settings is not None
-                   and settings.kafka_endpoints else DEFAULT_BROKERS)
+    if brokers is None and settings is not None:
+        if not settings.kafka_endpoints:
+            raise BadInput(f"{settings.source}: kafkaEndpoints is empty: give --brokers")
+        brokers = ",".join(settings.kafka_endpoints)
+    brokers = brokers or DEFAULT_BROKERS
     if root is None:
         root = settings.producer.topic_root if settings is not None else "aliecs"
     if since is not None and until is not None and until < since:

@@ -243,7 +243,9 @@ def test_parse_time_forms_and_errors() -> None:
     assert result.exit_code == 2 and "'soon' is not a time" in result.stderr
 
 
-def test_consumer_properties_keep_consumer_side_keys_and_refuse_ours() -> None:
+def test_consumer_properties_keep_consumer_side_keys_and_refuse_ours(tmp_path: Any) -> None:
+    empty = tmp_path / "s.yaml"
+    empty.write_text("kafkaEndpoints: []\n")
     from aliecs_integration.errors import ReaderConfigError
     from aliecs_integration.publish.reader import consumer_properties
 
@@ -255,6 +257,9 @@ def test_consumer_properties_keep_consumer_side_keys_and_refuse_ours() -> None:
         "ssl.ca.location": "/ca.pem", "client.id": "x", "fetch.max.bytes": "1000"}
     with pytest.raises(ReaderConfigError, match=r"bootstrap\.servers cannot be set"):
         consumer_properties({}, {"bootstrap.servers": "h:1"})
+    no_brokers = CliRunner().invoke(cli, ["consume", "aliecs.run", "--settings", str(empty)])
+    assert no_brokers.exit_code == 2
+    assert f"{empty}: kafkaEndpoints is empty: give --brokers" in no_brokers.stderr
     both = CliRunner().invoke(cli, ["consume", "aliecs.run", "--raw", "--format", "json"])
     assert both.exit_code == 2 and "--raw and --format json exclude each other" in both.stderr
     bad_x = CliRunner().invoke(cli, ["consume", "aliecs.run", "-X", "nonsense"])
