@@ -104,5 +104,8 @@ def test_wheel_in_a_fresh_venv_runs_the_demo_and_the_tools(
     assert "0 not as expected" in out and "\n! " not in out
     total = next(line for line in out.splitlines() if line.startswith("total "))
     published, acked, failed, dropped, pending, read_back = total.split()[1:7]
-    assert published == acked == read_back and int(acked) > 100, total
+    assert published == acked and int(acked) > 100, total
+    # every acknowledged message was read back; a demo run at the same time by another test
+    # session on the shared broker writes the same topics, hence >=
+    assert int(read_back) >= int(acked), total
     assert failed == dropped == pending == "0", total
