@@ -62,3 +62,8 @@ class ReaderConfigError(ReadError):
     invalid for librdkafka); bad input, exit code 2 on the command line."""
 
     exit_code = 2
+
+
+class DevServerError(AliecsError):
+    """A development server (``dev/kafka``, ``dev/consul``) could not be found, started, stopped
+    or controlled; the message names the script, the command and what it printed."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aliecs_integration.cli.demo import DEV_CONSUL_ADDRESS, DEV_KAFKA_BOOTSTRAP
+from aliecs_integration.devservers import DEV_CONSUL_ADDRESS, DEV_KAFKA_BOOTSTRAP
 
 REPO = Path(__file__).resolve().parents[2]
 
