@@ -268,9 +268,8 @@ class EnvironmentManager:
         """
         slot = self._slot(env_id)
         with slot.lock:
-            env = self._alive(slot, env_id)
-            env.set_last_request_user(user)
-            return self._transition(slot, name)
+            self._alive(slot, env_id)
+            return self._transition(slot, name, user)
 
     def fail_task(self, env_id: str, role_path: str) -> EnvironmentSnapshot:
         """Make the task of task role ``role_path`` fail (state ERROR): its task and role events;
@@ -369,16 +368,20 @@ class EnvironmentManager:
             env.snapshot(), transition, step, status, bool(step), message, error,
             include_vars=include_vars))
 
-    def _transition(self, slot: _Slot, name: str) -> EnvironmentSnapshot:
+    def _transition(self, slot: _Slot, name: str, user: User | None = None
+                    ) -> EnvironmentSnapshot:
+        """A refused transition changes nothing (not even the last request's user)."""
         env = slot.env
         from_state = env.state
-        self._env_event(env, name, "", OpStatus.STARTED, TRANSITION_STARTING)
         try:
             to_state = fsm.next_state(env.id, name, from_state)
         except TransitionError:
+            self._env_event(env, name, "", OpStatus.STARTED, TRANSITION_STARTING)
             self._env_event(env, name, "", OpStatus.DONE_ERROR, TRANSITION_ERROR,
                             f"event {name} inappropriate in current state {from_state}")
             raise
+        env.set_last_request_user(user)
+        self._env_event(env, name, "", OpStatus.STARTED, TRANSITION_STARTING)
         before, leave, tasks, enter, after = fsm.step_names(name, from_state, to_state)
         progress = _Progress()
         sor_eor = name in _RUN_TRANSITIONS
@@ -394,7 +397,7 @@ class EnvironmentManager:
             self._finish(slot, name, progress)
             raise TransitionError(
                 f"environment {env.id}: transition {name} cancelled at step {cancelled.step}: "
-                f"{cancelled.error}; state stays {from_state}"
+                f"{cancelled.description}; state stays {from_state}"
             ) from None
         enter_error = step(enter, partial(self._enter, slot, name, to_state))
         error = step(after, partial(self._sor_eor_after, env, name, progress) if sor_eor

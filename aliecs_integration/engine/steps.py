@@ -153,12 +153,14 @@ class StepProgress:
 
 
 class StepCancelled(Exception):
-    """A cancellable step failed critically; ``error`` is the step's error text."""
+    """A cancellable step failed critically; ``error`` is the step's error text (as published),
+    ``description`` names the failing call or step."""
 
-    def __init__(self, step: str, error: str) -> None:
+    def __init__(self, step: str, error: str, description: str = "") -> None:
         super().__init__(error)
         self.step = step
         self.error = error
+        self.description = description or error
 
 
 def step_error(step: str, failures: Sequence[str]) -> str:
@@ -207,7 +209,7 @@ def run_step(
         True, STEP_FINISHED, error))
     progress.critical += failures
     if cancel:
-        raise StepCancelled(step, error)
+        raise StepCancelled(step, error, progress.errors[-1] if progress.errors else "")
     return error
 
 
