@@ -4,7 +4,8 @@ Task and call roles hold their own value (a task role copies its task, a call ro
 from DEPLOY to DESTROY and has no state: it stays UNKNOWN); an aggregator combines its critical
 children (all children when none is critical): status any UNDEFINED -> UNDEFINED, all equal ->
 that, else PARTIAL (ACTIVE with INACTIVE); state, over the children that have tasks below them,
-any ERROR -> ERROR, all equal -> that, else MIXED. Initial values: UNDEFINED / UNKNOWN. :meth:`RoleTree.update` returns only the values that changed.
+any ERROR -> ERROR, all equal -> that, else MIXED. Initial values: UNDEFINED / UNKNOWN.
+:meth:`RoleTree.update` returns only the values that changed.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ class Manager(Protocol):
     """What the runner needs from :class:`aliecs_integration.engine.manager.EnvironmentManager`."""
 
     def create(
-        self, workflow: Workflow | TemplateRef | None = None, *, detectors: Any = (), run_type: str = "",
-        variables: Mapping[str, str] | None = None, user: Any = None,
+        self, workflow: Workflow | TemplateRef | None = None, *, detectors: Any = (),
+        run_type: str = "", variables: Mapping[str, str] | None = None, user: Any = None,
     ) -> EnvironmentSnapshot: ...
 
     def transition(self, env_id: str, name: str, *, user: Any = None) -> EnvironmentSnapshot: ...

@@ -813,7 +813,7 @@ def test_a_failing_task(
         assert snap.state == "RUNNING"
         assert roles == [(path, "ERROR")]  # the root combines critical children only
         assert host.of("on_env_transition_step") == []
-    with pytest.raises(ValueError, match="no task for role 'default.nope'"):
+    with pytest.raises(ValueError, match=r"no task for role 'default\.nope'"):
         manager.fail_task(env.id, "default.nope")
 
 

@@ -10,7 +10,6 @@ import logging
 from typing import Any, cast
 
 import attrs
-
 import pluggy
 import pytest
 from aliecs_integration_plugins import core_kafka
