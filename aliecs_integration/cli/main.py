@@ -35,7 +35,7 @@ from aliecs_integration.cli.common import (
 from aliecs_integration.cli.shutdown import Terminated, sigterm_raises
 from aliecs_integration.publish.reader import CLIENT_LOGGER as LIBRDKAFKA_LOGGER
 
-REPO_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_RUN_NUMBERS = Path(
     os.environ.get("ALIECS_RUN") or Path.home() / ".cache" / "aliecs-integration" / "run"
 ) / "demo" / "run_number"
