@@ -3,7 +3,7 @@
 Pure data and functions, no side effects. Every transition runs five steps (``before_<T>``,
 ``leave_<FROM>``, ``tasks_<T>``, ``enter_<TO>``, ``after_<T>``; calls attach to all but
 ``tasks_``); CREATE and DESTROY are operations outside the table, driven by the manager, with
-their own step names (``docs/architecture.md``).
+their own step names (``docs/lifecycle.md``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ TRANSITIONS: Mapping[str, tuple[frozenset[State], State]] = MappingProxyType(
         "RECOVER": (frozenset({State.ERROR}), State.DEPLOYED),
     }
 )
-"""transition name -> (states it is allowed from, state it leads to), exactly ``lifecycle.md``."""
+"""transition name -> (states it is allowed from, state it leads to), as ``docs/lifecycle.md``."""
 
 CREATE_STEPS: tuple[str, str] = ("before_CREATE", CREATE)
 DESTROY_STEP_BEFORE = "before_DESTROY"

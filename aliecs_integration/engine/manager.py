@@ -1,6 +1,6 @@
 """The environment manager: creates environments, drives their transitions, runs workflow calls,
 moves tasks and roles, and fires the hooks, publishing the event stream described in
-``docs/architecture.md`` (the reference system's stream).
+``docs/events.md`` (the reference system's stream).
 
 A transition X from S to T publishes ``transition starting`` (STARTED), five step pairs
 (``before_X``, ``leave_S``, ``tasks_X``, ``enter_T``, ``after_X``; each ``transition step
