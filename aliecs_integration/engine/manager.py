@@ -92,6 +92,7 @@ GO_ERROR_IMMINENT = "a critical error occurred, GO_ERROR transition imminent"
 CANNOT_CREATE = "cannot create new environment"
 _RUN_TRANSITIONS = frozenset({fsm.START_ACTIVITY, fsm.STOP_ACTIVITY, fsm.GO_ERROR})
 _StepWork = Callable[[], None] | None
+_TRAITS = {flag: CallTraits("", "", "", flag) for flag in (True, False)}
 
 
 class _Slot:
@@ -458,22 +459,29 @@ class EnvironmentManager:
         else:
             changed = self._tasks.transition(env.id, transition)
         self._publish_tasks(slot, changed)
-        if slot.deployed:
+        if transition == "DEPLOY":
             self._publish_roles(slot, slot.roles.update(
                 {role.path: ("ACTIVE", None) for role in slot.roles.leaves(workflows.CALL)}))
         env.set_state(to_state, time.time_ns())
 
     def _publish_tasks(self, slot: _Slot, changed: Sequence[Task], *,
                        released: bool = False) -> None:
+        """Task events, then the role events of what they changed. Tasks that change together
+        (one scheduler answer) update the role tree once, so an aggregator goes straight to
+        its new value. A task that changes twice (launch) updates the tree in between."""
         fire = self._host.fire
+        batch: dict[str, tuple[str | None, str | None]] = {}
         for task in changed:
+            if task.role_path in batch:
+                self._publish_roles(slot, slot.roles.update(batch))
+                batch = {}
             fire("on_task_event", TaskEvent(
                 task.name, task.task_id, task.state, task.status,
                 "" if released else task.environment_id, task.hostname, task.class_name,
-                "" if released else task.parent_path,
-                CallTraits("", "", "", task.critical)))
-            self._publish_roles(slot, slot.roles.update(
-                {task.role_path: (task.status, task.state)}))
+                "" if released else task.parent_path, _TRAITS[task.critical]))
+            batch[task.role_path] = (task.status, task.state)
+        if batch:
+            self._publish_roles(slot, slot.roles.update(batch))
 
     def _publish_roles(self, slot: _Slot, changes: Sequence[RoleChange]) -> None:
         fire, env_id = self._host.fire, slot.env.id

@@ -38,9 +38,18 @@ class RoleTree:
         self._order = list(_post_order(root))
         self._values: dict[str, tuple[str, str]] = {r.path: (UNDEFINED, UNKNOWN)
                                                      for r in self._order}
-        self._kinds = {r.path: r.kind for r in self._order}
         self._stateful = {r.path for r in self._order
                           if any(d.kind == TASK for d in r.walk())}
+        self._ancestors: dict[str, tuple[str, ...]] = {}
+        self._aggregators = [r for r in self._order if r.kind == AGGREGATOR and r.children]
+        self._names = {r.path: r.name for r in self._order}
+        for role in self._order:
+            for child in role.children:
+                self._ancestors[child.path] = (role.path,)
+        for role in reversed(self._order):  # parents first: extend with their ancestors
+            parent = self._ancestors.get(role.path, ())
+            if parent:
+                self._ancestors[role.path] = parent + self._ancestors.get(parent[0], ())
 
     def leaves(self, kind: str) -> list[RoleSpec]:
         """Task (``TASK``) or call (``CALL``) roles."""
@@ -51,26 +60,28 @@ class RoleTree:
         return self._values[path]
 
     def update(self, leaves: Mapping[str, tuple[str | None, str | None]]) -> list[RoleChange]:
-        """Set leaf roles' (status, state) (None keeps a field), re-aggregate; returns the
-        changes, leaves first, then aggregators bottom-up, status before state."""
+        """Set leaf roles' (status, state) (None keeps a field), re-aggregate their ancestors;
+        returns the changes: leaves in the order given, then aggregators bottom-up; status
+        before state."""
         changes: list[RoleChange] = []
-        for role in self._order:
-            old = self._values[role.path]
-            if role.kind == AGGREGATOR:
-                new = self._aggregate(role) if role.children else old
-            else:
-                status, state = leaves.get(role.path, (None, None))
-                new = (status or old[0], state or old[1])
+        values, names = self._values, self._names
+        dirty: set[str] = set()
+        for path, (status, state) in leaves.items():
+            old = values[path]
+            new = (status or old[0], state or old[1])
             if new == old:
                 continue
-            self._values[role.path] = new
-            if new[0] != old[0]:
-                changes.append(RoleChange(role.name, role.path, status=new[0]))
-            if new[1] != old[1]:
-                changes.append(RoleChange(role.name, role.path, state=new[1]))
-        kinds = self._kinds
-        leaf_first = [c for c in changes if kinds[c.path] != AGGREGATOR]
-        return leaf_first + [c for c in changes if kinds[c.path] == AGGREGATOR]
+            values[path] = new
+            dirty.update(self._ancestors.get(path, ()))
+            _record(changes, names[path], path, old, new)
+        if dirty:
+            for role in self._aggregators:
+                if role.path in dirty:
+                    old, new = values[role.path], self._aggregate(role)
+                    if new != old:
+                        values[role.path] = new
+                        _record(changes, role.name, role.path, old, new)
+        return changes
 
     def _aggregate(self, role: RoleSpec) -> tuple[str, str]:
         children = [c for c in role.children if c.critical] or list(role.children)
@@ -91,6 +102,14 @@ class RoleTree:
         else:
             state = "MIXED"
         return status, state
+
+
+def _record(changes: list[RoleChange], name: str, path: str, old: tuple[str, str],
+            new: tuple[str, str]) -> None:
+    if new[0] != old[0]:
+        changes.append(RoleChange(name, path, status=new[0]))
+    if new[1] != old[1]:
+        changes.append(RoleChange(name, path, state=new[1]))
 
 
 def _post_order(role: RoleSpec) -> Iterable[RoleSpec]:

@@ -50,6 +50,12 @@ class Task:
     def name(self) -> str:
         return f"{self.class_name}#{self.task_id}"
 
+    def moved(self, state: str, status: str | None = None) -> Task:
+        """This task in ``state`` (and ``status``)."""
+        return Task(self.task_id, self.class_name, self.hostname, state,
+                    self.status if status is None else status, self.role_path, self.parent_path,
+                    self.critical, self.environment_id)
+
 
 class TaskScheduler(Protocol):
     """What the environment manager needs from whatever runs tasks. Every method returns the
@@ -119,8 +125,8 @@ class LocalTasks:
             for path, task in tasks.items():
                 state = task_state_after(transition, task.state)
                 if state != task.state:
-                    tasks[path] = attrs.evolve(task, state=state)
-                    changed.append(tasks[path])
+                    tasks[path] = task = task.moved(state)
+                    changed.append(task)
         return changed
 
     def fail(self, environment_id: str, role_path: str) -> Sequence[Task]:
