@@ -94,7 +94,15 @@ def _set_traits(message: events_pb2.Traits, traits: CallTraits) -> None:
     message.critical = traits.critical
 
 
+_SMALL_VARINTS = tuple(bytes([n]) for n in range(128))
+
+
 def _varint(value: int) -> bytes:
+    """Protobuf varint of a non-negative int (message lengths: usually one or two bytes)."""
+    if value < 128:
+        return _SMALL_VARINTS[value]
+    if value < 16384:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -164,10 +172,9 @@ def _step_part(r: TransitionStepEvent) -> bytes:
 
 
 def _envelope_head(timestamp_ns: int) -> bytes:
-    """Fields 1 (timestamp, ms) and 2 (timestampNano) of ``events.Event``."""
-    ms = timestamp_ns // 1_000_000
-    return (b"\x08" + _varint(ms) if ms > 0 else b"") + (
-        b"\x10" + _varint(timestamp_ns) if timestamp_ns > 0 else b"")
+    """Fields 1 (timestamp, ms) and 2 (timestampNano) of ``events.Event``, serialized."""
+    return events_pb2.Event(timestamp=timestamp_ns // 1_000_000,
+                            timestampNano=timestamp_ns).SerializeToString()
 
 
 def _environment_bytes(r: TransitionStepEvent) -> bytes:
