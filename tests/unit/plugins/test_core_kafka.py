@@ -514,3 +514,29 @@ def test_core_start_carries_the_framework_id() -> None:
     event = decode(enc.value)
     assert (enc.topic, enc.key) == ("aliecs.core", None)
     assert event.coreStartEvent.frameworkId == "0b7e-instance"
+
+
+@pytest.mark.parametrize("record", [
+    CallEvent("env", "trg.RunStart()", OpStatus.DONE_OK,
+              CallTraits("after_START_ACTIVITY+10", "after_START_ACTIVITY+10", "10s", True),
+              "readout-dataflow.trg.start", "ret", "out" * 60, "", TS),
+    CallEvent("", "p.F()", OpStatus.STARTED, CallTraits(""), timestamp_ns=TS),
+    RoleEvent("readout", "ACTIVE", "", "rd.readout", "env", TS),
+    RoleEvent("", "", "", "", "", TS),
+    TaskEvent("c/tasks/readout@master#t1", "t1", "RUNNING", "ACTIVE", "env", "host", "c", "rd",
+              CallTraits("", "", "", True), TS),
+    TaskEvent("n", "t2", "DONE", "INACTIVE", timestamp_ns=TS),
+])
+def test_cached_payloads_are_the_canonical_message(record: Any) -> None:
+    """Call, role and task events reuse their serialized payload: still exactly the bytes a
+    straightforward encoder writes, with this record's own timestamp."""
+    for ts in (TS, TS + 1_234_567):  # a cache miss, then a hit at another instant
+        record = attrs.evolve(record, timestamp_ns=ts)
+        event = events_pb2.Event(timestamp=ts // 1_000_000, timestampNano=ts)
+        field = {CallEvent: "callEvent", RoleEvent: "roleEvent", TaskEvent: "taskEvent"}[
+            type(record)]
+        core_kafka._ENCODERS[type(record)](record, event, TopicNames())
+        value = core_kafka.encode(record).value
+        assert value == event.SerializeToString(deterministic=True)
+        assert getattr(decode(value), field) == getattr(event, field)
+        assert decode(value).HasField(field)  # an all-empty payload is still present
