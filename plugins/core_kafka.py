@@ -339,7 +339,7 @@ def encode(record: object, topics: TopicNames = DEFAULT) -> Encoded:
     plugin publishes, or naming a bad integrated-service name; nothing is then published.
     """
     kind = type(record)
-    if kind is TransitionStepEvent:
+    if isinstance(record, TransitionStepEvent):
         return Encoded(topics.environment, key_for(record.environment.id),
                        _environment_bytes(record))
     if kind in _CACHED:
