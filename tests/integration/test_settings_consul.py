@@ -58,7 +58,7 @@ def test_load_consul_reads_settings_and_runtime_vars(
     assert settings.source == f"consul://{consul_address}/{settings_key}"
     assert settings.kafka_endpoints == ("b1:9092", "b2:9092")
     assert settings.kafka_endpoint == "b1:9092"
-    assert settings.integration_plugins == ("kafka",)
+    assert settings.integration_plugins == ("kafka", "trg", "dcs", "odc")
     assert settings.enable_kafka is False
     assert settings.producing is False
     assert settings.get("thirdParty") == {"url": "http://x", "retries": 3}
@@ -179,7 +179,7 @@ def test_default_keys_via_load(consul_client: Any, consul_address: str) -> None:
         assert settings.source == f"consul://{consul_address}/{DEFAULT_SETTINGS_KEY}"
         assert settings.kafka_endpoints == ("127.0.0.1:19092",)
         assert settings.kafka_endpoint == "127.0.0.1:19092"
-        assert settings.integration_plugins == ("kafka",)
+        assert settings.integration_plugins == ("kafka", "trg", "dcs", "odc")
         assert settings.runtime_vars["kafka_enabled"] == "true"
         assert settings.producer.partitions == 1
     finally:
