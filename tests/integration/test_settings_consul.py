@@ -58,7 +58,7 @@ def test_load_consul_reads_settings_and_runtime_vars(
     assert settings.source == f"consul://{consul_address}/{settings_key}"
     assert settings.kafka_endpoints == ("b1:9092", "b2:9092")
     assert settings.kafka_endpoint == "b1:9092"
-    assert settings.integration_plugins == ("kafka", "trg", "dcs", "odc")
+    assert settings.integration_plugins == ("kafka",)
     assert settings.enable_kafka is False
     assert settings.producing is False
     assert settings.get("thirdParty") == {"url": "http://x", "retries": 3}
