@@ -6,6 +6,7 @@ A scenario is YAML (see ``examples/scenario.yaml``)::
       - id: physics                 # a label for progress lines; the manager assigns the real id
         detectors: [ITS, TPC]
         run_type: PHYSICS
+        user: alice                 # who asks for the operations (lastRequestUser)
         variables: {kafka_enabled: true}
         workflow: default           # or a template YAML path, relative to the scenario file
                                     # (loaded at CREATE: a broken one fails that CREATE)
@@ -50,7 +51,7 @@ from aliecs_integration.errors import AliecsError
 from aliecs_integration.records import OpStatus
 
 DESTROY = "destroy"
-_ENV_KEYS = {"id", "detectors", "run_type", "variables", "workflow", "calls", "actions"}
+_ENV_KEYS = {"id", "detectors", "run_type", "variables", "workflow", "calls", "actions", "user"}
 _EXPECT = {"ok": False, "error": True}
 
 
@@ -135,6 +136,8 @@ class EnvironmentPlan:
     run_type: str = ""
     variables: Mapping[str, str] = attrs.field(factory=dict)
     steps: tuple[Step, ...] = ()
+    user: str = ""
+    """Who asks for the environment's operations (``lastRequestUser``); "" = nobody known."""
 
 
 @attrs.frozen
@@ -213,7 +216,11 @@ def _environment(item: Any, where: str, base_dir: Path) -> EnvironmentPlan:
         raise ScenarioError(f"{where}: key 'actions': expected a non-empty list")
     steps = tuple(_step(a, i, f"{where}: actions[{i}]") for i, a in enumerate(raw_actions))
     _check_sequence(steps, where)
-    return EnvironmentPlan(label.strip(), workflow, tuple(detectors), run_type, variables, steps)
+    user = item.get("user", "")
+    if not isinstance(user, str):
+        raise ScenarioError(f"{where}: key 'user': expected a user name")
+    return EnvironmentPlan(label.strip(), workflow, tuple(detectors), run_type, variables, steps,
+                           user.strip())
 
 
 def _workflow(

@@ -17,7 +17,7 @@ import attrs
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine.workflow import TemplateRef, Workflow
 from aliecs_integration.errors import AliecsError
-from aliecs_integration.records import EnvironmentSnapshot, OpStatus
+from aliecs_integration.records import EnvironmentSnapshot, OpStatus, User
 from aliecs_integration.scenario.model import (
     Destroy,
     EnvironmentPlan,
@@ -170,6 +170,7 @@ class _EnvironmentRun:
         self.state: str = fsm.State.PENDING
         self.run_number: int | None = None
         self.alive = False
+        self.user = User(plan.user) if plan.user else None
 
     def report(self, index: int, action: str, *, ok: bool, expected_error: bool = False,
                error: str = "", notes: Sequence[str] = (), ended: int | None = None,
@@ -196,7 +197,7 @@ class _EnvironmentRun:
     def run(self) -> None:
         plan, started = self.plan, time.monotonic()
         try:
-            snapshot = self.manager.create(plan.workflow, detectors=plan.detectors,
+            snapshot = self.manager.create(plan.workflow, detectors=plan.detectors, user=self.user,
                                            run_type=plan.run_type, variables=plan.variables)
         except (AliecsError, ValueError) as exc:
             self.report(CREATE_INDEX, "CREATE", ok=False, error=_describe(exc), started=started)
@@ -222,7 +223,7 @@ class _EnvironmentRun:
         ended = None
         try:
             if isinstance(action, Destroy):
-                snapshot = self.manager.destroy(self.env_id)
+                snapshot = self.manager.destroy(self.env_id, user=self.user)
                 self.alive = False
                 self.state = "DESTROYED"
                 ended, self.run_number = self.run_number, None
@@ -232,7 +233,7 @@ class _EnvironmentRun:
                 ended = self.track(snapshot)
                 notes = [f"state {snapshot.state}"]
             else:
-                snapshot = self.manager.transition(self.env_id, action.name)
+                snapshot = self.manager.transition(self.env_id, action.name, user=self.user)
                 ended = self.track(snapshot)
                 notes = self.notes()
         except (AliecsError, ValueError) as exc:

@@ -140,6 +140,17 @@ def test_python_and_protobufjs_agree_on_every_message(
             "integrated_service"} <= core
 
 
+def test_bookkeeping_gets_the_user_who_started_the_run(demo: Run) -> None:
+    alice = demo.labels["physics"]
+    starts = [e["runEvent"] for e in demo.topic("run")
+              if e["runEvent"]["environmentId"] == alice
+              and e["runEvent"]["transition"] == "START_ACTIVITY"]
+    assert starts and all(s["lastRequestUser"]["name"] == "alice" for s in starts)
+    teardown = [e["runEvent"] for e in demo.topic("run")
+                if e["runEvent"]["transition"] == "TEARDOWN"]
+    assert teardown and all("lastRequestUser" not in t for t in teardown)
+
+
 def test_core_start_has_the_framework_id(demo: Run) -> None:
     [start] = demo.topic("core")
     assert len(start["coreStartEvent"]["frameworkId"]) == 36  # a UUID
@@ -208,6 +219,8 @@ def test_bookkeeping_runs_have_start_and_end_times(
             assert len(times["end"]) == 1, (number, dict(times))
             end = times["end"][0]
         assert times["start"][0] <= end
+        users = {u.get("name") for u in times["user"] if u}
+        assert users <= {"alice"}, users  # Bookkeeping stores the run's lastRequestUser
         if times["trigger_start"]:
             assert len(times["trigger_start"]) == 1
             assert times["start"][0] <= times["trigger_start"][0] <= end
