@@ -98,7 +98,8 @@ class TransitionStepEvent:
     ``after_X``; for CREATE and DESTROY also ``CREATE``/``DESTROY`` and ``after_DESTROY``.
     ``environment.state`` is the FSM state at the time of the event (PENDING before creation).
     Events of the whole transition (``transition starting``, ``transition completed
-    successfully``, ``transition error``) have an empty ``step``; ``include_vars`` is true on
+    successfully``, ``transition error``) have an empty ``step``; outside step pairs
+    ``finished`` is true for the DONE_* statuses; ``include_vars`` is true on
     the one event that carries the environment's variables (``workflow loaded``).
     """
 

@@ -92,6 +92,7 @@ GO_ERROR_IMMINENT = "a critical error occurred, GO_ERROR transition imminent"
 CANNOT_CREATE = "cannot create new environment"
 _RUN_TRANSITIONS = frozenset({fsm.START_ACTIVITY, fsm.STOP_ACTIVITY, fsm.GO_ERROR})
 _StepWork = Callable[[], None] | None
+_DONE = frozenset({OpStatus.DONE_OK, OpStatus.DONE_ERROR, OpStatus.DONE_TIMEOUT})
 _TRAITS = {flag: CallTraits("", "", "", flag) for flag in (True, False)}
 
 
@@ -366,7 +367,7 @@ class EnvironmentManager:
     def _env_event(self, env: Environment, transition: str, step: str, status: OpStatus,
                    message: str, error: str = "", *, include_vars: bool = False) -> None:
         self._host.fire("on_env_transition_step", TransitionStepEvent(
-            env.snapshot(), transition, step, status, bool(step), message, error,
+            env.snapshot(), transition, step, status, status in _DONE, message, error,
             include_vars=include_vars))
 
     def _transition(self, slot: _Slot, name: str, user: User | None = None
