@@ -34,7 +34,7 @@ from aliecs_integration.scenario.session import run_scenario
 from aliecs_integration.settings.core import Settings
 from tests.conformance.consumers import REPO, Decoded, decode_all, decode_node, node_modules
 from tests.conformance.consumers import payload as service_payload
-from tests.kafka_read import existing_topics, read_topics
+from tests.kafka_helpers import existing_topics, read_topics
 
 HERE = Path(__file__).resolve().parent
 DEMO = REPO / "examples" / "scenario.yaml"
