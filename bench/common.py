@@ -188,11 +188,10 @@ ENV_VARIABLES = {"kafka_enabled": "true", "readout_cfg_uri": "consul://o2/readou
 
 
 def deployed_environments(manager: EnvironmentManager, count: int) -> list[str]:
-    """``count`` environments created and deployed, ready for CONFIGURE/RESET cycles (each with
-    detectors of its own: a detector belongs to one environment at a time)."""
+    """``count`` environments created and deployed, ready for CONFIGURE/RESET cycles."""
     ids = []
-    for n in range(count):
-        env = manager.create(detectors=(f"TPC{n}", f"ITS{n}"), run_type="PHYSICS",
+    for i in range(count):  # a detector belongs to one environment at a time
+        env = manager.create(detectors=(f"TPC{i}", f"ITS{i}"), run_type="PHYSICS",
                              variables=ENV_VARIABLES)
         manager.transition(env.id, "DEPLOY")
         ids.append(env.id)

@@ -203,7 +203,8 @@ class ControlServer:
                              "events (see `aliecs-integration plugins`)")
         add_listener(self._fanout.publish)
         self._manager = EnvironmentManager(host, settings_runtime_vars=self.settings.runtime_vars,
-                                           run_numbers=self._store)
+                                           run_numbers=self._store,
+                                           variable_defaults=host.variable_defaults())
         self._servicer = ControlServicer(
             self._manager, host, self._fanout, self._templates, framework_id=host.instance_id,
             configuration_endpoint=self.settings.source,

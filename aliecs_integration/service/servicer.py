@@ -38,6 +38,8 @@ import grpc
 from aliecs_integration import __version__
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine.manager import EnvironmentManager
+from aliecs_integration.engine.roles import RoleView
+from aliecs_integration.engine.tasks import Task
 from aliecs_integration.errors import (
     DetectorInUse,
     EnvironmentNotFound,
@@ -240,13 +242,22 @@ class ControlServicer:
 
     # ------------------------------------------------------------------ helpers
 
-    def _info(self, snap: EnvironmentSnapshot) -> o2control_pb2.EnvironmentInfo:
+    def _info(self, snap: EnvironmentSnapshot, *, with_tasks: bool = False,
+              ) -> o2control_pb2.EnvironmentInfo:
         record = self._records.get(snap.id)
         busy = self._busy.get(snap.id)
+        try:
+            tasks = self._manager.tasks(snap.id)
+        except EnvironmentNotFound:
+            tasks = []
+        active = sum(t.status == "ACTIVE" for t in tasks)
         info = o2control_pb2.EnvironmentInfo(
             id=snap.id, state=snap.state, currentRunNumber=snap.run_number or 0,
             includedDetectors=list(snap.detectors), vars=dict(snap.variables),
-            currentTransition=busy[0] if busy else "",
+            currentTransition=busy[0] if busy else "", numberOfTasks=len(tasks),
+            numberOfActiveTasks=active, numberOfInactiveTasks=len(tasks) - active,
+            numberOfHosts=len({t.hostname for t in tasks}),
+            tasks=[_short_task(t) for t in tasks] if with_tasks else [],
         )
         if snap.workflow is not None:
             info.rootRole = snap.workflow.name
@@ -258,12 +269,11 @@ class ControlServicer:
         return info
 
     def _role(self, snap: EnvironmentSnapshot) -> o2control_pb2.RoleInfo:
+        """The role tree; the root role carries the environment's variables."""
         record = self._records.get(snap.id)
-        name = snap.workflow.name if snap.workflow is not None else ""
-        status = "INACTIVE" if snap.state in (fsm.State.STANDBY, fsm.State.DONE) else "ACTIVE"
-        role = o2control_pb2.RoleInfo(name=name, status=status, state=snap.state, fullPath=name,
-                                      vars=dict(snap.variables),
-                                      consolidatedStack=dict(snap.variables))
+        role = _role_info(self._manager.roles(snap.id))
+        role.vars.update(snap.variables)
+        role.consolidatedStack.update(snap.variables)
         if record is not None:
             role.defaults.update(record.defaults)
             role.userVars.update(record.user_vars)
@@ -332,15 +342,24 @@ class ControlServicer:
         return _answer(context, reply)
 
     def GetTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
-        # The manager runs no tasks yet: there are none to list.
-        return _answer(context, lambda: o2control_pb2.GetTasksReply(timestamp=now_ms()))
+        return _answer(context, lambda: o2control_pb2.GetTasksReply(
+            tasks=[_short_task(t) for t in self._manager.tasks()], timestamp=now_ms()))
 
     def GetRoles(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """The environment's root role (with its tree), or with ``pathSpec`` (a glob on role
+        paths) every role matching it."""
         def reply() -> Any:
-            role = self._role(self._get(request.envId))
+            root = self._role(self._get(request.envId))
             result = o2control_pb2.GetRolesReply(timestamp=now_ms())
-            if not request.pathSpec or fnmatch.fnmatch(role.fullPath, request.pathSpec):
-                result.roles.append(role)
+            if not request.pathSpec:
+                result.roles.append(root)
+                return result
+            pending = [root]
+            while pending:
+                role = pending.pop(0)
+                if fnmatch.fnmatch(role.fullPath, request.pathSpec):
+                    result.roles.append(role)
+                pending.extend(role.roles)
             return result
         return _answer(context, reply)
 
@@ -351,7 +370,8 @@ class ControlServicer:
             snaps = sorted(self._manager.list(),
                            key=lambda s: (self._created(s.id), s.id))
             return o2control_pb2.GetEnvironmentsReply(
-                frameworkId=self.framework_id, environments=[self._info(s) for s in snaps],
+                frameworkId=self.framework_id,
+                environments=[self._info(s, with_tasks=request.showTaskInfos) for s in snaps],
                 timestamp=now_ms())
         return _answer(context, reply)
 
@@ -364,7 +384,8 @@ class ControlServicer:
             snap = self._get(request.id)
             record = self._records.get(snap.id)
             result = o2control_pb2.GetEnvironmentReply(
-                environment=self._info(snap), public=bool(record and record.public),
+                environment=self._info(snap, with_tasks=True),
+                public=bool(record and record.public),
                 timestamp=now_ms())
             if request.showWorkflowTree:
                 result.workflow.CopyFrom(self._role(snap))
@@ -538,6 +559,19 @@ class ControlServicer:
                     return
         finally:
             sub.close()
+
+
+def _short_task(task: Task) -> o2control_pb2.ShortTaskInfo:
+    return o2control_pb2.ShortTaskInfo(
+        name=task.name, taskId=task.task_id, status=task.status, state=task.state,
+        className=task.class_name, critical=task.critical,
+        deploymentInfo=o2control_pb2.TaskDeploymentInfo(hostname=task.hostname))
+
+
+def _role_info(view: RoleView) -> o2control_pb2.RoleInfo:
+    return o2control_pb2.RoleInfo(
+        name=view.name, status=view.status, state=view.state, fullPath=view.path,
+        taskIds=list(view.task_ids), roles=[_role_info(c) for c in view.children])
 
 
 def _answer(context: grpc.ServicerContext, reply: Callable[[], _T]) -> _T:

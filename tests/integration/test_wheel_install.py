@@ -100,7 +100,9 @@ def test_wheel_in_a_fresh_venv_runs_the_demo_and_the_tools(
     assert "kafka: already running, reused at 127.0.0.1:19092" in out
     scenario = venv.glob("lib/python*/site-packages/aliecs_integration/examples/scenario.yaml")
     assert f"== 3. scenario {next(scenario)}: 3 environments" in out
-    assert "plugins: core-kafka loaded; kafka loaded" in out
+    # the example settings load the legacy plugin and the simulated trg, dcs and odc services
+    assert ("plugins: core-kafka loaded; dcs loaded; ddsched not loaded (not named in "
+            "integrationPlugins); kafka loaded; odc loaded; trg loaded") in out
     assert "0 not as expected" in out and "\n! " not in out
     total = next(line for line in out.splitlines() if line.startswith("total "))
     published, acked, failed, dropped, pending, read_back = total.split()[1:7]

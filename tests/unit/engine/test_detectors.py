@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from aliecs_integration.engine.detectors import DetectorRegistry
 from aliecs_integration.engine.manager import EnvironmentManager
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.errors import DetectorInUse, TransitionError
-
-
-def test_reserve_is_all_or_nothing_and_names_the_holder() -> None:
-    reg = DetectorRegistry()
-    reg.reserve("A", ["ITS", "TPC"])
-    with pytest.raises(DetectorInUse, match=r"detector TPC is already in use \(by environment A\)"):
-        reg.reserve("B", ["MCH", "TPC"])
-    assert reg.active() == {"ITS": "A", "TPC": "A"}  # MCH not taken by the failed attempt
-    assert reg.release("A") == ("ITS", "TPC")
-    reg.reserve("B", ["MCH", "TPC"])
-    assert reg.active() == {"MCH": "B", "TPC": "B"}
 
 
 class NoHost:

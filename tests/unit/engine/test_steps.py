@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -295,8 +295,8 @@ class RecordingHost:
         self.functions = functions
         self.calls: list[CallEvent] = []
 
-    def fire(self, hook_name: str, event: object) -> list[object]:
-        assert hook_name == "on_call" and isinstance(event, CallEvent)
+    def fire(self, hook: Callable[..., None], event: object) -> list[object]:
+        assert hook.__name__ == "on_call" and isinstance(event, CallEvent)
         self.calls.append(event)
         return []
 
@@ -326,6 +326,7 @@ def test_run_call_events_for_an_inline_call(
         assert env.get("out") == host.calls[1].output == (
             f"published from {threading.current_thread().name}")
     else:
-        assert error is not None and "DONE_TIMEOUT: ran 0.0" in error
+        assert error is not None and "DONE_TIMEOUT: ran 0.0" in error[1]
+        assert error[0] == host.calls[1].error  # the call's own error, as steps publish it
         assert "past its timeout of 0.02s" in host.calls[1].error
         assert env.get("out") is None  # an overrun's output is not stored
