@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -210,3 +211,37 @@ def test_every_reply_with_a_timestamp_sets_it(server: ControlServer) -> None:
         reply = getattr(stub, method)(request, timeout=30)
         assert reply.timestamp >= before, method
     channel.close()
+
+
+def test_tasks_and_roles_come_from_the_manager(server: ControlServer) -> None:
+    with client_of(server) as client:
+        env_id = client.create("default", detectors=["ITS"]).id
+        reply = client.environment(env_id, tree=True)
+        info, root = reply.environment, reply.workflow
+        tasks = client.tasks()
+        assert tasks and info.numberOfTasks == len(tasks) == len(info.tasks)
+        assert {t.state for t in tasks} == {"CONFIGURED"}
+        assert info.numberOfActiveTasks == len(tasks) and info.numberOfInactiveTasks == 0
+
+        def walk(role: Any) -> Iterator[Any]:
+            yield role
+            for child in role.roles:
+                yield from walk(child)
+
+        roles = list(walk(root))
+        assert root.fullPath == info.rootRole and len(roles) > 1
+        assert sorted(i for r in roles for i in r.taskIds) == sorted(t.taskId for t in tasks)
+        assert root.vars["environment_id"] == env_id
+        leaf = next(r for r in roles if r.taskIds)
+        matching = client.roles(env_id)  # no pathSpec: the root with its tree
+        assert [r.fullPath for r in matching] == [root.fullPath]
+        from aliecs_integration.pb import o2control_pb2, o2control_pb2_grpc
+
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        stub = o2control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
+        found = stub.GetRoles(o2control_pb2.GetRolesRequest(envId=env_id, pathSpec=leaf.fullPath),
+                              timeout=10)
+        assert [r.fullPath for r in found.roles] == [leaf.fullPath]
+        channel.close()
+        client.destroy(env_id)
+        assert client.tasks() == []
