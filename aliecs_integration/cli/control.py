@@ -68,7 +68,8 @@ def describe_event(event: events_pb2.Event) -> tuple[str, str, str, str]:
         text = f"{p.func} at {p.traits.trigger}" + (f"  error: {p.error}" if p.error else "")
         return env, "call", text, _STATUS.get(p.callStatus, "")
     if which == "roleEvent":
-        return env, "role", f"{p.rolePath} status={p.status} state={p.state}", ""
+        changed = [f"{k}={v}" for k, v in (("status", p.status), ("state", p.state)) if v]
+        return env, "role", " ".join([p.rolePath, *changed]), ""
     if which == "taskEvent":
         return env, "task", f"{p.name} state={p.state} status={p.status}", ""
     if which == "integratedServiceEvent":
