@@ -95,9 +95,13 @@ def test_async_creation_announces_itself(server: ControlServer) -> None:
         while client.environment(info.id).environment.state != "RUNNING":
             assert time.monotonic() < deadline, "never reached RUNNING"
             time.sleep(0.05)
-        messages = [e.environmentEvent.message for e in events
+        def messages() -> list[str]:
+            return [e.environmentEvent.message for e in list(events)
                     if e.environmentEvent.environmentId == info.id]
-        assert "created new environment" in messages
+
+        while "created new environment" not in messages():  # the stream may lag the state
+            assert time.monotonic() < deadline + 10, messages()
+            time.sleep(0.05)
         created = next(e for e in events if e.environmentEvent.message == "created new environment")
         assert created.environmentEvent.state == "CONFIGURED"
 
