@@ -434,8 +434,8 @@ class ControlServicer:
             except Exception:
                 log.exception("environment %s: teardown after a failed creation failed", env_id)
             self._manager.report_environment_event(
-                attrs.evolve(snap, state=fsm.State.ERROR), CANNOT_CREATE, OpStatus.DONE_ERROR,
-                error=" ".join(str(exc).split()))
+                attrs.evolve(snap, state=fsm.State.ERROR), CANNOT_CREATE, OpStatus.NULL,
+                error=" ".join(str(exc).split()))  # as the manager's own CREATE failures
             raise
 
     def _destroy_now(self, env_id: str, user: User | None, *, force: bool) -> None:

@@ -183,7 +183,8 @@ def test_a_failed_creation_is_torn_down_and_announced(tmp_path: Path) -> None:
                 next(v for v in values if b"cannot create new environment" in v))
             assert last.environmentEvent.state == "ERROR"
             assert "unknown function nosuch.Fail" in last.environmentEvent.error
-            assert last.environmentEvent.transitionStatus == events_pb2.DONE_ERROR
+            assert last.environmentEvent.transitionStatus == events_pb2.NULL
+            assert not last.environmentEvent.transition
     finally:
         srv.shutdown(drain_timeout_s=5, flush_timeout_s=1, grace_s=0.5)
 
