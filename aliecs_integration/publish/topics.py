@@ -15,6 +15,7 @@ import re
 import attrs
 from google.protobuf.message import Message
 
+from aliecs_integration import names
 from aliecs_integration.pb import events_pb2, kafka_pb2
 
 # re-exported: topic creation lived here before it got its own module
@@ -39,7 +40,6 @@ ENTER_STATES: tuple[str, ...] = (
 #: States the legacy plugin announces on ``env_leave_state.<STATE>``.
 LEAVE_STATES: tuple[str, ...] = ("STANDBY", "DEPLOYED", "CONFIGURED", "RUNNING", "ERROR")
 
-_SERVICE = re.compile(r"^[a-z0-9_-]+$")
 _STATE = re.compile(r"^[A-Z][A-Z_]*$")
 _ROOT = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _EVENT_SUFFIXES = ("core", "environment", "task", "role", "call", "run")
@@ -85,12 +85,12 @@ class TopicNames:
     def integrated_service(self, service: str) -> str:
         """``<root>.integrated_service.<service>``; raises ``ValueError`` naming a bad service
         name (it must be non-empty lower-case ``[a-z0-9_-]``)."""
-        if not isinstance(service, str) or not _SERVICE.match(service):
-            raise ValueError(
+        if not isinstance(service, str) or service != service.strip().lower():
+            raise names.InvalidName(
                 f"integrated service name {service!r}: expected non-empty lower-case "
                 "letters, digits, '_' or '-'"
             )
-        return f"{self.root}.integrated_service.{service}"
+        return names.topic_name(f"{self.root}.integrated_service.{names.service_name(service)}")
 
     def env_state(self, state: str) -> str:
         """Legacy ``<root>.env_state.<STATE>``; raises ``ValueError`` unless upper-case."""

@@ -60,6 +60,17 @@ DEFAULT_PROPERTIES: Mapping[str, PropertyValue] = MappingProxyType(
     {"acks": "all", "enable.idempotence": True, "message.timeout.ms": 0}
 )
 
+MAX_PARTITIONS = 10_000
+"""More partitions per topic than any broker is configured for; larger values are refused
+(a broker refusing 100,000,000 partitions made topic creation retry forever)."""
+MAX_REPLICATION = 100
+MAX_QUEUE_MESSAGES = 100_000_000
+"""librdkafka's own ceiling on ``queue.buffering.max.messages`` is 2,147,483,647; this is
+the publisher's: twice the most librdkafka queues."""
+MAX_QUEUE_BYTES = 2**40
+MAX_SECONDS = 86_400.0
+"""The longest timeout accepted (a day); ``.inf`` and ``.nan`` are refused."""
+
 _TOPIC_ROOT = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
@@ -160,11 +171,14 @@ class ProducerConfig:
             )
         config = cls(
             properties=properties,
-            partitions=t.integer("partitions", 1, minimum=1),
-            replication_factor=t.integer("replicationFactor", 3, minimum=1),
+            partitions=t.integer("partitions", 1, minimum=1, maximum=MAX_PARTITIONS),
+            replication_factor=t.integer("replicationFactor", 3, minimum=1,
+                                         maximum=MAX_REPLICATION),
             topic_root=root,
-            max_messages=q.integer("maxMessages", 100_000, minimum=2),
-            max_bytes=q.integer("maxBytes", 64 * 1024 * 1024, minimum=4096),
+            max_messages=q.integer("maxMessages", 100_000, minimum=2,
+                                   maximum=MAX_QUEUE_MESSAGES),
+            max_bytes=q.integer("maxBytes", 64 * 1024 * 1024, minimum=4096,
+                                maximum=MAX_QUEUE_BYTES),
             overflow=overflow,
             block_timeout_s=q.number("blockTimeoutSeconds", 5.0),
             flush_timeout_s=p.number("flushTimeoutSeconds", 10.0),
@@ -305,18 +319,20 @@ class _Reader:
             raise self._error(sub, f"expected a string, got {_type_name(value)}")
         return value
 
-    def integer(self, sub: str, default: int, *, minimum: int) -> int:
+    def integer(self, sub: str, default: int, *, minimum: int, maximum: int) -> int:
         value = self.data.get(sub, default)
+        expected = f"expected an integer from {minimum} to {maximum}"
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self._error(sub, f"expected an integer >= {minimum}, got {_type_name(value)}")
-        if value < minimum:
-            raise self._error(sub, f"expected an integer >= {minimum}, got {value}")
+            raise self._error(sub, f"{expected}, got {_type_name(value)}")
+        if not minimum <= value <= maximum:
+            raise self._error(sub, f"{expected}, got {value}")
         return value
 
     def number(self, sub: str, default: float) -> float:
         value = self.data.get(sub, default)
+        expected = f"expected a number of seconds from 0 to {MAX_SECONDS:g}"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._error(sub, f"expected a number of seconds >= 0, got {_type_name(value)}")
-        if value < 0:
-            raise self._error(sub, f"expected a number of seconds >= 0, got {value}")
+            raise self._error(sub, f"{expected}, got {_type_name(value)}")
+        if not 0 <= value <= MAX_SECONDS:  # also refuses nan and inf
+            raise self._error(sub, f"{expected}, got {value}")
         return float(value)

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import consul
 import requests
-import yaml
 
+from aliecs_integration import safe_yaml
 from aliecs_integration.errors import SettingsError
 from aliecs_integration.settings.core import Settings
 
@@ -31,59 +31,17 @@ DEFAULT_TIMEOUT_S = 5.0
 _T = TypeVar("_T")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-        except TypeError:  # unhashable key: construct_mapping reports it
-            continue
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _at(mark: yaml.Mark | None) -> str:
-    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-
-
-def _describe_yaml_error(exc: yaml.MarkedYAMLError) -> str:
-    """`` at line L, column C: <problem> (<context> at line L', column C')``."""
-    mark = exc.problem_mark or exc.context_mark
-    text = f"{_at(mark)}: {exc.problem or exc.context or 'unparsable'}"
-    if exc.context and exc.problem:
-        text += f" ({exc.context}{_at(exc.context_mark)})"
-    return text
-
-
 def parse_yaml(text: str, *, source: str) -> Any:
-    """Parse one YAML document (safe tags only, duplicate keys refused).
+    """Parse one YAML document with :mod:`aliecs_integration.safe_yaml`'s limits (safe tags
+    only, duplicate keys refused, size, depth and alias limits).
 
     Raises ``SettingsError`` naming ``source`` and the line and column of the problem, or
     saying the document is empty.
     """
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        raise SettingsError(f"malformed YAML{_describe_yaml_error(exc)}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"malformed YAML: {exc}", source=source) from exc
+        data = safe_yaml.parse(text)
+    except safe_yaml.YamlInputError as exc:
+        raise SettingsError(str(exc), source=source) from None
     if data is None:
         raise SettingsError(
             "the settings document is empty; expected a mapping of settings keys "
@@ -96,17 +54,11 @@ def parse_yaml(text: str, *, source: str) -> Any:
 def _read_file(path: Path) -> tuple[str, str]:
     source = os.path.abspath(path)
     try:
-        return path.read_text(encoding="utf-8"), source
-    except FileNotFoundError as exc:
-        raise SettingsError("settings file not found", source=source) from exc
-    except UnicodeDecodeError as exc:
-        raise SettingsError(
-            f"settings file is not UTF-8 text (byte {exc.start})", source=source
-        ) from exc
-    except OSError as exc:
-        raise SettingsError(
-            f"cannot read settings file: {exc.strerror or exc}", source=source
-        ) from exc
+        return safe_yaml.read_text(path), source
+    except safe_yaml.YamlInputError as exc:
+        text = str(exc)
+        what = f"settings {text}" if text.startswith("file ") else f"settings file: {text}"
+        raise SettingsError(what, source=source) from None
 
 
 def load_file(path: Path) -> Settings:

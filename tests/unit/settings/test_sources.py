@@ -82,16 +82,17 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory_is_unreadable(tmp_path: Path) -> None:
-    file_error(tmp_path, "cannot read settings file")
+    file_error(tmp_path, "a directory, not a regular file")
 
 
 def test_non_utf8_file(tmp_path: Path) -> None:
-    file_error(write(tmp_path, b"kafkaEndpoint: \xff\xfe\n"), "not UTF-8", "byte 15")
+    file_error(write(tmp_path, b"kafkaEndpoint: \xff\xfe\n"), "not UTF-8", "byte offset 15")
 
 
 def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
     text = "enableKafka: true\nkafkaEndpoints:\n  - a:1\n  oops: 2\n"
-    message = file_error(write(tmp_path, text), "malformed YAML at line 4, column 3: expected")
+    message = file_error(write(tmp_path, text),
+                         "malformed YAML at line 4, column 3: did not find expected")
     assert "(while parsing a block collection at line 3, column 3)" in message
 
 
