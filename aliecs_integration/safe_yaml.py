@@ -45,7 +45,7 @@ class YamlInputError(AliecsError):
     exit_code = 2
 
 
-def _at(mark: yaml.Mark | None) -> str:
+def _at(mark: Any) -> str:
     return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
@@ -192,7 +192,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any
         if duplicate:
             raise YamlInputError(f"duplicate key {key!r}{_at(key_node.start_mark)}")
         seen.add(key)
-    return loader.construct_mapping(node, deep=True)
+    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=True)
+    return mapping
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
