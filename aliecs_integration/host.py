@@ -122,11 +122,14 @@ class PluginHost:
         self._started = False
         self._slow_hook_s = slow_hook_s
         self.failure_count: dict[str, int] = {}
+        self._last_failure: dict[str, PluginFailure] = {}
 
     # ----------------------------------------------------------------- loading
 
-    def start(self) -> None:
-        """Discover, load and instantiate the enabled plugins, then fire ``on_host_start``.
+    def start(self, *, announce: bool = True) -> None:
+        """Discover, load and instantiate the enabled plugins, then fire ``on_host_start``
+        (unless ``announce`` is false: listing plugins must not publish a start event or an
+        empty running list that dashboards would believe).
 
         Never raises because of a plugin: failures are reported in :meth:`list_plugins`.
         Raises :class:`PluginError` when called twice.
@@ -152,7 +155,8 @@ class PluginHost:
         for name, obj in self._extra.items():
             self._instantiate(name, obj, origin="registered in-process")
         self._collect_call_functions()
-        self.fire("on_host_start", HostStartEvent(plugin_names=tuple(self.plugin_names())))
+        if announce:
+            self.fire("on_host_start", HostStartEvent(plugin_names=tuple(self.plugin_names())))
 
     def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
         eps = self._entry_points
@@ -285,8 +289,18 @@ class PluginHost:
         failure = PluginFailure(plugin_name, hook_name, exc)
         with self._lock:
             self.failure_count[plugin_name] = self.failure_count.get(plugin_name, 0) + 1
+            self._last_failure[plugin_name] = failure
         log.error("%s", failure, exc_info=exc)
         return failure
+
+    def failures(self) -> dict[str, tuple[int, PluginFailure]]:
+        """Each plugin whose hooks raised: how many times, and the last failure."""
+        with self._lock:
+            return {
+                name: (count, self._last_failure[name])
+                for name, count in self.failure_count.items()
+                if name in self._last_failure
+            }
 
     def call_function(self, qualified_name: str) -> CallFunction | None:
         """The call function exported as ``plugin.Function`` (no parentheses), or None."""

@@ -190,7 +190,7 @@ def plugins_command(settings_source: str | None, wait: float) -> None:
 
     settings = load_settings(settings_source)
     host = PluginHost(settings)
-    host.start()
+    host.start(announce=False)  # a listing publishes nothing (no start event, no empty list)
     try:
         deadline = time.monotonic() + wait
         statuses = host.list_plugins()
@@ -286,6 +286,21 @@ def create_topics(
     return outcome, dict(metadata)
 
 
+class _LastError(logging.Handler):
+    """Keeps the last ERROR logged by the publisher, to name the cause in the final line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().split())
+        except Exception:  # a bad log call must not break the command
+            return
+        self.text = text if len(text) <= 300 else text[:300] + "..."
+
+
 def _progress_printer(width: int) -> Callable[[Any], None]:
     from aliecs_integration.cli.demo import format_progress
 
@@ -323,19 +338,30 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     click.echo(f"settings: {settings.source}; scenario: {scenario_file} ({count} "
                f"environment{'s' if count > 1 else ''}{' in parallel' if count > 1 else ''})")
     width = max(len(e.label) for e in scenario.environments)
-    outcome = run_scenario(settings, scenario, run_numbers=RunNumberStore(run_numbers),
-                           on_progress=_progress_printer(width),
-                           flush_timeout_s=flush_timeout)
+    last_error = _LastError()
+    publish_log = logging.getLogger("aliecs_integration.publish")
+    publish_log.addHandler(last_error)
+    try:
+        outcome = run_scenario(settings, scenario, run_numbers=RunNumberStore(run_numbers),
+                               on_progress=_progress_printer(width),
+                               flush_timeout_s=flush_timeout)
+    finally:
+        publish_log.removeHandler(last_error)
     problems = [f"{p.label} actions[{p.index}] {p.action}" for p in outcome.result.failures]
     problems += [f"plugin {m}" for m in outcome.missing_plugins(settings)]
+    problems += list(outcome.hook_failures)
     if outcome.metrics is not None:
         click.echo(format_table(TOPIC_HEADERS,
                                 topic_rows(outcome.metrics)))
         m = outcome.metrics
-        if m.queued or m.failed or m.dropped:
-            problems.append(f"{m.queued} message(s) not acknowledged within {flush_timeout:g} s,"
-                            f" {m.failed} failed, {m.dropped} dropped (is Kafka at "
-                            f"{','.join(settings.kafka_endpoints)} reachable?)")
+        if m.queued:
+            problems.append(f"{m.queued} message(s) not acknowledged within {flush_timeout:g} s"
+                            f" (is Kafka at {','.join(settings.kafka_endpoints)} reachable? the "
+                            "errors above say why not)")
+        if m.failed or m.dropped:
+            problems.append(f"{m.failed} message(s) failed, {m.dropped} dropped"
+                            + (f" (the last error: {last_error.text})" if last_error.text
+                               else " (the errors above say why)"))
     else:
         click.echo("nothing was published (enableKafka false, kafkaEndpoints empty or "
                    "core-kafka not loaded)")

@@ -33,6 +33,9 @@ class EngineOutcome:
     metrics: MetricsSnapshot | None
     plugins: tuple[PluginStatus, ...]
     elapsed_s: float
+    hook_failures: tuple[str, ...] = ()
+    """One line per plugin whose hooks raised: count and the last failure (an event a plugin
+    refused is not delivered: the run did not go as expected)."""
 
     def missing_plugins(self, settings: Any) -> list[str]:
         """``name: reason`` of each plugin the settings ask for that is not loaded."""
@@ -84,4 +87,14 @@ def run_scenario(
         plugins = tuple(host.list_plugins())
     finally:
         host.stop(timeout_s=flush_timeout_s)
-    return EngineOutcome(result, metrics, plugins, time.monotonic() - started)
+    failed = tuple(
+        f"plugin {name}: {count} hook call(s) failed, the last: {last.hook}: "
+        f"{_one_line(last.error)}"
+        for name, (count, last) in sorted(host.failures().items())
+    )
+    return EngineOutcome(result, metrics, plugins, time.monotonic() - started, failed)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
