@@ -354,11 +354,11 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
         click.echo(format_table(TOPIC_HEADERS,
                                 topic_rows(outcome.metrics)))
         m = outcome.metrics
-        if m.queued:
-            problems.append(f"{m.queued} message(s) not acknowledged within {flush_timeout:g} s"
-                            f" (is Kafka at {','.join(settings.kafka_endpoints)} reachable? the "
-                            "errors above say why not)")
-        if m.failed or m.dropped:
+        if m.queued:  # not acknowledged: the broker is the likely cause
+            problems.append(f"{m.queued} message(s) not acknowledged within {flush_timeout:g} s,"
+                            f" {m.failed} failed, {m.dropped} dropped (is Kafka at "
+                            f"{','.join(settings.kafka_endpoints)} reachable?)")
+        elif m.failed or m.dropped:  # refused: say by what, not "is Kafka reachable?"
             problems.append(f"{m.failed} message(s) failed, {m.dropped} dropped"
                             + (f" (the last error: {last_error.text})" if last_error.text
                                else " (the errors above say why)"))
