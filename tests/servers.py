@@ -49,6 +49,9 @@ KAFKA_SINGLE_BOOTSTRAP = "127.0.0.1:19092"
 KAFKA_CLUSTER_NODES = {1: "127.0.0.1:29092", 2: "127.0.0.1:29094", 3: "127.0.0.1:29096"}
 KAFKA_CLUSTER_BOOTSTRAP = ",".join(KAFKA_CLUSTER_NODES.values())
 CONSUL_ADDRESS = "127.0.0.1:18500"
+CONSUL_ACL_ADDRESS = "127.0.0.1:18510"
+CONSUL_ACL_MANAGEMENT_TOKEN = "aliecs-dev-management-token"
+"""The management token of ``dev/consul start --acl`` (a test agent's, not a secret)."""
 
 # fixture name -> markers applied to every test that (transitively) uses it
 FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
@@ -57,6 +60,7 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
     "kafka_cluster": ("kafka", "kafka_cluster"),
     "consul_address": ("consul",),
     "consul_client": ("consul",),
+    "consul_acl_address": ("consul",),
 }
 
 MARKERS = {
@@ -344,6 +348,14 @@ def consul_address() -> Iterator[str]:
         return
     with _managed("consul", "consul"):
         yield CONSUL_ADDRESS
+
+
+@pytest.fixture(scope="session")
+def consul_acl_address() -> Iterator[str]:
+    """``host:port`` of a second Consul agent with ACLs on (default policy deny; management
+    token :data:`CONSUL_ACL_MANAGEMENT_TOKEN`), started by ``dev/consul start --acl``."""
+    with _managed("consul-acl", "consul", ("--acl",)):
+        yield CONSUL_ACL_ADDRESS
 
 
 @pytest.fixture(scope="session")

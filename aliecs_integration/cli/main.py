@@ -25,6 +25,7 @@ from aliecs_integration.cli.common import (
     BadInput,
     CliError,
     Options,
+    consul_token_option,
     convert,
     format_table,
     load_settings,
@@ -184,11 +185,11 @@ def hooks() -> None:
     "--wait", type=click.FloatRange(min=0), default=3.0, show_default=True,
     help="Seconds to wait for loaded plugins to leave the CONNECTING state before listing.",
 )
-def plugins_command(settings_source: str | None, wait: float) -> None:
+def plugins_command(settings_source: str | None, consul_token: str | None, wait: float) -> None:
     """List discovered and requested plugins: loaded or not (and why), endpoint, connection."""
     from aliecs_integration.host import PluginHost
 
-    settings = load_settings(settings_source)
+    settings = load_settings(settings_source, consul_token)
     host = PluginHost(settings)
     host.start(announce=False)  # a listing publishes nothing (no start event, no empty list)
     try:
@@ -221,7 +222,7 @@ def topics() -> None:
 @settings_option
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds to wait for the broker and the topics.")
-def topics_create(settings_source: str | None, timeout: float) -> None:
+def topics_create(settings_source: str | None, consul_token: str | None, timeout: float) -> None:
     """Create every standard topic (core and legacy) with the configured partitions and
     replication (kafkaProducer.topics; replication clamped to the number of brokers).
 
@@ -231,7 +232,7 @@ def topics_create(settings_source: str | None, timeout: float) -> None:
     """
     from aliecs_integration.publish.topics import TopicNames
 
-    settings = load_settings(settings_source)
+    settings = load_settings(settings_source, consul_token)
     if not settings.kafka_endpoints:
         raise BadInput(f"{settings.source}: kafkaEndpoints is empty: no broker to create "
                        "topics on")
@@ -317,9 +318,10 @@ def _progress_printer(width: int) -> Callable[[Any], None]:
                    "~/.local/state/aliecs-integration/run_number).")
 @click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds to wait at the end for the broker to acknowledge everything.")
+@consul_token_option
 @click.pass_context
 def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbers: Path | None,
-        flush_timeout: float) -> None:
+        flush_timeout: float, consul_token: str | None) -> None:
     """Run a scenario with the configured plugins, against your own Kafka and Consul.
 
     The engine of `demo` without the dev stack: progress while it runs, then the messages
@@ -332,7 +334,7 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     from aliecs_integration.scenario.session import run_scenario
 
     scenario = load_scenario(scenario_file)
-    settings = load_settings(settings_source)
+    settings = load_settings(settings_source, consul_token)
     quiet_progress_duplicates(ctx)
     count = len(scenario.environments)
     click.echo(f"settings: {settings.source}; scenario: {scenario_file} ({count} "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from aliecs_integration import names
 from aliecs_integration.errors import SettingsError
 from aliecs_integration.settings.secrets import MASK, is_secret_key, masked
 
@@ -154,6 +155,10 @@ def runtime_vars_from(data: Mapping[str, Any], *, source: str) -> dict[str, str]
                 source=source,
                 key=RUNTIME_VARS,
             )
+        try:
+            names.variable_name(name)
+        except names.InvalidName as exc:
+            raise SettingsError(str(exc), source=source, key=f"{RUNTIME_VARS}") from None
         result[name] = _var_string(item, source=source, key=f"{RUNTIME_VARS}.{name}")
     return result
 

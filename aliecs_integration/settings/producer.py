@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 
 from aliecs_integration.errors import SettingsError
-from aliecs_integration.settings.secrets import MASK, is_secret_key
+from aliecs_integration.settings.secrets import MASK, is_secret_key, masked_text
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,10 @@ class OverflowPolicy(enum.Enum):
 
 def mask_properties(properties: Mapping[str, PropertyValue]) -> dict[str, PropertyValue]:
     """A copy of ``properties`` with every secret value replaced by ``***``."""
-    return {k: MASK if is_secret_key(k) else v for k, v in properties.items()}
+    return {
+        k: MASK if is_secret_key(k) else masked_text(v) if isinstance(v, str) else v
+        for k, v in properties.items()
+    }
 
 
 def _frozen(value: Mapping[str, PropertyValue]) -> Mapping[str, PropertyValue]:
