@@ -93,6 +93,30 @@ def _origin(ep: importlib.metadata.EntryPoint) -> str:
     return f"{where}{ep.value}"
 
 
+def declared_settings_keys(
+    entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+) -> frozenset[str]:
+    """The top-level settings keys the installed plugins declare (``endpoint_setting`` and
+    ``settings_keys``), read from each entry point's object without instantiating it. A plugin
+    that cannot be imported declares nothing (the host reports it when it loads plugins)."""
+    eps = entry_points
+    if eps is None:
+        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    keys: set[str] = set()
+    for ep in eps:
+        try:
+            obj = ep.load()
+        except Exception:
+            continue
+        endpoint = getattr(obj, "endpoint_setting", None)
+        if isinstance(endpoint, str) and endpoint:
+            keys.add(endpoint)
+        declared = getattr(obj, "settings_keys", ())
+        if isinstance(declared, tuple | list | frozenset | set):
+            keys.update(k for k in declared if isinstance(k, str))
+    return frozenset(keys)
+
+
 class PluginHost:
     """Loads plugins per the settings and dispatches hooks to them.
 

@@ -128,12 +128,13 @@ def load_settings(source: str | None, token: str | None = None) -> Any:
 
     Raises ``SettingsError`` as :func:`aliecs_integration.settings.sources.load` does.
     """
+    from aliecs_integration.host import declared_settings_keys
     from aliecs_integration.settings.core import Settings
     from aliecs_integration.settings.sources import load
 
     if source is None or not source.strip():
         return Settings.from_dict({}, source="built-in defaults")
-    return load(source, token=token)
+    return load(source, token=token, declared_keys=declared_settings_keys())
 
 
 CONSUL_TOKEN_HELP = (

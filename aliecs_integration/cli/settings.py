@@ -137,6 +137,7 @@ def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
     (and --var) to o2/runtime/aliecs/vars/NAME: either all of them are written or none.
     Variable names: a letter or '_', then letters, digits, '_', '.' or '-'.
     """
+    from aliecs_integration.host import declared_settings_keys
     from aliecs_integration.settings.secrets import is_secret_key, redact_url
     from aliecs_integration.settings.sources import (
         DEFAULT_SETTINGS_KEY,
@@ -145,10 +146,11 @@ def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
     )
 
     extra = _parse_vars(variables)
-    validated = load_file(file)
+    declared = declared_settings_keys()
+    validated = load_file(file, declared_keys=declared)
     key = (key or DEFAULT_SETTINGS_KEY).strip("/")
     written = push_to_consul(address, file, runtime_vars=extra or None, settings_key=key,
-                             token=consul_token)
+                             token=consul_token, declared_keys=declared)
     base = redact_url(address).removeprefix("consul://").removeprefix("http://").rstrip("/")
     click.echo(f"validated {file} ({len(validated.raw)} keys)")
     click.echo(f"wrote in one transaction ({len(written)} keys):")

@@ -186,6 +186,7 @@ class ProducerConfig:
             block_timeout_s=q.number("blockTimeoutSeconds", 5.0),
             flush_timeout_s=p.number("flushTimeoutSeconds", 10.0),
         )
+        _check_with_client(config, source)
         config.warn_weak_delivery(source)
         return config
 
@@ -243,6 +244,37 @@ class ProducerConfig:
                 where,
                 KEY,
             )
+
+
+_QUIET = logging.getLogger(f"{__name__}.check")
+_QUIET.setLevel(logging.CRITICAL + 1)
+_QUIET.propagate = False
+_PROPERTY = re.compile(r'property:? "([^"]+)"')
+
+
+def _check_with_client(config: ProducerConfig, source: str) -> None:
+    """Let the Kafka client itself judge the librdkafka properties (names and values) by
+    building a producer that connects nowhere (no bootstrap servers); a refusal becomes
+    ``SettingsError`` naming the property, so a typo such as ``lingerms`` is caught when the
+    settings are validated, not when the publisher starts."""
+    from confluent_kafka import KafkaException, Producer
+
+    split = config.queue_split()
+    try:
+        Producer({**config.producer_properties(),
+                  "queue.buffering.max.messages": split.client_messages,
+                  "queue.buffering.max.kbytes": split.client_kbytes,
+                  "logger": _QUIET})
+    except KafkaException as exc:
+        text = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        named = _PROPERTY.search(text)
+        key = f"{KEY}.properties"
+        if named and named[1] in config.properties:
+            key = f"{key}.{named[1]}"
+        raise SettingsError(
+            f"the Kafka client refused the properties: {masked_text(text)}", source=source,
+            key=key,
+        ) from None
 
 
 def _type_name(value: Any) -> str:

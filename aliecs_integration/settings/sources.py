@@ -13,7 +13,7 @@ import base64
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,7 +65,7 @@ def _read_file(path: Path) -> tuple[str, str]:
         raise SettingsError(what, source=source) from None
 
 
-def load_file(path: Path) -> Settings:
+def load_file(path: Path, *, declared_keys: Collection[str] = ()) -> Settings:
     """Read and validate a YAML settings file (source: its absolute path).
 
     Runtime variables come from the file's optional top-level ``runtimeVars`` mapping (it also
@@ -73,7 +73,8 @@ def load_file(path: Path) -> Settings:
     YAML is malformed (with line and column) or a key has a wrong type.
     """
     text, source = _read_file(path)
-    return Settings.from_dict(parse_yaml(text, source=source), source=source)
+    return Settings.from_dict(parse_yaml(text, source=source), source=source,
+                              declared_keys=declared_keys)
 
 
 def _split(url: str, *, shown: str) -> SplitResult:
@@ -321,6 +322,7 @@ def load_consul(
     vars_prefix: str = DEFAULT_VARS_PREFIX,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
+    declared_keys: Collection[str] = (),
 ) -> Settings:
     """Read the settings document at ``settings_key`` and the runtime variables under
     ``vars_prefix`` (name = key minus prefix, value = UTF-8 text) from Consul at ``address``.
@@ -348,12 +350,17 @@ def load_consul(
             if key != prefix
         }
     return Settings.from_dict(
-        parse_yaml(text, source=source), source=source, runtime_vars=variables
+        parse_yaml(text, source=source), source=source, runtime_vars=variables,
+        declared_keys=declared_keys,
     )
 
 
 def load(
-    source: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None
+    source: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
+    declared_keys: Collection[str] = (),
 ) -> Settings:
     """Load settings from ``consul://host:port[/settings/key]`` or a YAML file path.
 
@@ -369,15 +376,16 @@ def load(
         parts = _split(text, shown=redact_url(text))
         if parts.scheme == "consul":
             key = parts.path.strip("/") or DEFAULT_SETTINGS_KEY
-            return load_consul(parts.netloc, settings_key=key, timeout_s=timeout_s, token=token)
+            return load_consul(parts.netloc, settings_key=key, timeout_s=timeout_s, token=token,
+                               declared_keys=declared_keys)
         if parts.scheme == "file":
-            return load_file(Path(parts.path))
+            return load_file(Path(parts.path), declared_keys=declared_keys)
         raise SettingsError(
             f"unknown settings source scheme {parts.scheme!r}: "
             "expected consul://host:port[/key], file:///path or a YAML file path",
             source=redact_url(source),
         )
-    return load_file(Path(text))
+    return load_file(Path(text), declared_keys=declared_keys)
 
 
 def push_to_consul(
@@ -389,6 +397,7 @@ def push_to_consul(
     vars_prefix: str = DEFAULT_VARS_PREFIX,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
+    declared_keys: Collection[str] = (),
 ) -> dict[str, str]:
     """Validate ``settings_file`` and write it to Consul at ``address``, all or nothing.
 
@@ -405,7 +414,8 @@ def push_to_consul(
     for name in (runtime_vars or {}):
         _safe_variable(name, source="--var")
     settings = Settings.from_dict(
-        parse_yaml(text, source=source), source=source, runtime_vars=runtime_vars
+        parse_yaml(text, source=source), source=source, runtime_vars=runtime_vars,
+        declared_keys=declared_keys,
     )
     settings_key = settings_key.strip("/")
     prefix = _normalise_prefix(vars_prefix)

@@ -190,7 +190,8 @@ def test_load_dispatches_consul(
 
     monkeypatch.setattr(settings_sources, "load_consul", fake_load_consul)
     assert load(source, timeout_s=2.0, token="t") is sentinel
-    assert calls == [(address, {"settings_key": key, "timeout_s": 2.0, "token": "t"})]
+    assert calls == [(address, {"settings_key": key, "timeout_s": 2.0, "token": "t",
+                                "declared_keys": ()})]
 
 
 @pytest.mark.parametrize(
