@@ -3,8 +3,8 @@
 A run number is an identity in every downstream system: it must never repeat, whatever happens
 to the files. The file holds the last number handed out, as decimal text; a second copy
 (``<file>.copy``) and an extended attribute of the directory (``user.aliecs.<file>``, where the
-file system supports it: deleting files does not touch it) hold the same. :meth:`RunNumberStore.next` takes an exclusive ``fcntl.flock``
-on the *directory* holding them (deleting a file cannot split the lock between processes, as a
+file system supports it: deleting files does not touch it) hold the same.
+:meth:`RunNumberStore.next` takes an exclusive ``fcntl.flock`` on the *directory* holding them (deleting a file cannot split the lock between processes, as a
 deleted lock file did) and a thread lock, then takes the largest of the file, its copies and the
 last number this process handed out for that path, adds one, and writes them all (temporary
 file, fsync, rename, fsync of the directory): a crash leaves the old or the new number, never a
@@ -16,6 +16,7 @@ an error naming the path.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -114,10 +115,9 @@ class RunNumberStore:
         return int(match[1]) if match else 0
 
     def _set_attribute(self, dir_fd: int, number: int) -> None:
-        try:
+        # no extended attributes on some file systems: the two files still keep the number
+        with contextlib.suppress(OSError):
             os.setxattr(dir_fd, self._attribute, str(number).encode())
-        except OSError:  # no extended attributes here: the two files still keep the number
-            pass
 
     def _key(self) -> Path:
         return Path(os.path.abspath(self.path))
