@@ -2,16 +2,17 @@
 
 A run number is an identity in every downstream system: it must never repeat, whatever happens
 to the files. The file holds the last number handed out, as decimal text; a second copy
-(``<file>.copy``) and an extended attribute of the directory (``user.aliecs.<file>``, where the
-file system supports it: deleting files does not touch it) hold the same.
-:meth:`RunNumberStore.next` takes an exclusive ``fcntl.flock`` on the *directory* holding
-them (deleting a file cannot split the lock between processes, as a deleted lock file did) and a thread lock, then takes the largest of the file, its copies and the
-last number this process handed out for that path, adds one, and writes them all (temporary
-file, fsync, rename, fsync of the directory): a crash leaves the old or the new number, never a
-torn file. So a deleted file is recovered from its copy or from the process's memory (with a
-logged warning), never restarted at 1; only when every copy and every process that knew the
-number are gone does numbering start again. A file that exists but does not hold a number is
-an error naming the path.
+(``<file>.copy``) and an extended attribute of the directory (``user.aliecs.<file>``, where
+the file system supports it: deleting files does not touch it) hold the same.
+
+:meth:`RunNumberStore.next` takes an exclusive ``fcntl.flock`` on the *directory* holding them
+(deleting a file cannot split the lock between processes, as a deleted lock file did) and a
+thread lock, then takes the largest of the file, its copies and the last number this process
+handed out for that path, adds one, and writes them all (temporary file, fsync, rename, fsync
+of the directory): a crash leaves the old or the new number, never a torn file. A deleted file
+is recovered from a copy or from the process's memory (with a logged warning), never restarted
+at 1; only when every copy and every process that knew the number are gone does numbering
+start again. A file that exists but does not hold a number is an error naming the path.
 """
 
 from __future__ import annotations
