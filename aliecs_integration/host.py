@@ -391,11 +391,19 @@ class PluginHost:
         return found
 
     def stop(self, timeout_s: float = 10.0) -> HostStopReport:
-        """Fire ``on_host_stop`` (plugins flush within ``timeout_s``), collect each plugin's
-        final delivery report, and unregister all plugins. Never raises because of a plugin."""
+        """Fire ``on_host_stop`` (plugins flush, all within one ``timeout_s`` deadline: each
+        plugin gets what the ones before it left), collect each plugin's final delivery
+        report, and unregister all plugins. Never raises because of a plugin."""
         if not self._started:
             return HostStopReport([], {})
-        failures = self.fire("on_host_stop", HostStopEvent(timeout_s=timeout_s))
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        failures: list[PluginFailure] = []
+        for plugin_name, function in self._dispatch.get("on_host_stop", ()):
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                function(event=HostStopEvent(timeout_s=left))
+            except Exception as exc:
+                failures.append(self._record_failure(plugin_name, "on_host_stop", exc))
         deliveries: dict[str, DeliveryReport] = {}
         for name, plugin in list(self.pm.list_name_plugin()):
             report = self._ask(plugin, name, "delivery_report", None)

@@ -58,8 +58,7 @@ class AliecsGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Terminated as terminated:
-            click.echo(f"error: {terminated}; what the producers held was flushed or counted "
-                       "as undelivered above", err=True)
+            click.echo(f"error: {terminated}; {terminated.outcome()}", err=True)
             ctx.exit(terminated.exit_code)
         except KeyboardInterrupt:
             raise click.Abort() from None
@@ -316,12 +315,14 @@ def _progress_printer(width: int) -> Callable[[Any], None]:
 @click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),
               help="Run-number file (default: $ALIECS_STATE_DIR/run_number or "
                    "~/.local/state/aliecs-integration/run_number).")
-@click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              help="Seconds to wait at the end for the broker to acknowledge everything.")
+@click.option("--flush-timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds to wait at the end (or after SIGTERM) for the broker to acknowledge "
+                   "everything, all plugins together [default: kafkaProducer."
+                   "flushTimeoutSeconds, 10].")
 @consul_token_option
 @click.pass_context
 def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbers: Path | None,
-        flush_timeout: float, consul_token: str | None) -> None:
+        flush_timeout: float | None, consul_token: str | None) -> None:
     """Run a scenario with the configured plugins, against your own Kafka and Consul.
 
     The engine of `demo` without the dev stack: progress while it runs, then the messages
@@ -335,6 +336,8 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
 
     scenario = load_scenario(scenario_file)
     settings = load_settings(settings_source, consul_token)
+    if flush_timeout is None:
+        flush_timeout = settings.producer.flush_timeout_s
     quiet_progress_duplicates(ctx)
     count = len(scenario.environments)
     click.echo(f"settings: {settings.source}; scenario: {scenario_file} ({count} "

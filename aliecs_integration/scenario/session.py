@@ -54,10 +54,15 @@ def run_scenario(
     run_numbers: RunNumberStore,
     on_progress: ProgressCallback | None = None,
     on_started: Callable[[list[PluginStatus]], None] | None = None,
-    flush_timeout_s: float = 10.0,
+    flush_timeout_s: float | None = None,
     require_plugins: bool = False,
 ) -> EngineOutcome:
     """Start the plugins, run ``scenario`` through an environment manager, flush, stop.
+
+    ``flush_timeout_s`` (default: the settings' ``kafkaProducer.flushTimeoutSeconds``) is one
+    deadline for the whole shutdown: the final flush and every plugin's ``on_host_stop``
+    share it, also when the run is interrupted (SIGTERM), after the environment threads
+    stopped.
 
     ``on_started`` sees the plugin list once the host started. With ``require_plugins``, a
     plugin the settings ask for (core-kafka, ``integrationPlugins``) that did not load raises
@@ -68,6 +73,14 @@ def run_scenario(
     from aliecs_integration.engine.manager import EnvironmentManager
 
     started = time.monotonic()
+    budget = settings.producer.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
+    deadline: list[float] = []
+
+    def left() -> float:
+        if not deadline:  # the shutdown starts now
+            deadline.append(time.monotonic() + budget)
+        return max(0.0, deadline[0] - time.monotonic())
+
     host = PluginHost(settings)
     host.start()
     try:
@@ -82,11 +95,11 @@ def run_scenario(
             result = ScenarioRunner(manager, on_progress=on_progress).run(scenario)
         finally:
             manager.close()
-        host.flush(flush_timeout_s)
+        host.flush(left())
         metrics = host.metrics().get(CORE_PLUGIN) if settings.producing else None
         plugins = tuple(host.list_plugins())
     finally:
-        host.stop(timeout_s=flush_timeout_s)
+        host.stop(timeout_s=left())
     failed = tuple(
         f"plugin {name}: {count} hook call(s) failed, the last: {last.hook}: "
         f"{_one_line(last.error)}"
