@@ -45,7 +45,7 @@ from confluent_kafka.admin import AdminClient
 
 from aliecs_integration.errors import PublishError, SettingsError
 from aliecs_integration.log_limits import RateLimitFilter
-from aliecs_integration.publish.delivery_tracker import DeliveryTracker
+from aliecs_integration.publish.delivery_tracker import MISSING_TOPIC, DeliveryTracker
 from aliecs_integration.publish.held_messages import HeldMessages, size_of
 from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.publish.topic_admin import TopicCreator
@@ -84,7 +84,8 @@ class Publisher:
         self.config, self.name = config, name
         self.metrics = Metrics()
         self._count_published = self.metrics.count_published
-        self._deliveries = DeliveryTracker(self.metrics, name, log)
+        self._deliveries = DeliveryTracker(self.metrics, name, log,
+                                           on_missing_topic=self._topic_gone)  # issue 12
         split = config.queue_split()
         self.max_message_bytes = split.max_message_bytes
         self._cond = threading.Condition()
@@ -135,6 +136,7 @@ class Publisher:
             wants_probe=lambda: not self._closed
             and self._deliveries.state is not ConnectionState.READY,
             timeout_s=ADMIN_TIMEOUT_S,
+            refresh=lambda t: self._producer.list_topics(t, timeout=ADMIN_TIMEOUT_S),  # issue 12
         )
         self._poller = threading.Thread(target=self._poll_loop, name=f"{name}-poller", daemon=True)
         self._poller.start()
@@ -155,7 +157,8 @@ class Publisher:
             except BufferError:
                 pass  # librdkafka's queue is full: queue it ourselves
             except KafkaException as exc:
-                self._refuse(topic, f"the Kafka client refused it: {exc}")
+                if not self._missing(exc, topic):  # issue 12: a deleted topic waits instead
+                    self._refuse(topic, f"the Kafka client refused it: {exc}")
         self._enqueue(topic, value, key)
 
     def prepare(self, topics: Iterable[str]) -> None:
@@ -250,6 +253,8 @@ class Publisher:
         except BufferError:
             return False
         except KafkaException as exc:
+            if self._missing(exc, topic):  # issue 12: held, waiting for the topic again
+                return False
             self._refuse(topic, f"the Kafka client refused it: {exc}")
 
     def _enqueue(self, topic: str, value: bytes, key: bytes | None) -> None:
@@ -298,6 +303,11 @@ class Publisher:
                 except BufferError:
                     break
                 except KafkaException as exc:
+                    if self._missing(exc, topic):  # issue 12: back to waiting for the topic
+                        item = self._backlog[0]
+                        self._held.pop_backlog()
+                        self._held.add(item, topic_exists=False)
+                        continue
                     self.metrics.record_dropped(topic)
                     log.error(
                         "%s: message to %s dropped: the Kafka client refused it: %s",
@@ -344,6 +354,35 @@ class Publisher:
             reason,
             len(lost),
         )
+
+    # --- issue 12: a topic deleted while running is re-created (see topic_admin) -------------
+    def _missing(self, exc: KafkaException, topic: str) -> bool:
+        """True (and the topic asked for again) when ``exc`` says ``topic`` does not exist."""
+        if not exc.args or getattr(exc.args[0], "code", lambda: None)() not in MISSING_TOPIC:
+            return False
+        with self._cond:
+            if self._closed:
+                return False
+            self._created.discard(topic)
+            self._topics.request((topic,), again=True)
+        return True
+
+    def _topic_gone(self, msg: Any) -> bool:
+        """Delivery report of a message whose topic no longer exists (deleted under us): hold
+        it again, waiting for the topic, and ask for the topic to be re-created. False once
+        closed (the message then counts as failed)."""
+        topic = msg.topic()
+        with self._cond:
+            if self._closed:
+                return False
+            if topic in self._created:
+                self._created.discard(topic)
+                log.warning("%s: topic %s disappeared (deleted?): re-creating it; its "
+                            "messages wait for it", self.name, topic)
+            self._held.add((topic, msg.value(), msg.key(), time.monotonic()), topic_exists=False)
+            self._topics.request((topic,), again=True)
+        return True
+    # --- end issue 12 ---------------------------------------------------------------------
 
     def _mark_created(self, topics: set[str]) -> None:
         with self._cond:
