@@ -311,7 +311,7 @@ def _progress_printer(width: int) -> Callable[[Any], None]:
 @click.option("--settings", "settings_source", metavar="SOURCE", envvar=SETTINGS_ENV,
               required=True, help="consul://HOST:PORT[/KEY] or a YAML settings file.")
 @click.option("--scenario", "scenario_file", required=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="Scenario YAML file.")
+              type=click.Path(path_type=Path), help="Scenario YAML file.")
 @click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),
               help="Run-number file (default: $ALIECS_STATE_DIR/run_number or "
                    "~/.local/state/aliecs-integration/run_number).")
@@ -377,10 +377,10 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option("--keep-servers", is_flag=True,
               help="Leave Kafka and Consul running at the end (when the demo started them).")
-@click.option("--settings-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--settings-file", type=click.Path(path_type=Path),
               default=REPO_EXAMPLES / "settings.yaml", show_default=True,
               help="Settings pushed to Consul before the run.")
-@click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--scenario", "scenario_file", type=click.Path(path_type=Path),
               default=REPO_EXAMPLES / "scenario.yaml", show_default=True)
 @click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),
               default=DEMO_RUN_NUMBERS, show_default=True, help="Run-number file of the demo.")

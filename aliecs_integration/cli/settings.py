@@ -119,7 +119,7 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @settings.command(epilog=EXIT_CODES_HELP)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--consul", "address", envvar=CONSUL_ENV, required=True, metavar="HOST:PORT",
               help=f"Consul HTTP address (also ${CONSUL_ENV}).")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
