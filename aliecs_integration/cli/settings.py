@@ -31,6 +31,7 @@ PRODUCER_FIELDS: Mapping[str, str] = {
     "overflow": "queue.overflow",
     "block_timeout_s": "queue.blockTimeoutSeconds",
     "flush_timeout_s": "flushTimeoutSeconds",
+    "spool_path": "spool.path",
 }
 
 

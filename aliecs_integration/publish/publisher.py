@@ -48,6 +48,7 @@ from aliecs_integration.log_limits import RateLimitFilter
 from aliecs_integration.publish.delivery_tracker import MISSING_TOPIC, DeliveryTracker
 from aliecs_integration.publish.held_messages import HeldMessages, size_of
 from aliecs_integration.publish.metrics import Metrics
+from aliecs_integration.publish.spool import Spool, SpooledDeliveries
 from aliecs_integration.publish.topic_admin import TopicCreator
 from aliecs_integration.records import ConnectionState, DeliveryReport
 from aliecs_integration.settings.producer import ProducerConfig
@@ -84,8 +85,15 @@ class Publisher:
         self.config, self.name = config, name
         self.metrics = Metrics()
         self._count_published = self.metrics.count_published
-        self._deliveries = DeliveryTracker(self.metrics, name, log,
-                                           on_missing_topic=self._topic_gone)  # issue 12
+        # issue 12: the optional on-disk spool (see publish/spool.py)
+        self._spool = (Spool(config.spool_path, max_messages=config.max_messages,
+                             max_bytes=config.max_bytes) if config.spool_path else None)
+        self._deliveries = (
+            DeliveryTracker(self.metrics, name, log, on_missing_topic=self._topic_gone)
+            if self._spool is None else
+            SpooledDeliveries(self._spool, self.metrics, name, log,
+                              on_missing_topic=self._topic_gone)
+        )
         split = config.queue_split()
         self.max_message_bytes = split.max_message_bytes
         self._cond = threading.Condition()
@@ -140,6 +148,9 @@ class Publisher:
         )
         self._poller = threading.Thread(target=self._poll_loop, name=f"{name}-poller", daemon=True)
         self._poller.start()
+        if self._spool is not None:  # issue 12: journal first, then what a crash left
+            setattr(self, "publish", self._spooled_publish)  # noqa: B010 (shadows the method)
+            self._replay_spool()
 
     # ------------------------------------------------------------------ public API
     def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -211,6 +222,8 @@ class Publisher:
             self._producer.purge(in_queue=True, in_flight=True, blocking=True)
             self._producer.flush(1.0)  # serves the purged messages' delivery reports
         self._producer.close()
+        if self._spool is not None:  # issue 12: what was not acknowledged stays journaled
+            self._spool.close()
         self._deliveries.state = ConnectionState.SHUTDOWN
         _rdkafka_filter.release(_rdkafka_log)
         report = self._report(abandoned + self._deliveries.purged)
@@ -354,6 +367,36 @@ class Publisher:
             reason,
             len(lost),
         )
+
+    # --- issue 12: the spool (publish/spool.py) ---------------------------------------------
+    def _spooled_publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """:meth:`publish` with the spool on: journaled before anything else; a message
+        refused here (counted as dropped) leaves the journal."""
+        assert self._spool is not None
+        self._spool.append(topic, value, key)
+        try:
+            Publisher.publish(self, topic, value, key)
+        except PublishError:
+            self._spool.done(topic, value, key)
+            raise
+
+    def _replay_spool(self) -> None:
+        assert self._spool is not None
+        left = self._spool.replay()
+        refused = 0
+        for topic, value, key in left:
+            try:
+                self._spooled_publish(topic, value, key)
+            except PublishError:
+                refused += 1
+        if left:
+            log.warning("%s: spool %s: replayed %d message(s) a previous run left "
+                        "unacknowledged (%d refused)", self.name, self._spool.path, len(left),
+                        refused)
+
+    def spool_stats(self) -> dict[str, Any] | None:
+        """The spool's entries, bytes, replayed and trimmed counts; None without a spool."""
+        return None if self._spool is None else self._spool.stats()
 
     # --- issue 12: a topic deleted while running is re-created (see topic_admin) -------------
     def _missing(self, exc: KafkaException, topic: str) -> bool:

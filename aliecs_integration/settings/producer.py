@@ -20,6 +20,8 @@ The key is optional; every sub-key has a default::
         overflow: block           # block | drop_oldest | drop_newest
         blockTimeoutSeconds: 5.0
       flushTimeoutSeconds: 10
+      spool:                      # optional: keep every message on disk until acknowledged
+        path: /var/lib/aliecs/spool      # a directory; replayed at the next start after a crash
 
 Producer defaults are ``acks=all``, ``enable.idempotence=true`` and ``message.timeout.ms=0``
 (a message waits out a broker outage instead of failing). A user property overrides any of
@@ -131,6 +133,10 @@ class ProducerConfig:
     overflow: OverflowPolicy = OverflowPolicy.BLOCK
     block_timeout_s: float = 5.0
     flush_timeout_s: float = 10.0
+    spool_path: str | None = None
+    """``spool.path``: the directory of the on-disk journal of unacknowledged messages (off
+    when None); see
+    :mod:`aliecs_integration.publish.spool`."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, *, source: str) -> ProducerConfig:
@@ -147,7 +153,7 @@ class ProducerConfig:
                 f"expected a mapping, got {_type_name(data)}", source=source, key=KEY
             )
         p = _Reader(data, source, KEY)
-        p.only("properties", "topics", "topicRoot", "queue", "flushTimeoutSeconds")
+        p.only("properties", "topics", "topicRoot", "queue", "flushTimeoutSeconds", "spool")
         properties = _properties(data.get("properties"), source)
         topics = p.mapping("topics")
         t = _Reader(topics, source, f"{KEY}.topics")
@@ -165,6 +171,12 @@ class ProducerConfig:
                 source=source,
                 key=f"{KEY}.queue.overflow",
             ) from None
+        spool = _Reader(p.mapping("spool"), source, f"{KEY}.spool")
+        spool.only("path")
+        spool_path = spool.data.get("path")
+        if spool_path is not None and (not isinstance(spool_path, str) or not spool_path.strip()
+                                       or "\x00" in spool_path):
+            raise spool._error("path", f"expected a file path, got {_type_name(spool_path)}")
         root = p.string("topicRoot", "aliecs")
         if not _TOPIC_ROOT.match(root):
             raise SettingsError(
@@ -185,6 +197,7 @@ class ProducerConfig:
             overflow=overflow,
             block_timeout_s=q.number("blockTimeoutSeconds", 5.0),
             flush_timeout_s=p.number("flushTimeoutSeconds", 10.0),
+            spool_path=spool_path.strip() if spool_path else None,
         )
         _check_with_client(config, source)
         config.warn_weak_delivery(source)
