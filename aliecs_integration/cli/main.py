@@ -287,13 +287,16 @@ def create_topics(
 
 
 class _LastError(logging.Handler):
-    """Keeps the last ERROR logged by the publisher, to name the cause in the final line."""
+    """Keeps the last warning or error the publisher logged (a refused message, an
+    authentication failure, a refused connection), to name the cause in the final line."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
         self.text = ""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.funcName == "close":  # the final count, not a cause
+            return
         try:
             text = " ".join(record.getMessage().split())
         except Exception:  # a bad log call must not break the command
@@ -359,10 +362,12 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
         click.echo(format_table(TOPIC_HEADERS,
                                 topic_rows(outcome.metrics)))
         m = outcome.metrics
-        if m.queued:  # not acknowledged: the broker is the likely cause
+        if m.queued:  # not acknowledged: the broker (or the way to it) is the likely cause
             problems.append(f"{m.queued} message(s) not acknowledged within {flush_timeout:g} s,"
                             f" {m.failed} failed, {m.dropped} dropped (is Kafka at "
-                            f"{','.join(settings.kafka_endpoints)} reachable?)")
+                            f"{','.join(settings.kafka_endpoints)} reachable?"
+                            + (f" the last error: {last_error.text}" if last_error.text else "")
+                            + ")")
         elif m.failed or m.dropped:  # refused: say by what, not "is Kafka reachable?"
             problems.append(f"{m.failed} message(s) failed, {m.dropped} dropped"
                             + (f" (the last error: {last_error.text})" if last_error.text

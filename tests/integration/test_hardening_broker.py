@@ -68,3 +68,25 @@ def test_plugins_listing_publishes_nothing(
     finally:
         consumer.close()
     assert counts == {f"{topic_prefix}.core": 0, f"{topic_prefix}.env_list.RUNNING": 0}
+
+
+def test_run_names_an_authentication_failure_not_just_reachability(
+    tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # SASL against the plain listener of the real broker: the handshake fails
+    settings = settings_file(
+        tmp_path, kafka_bootstrap, topic_prefix,
+        "kafkaProducer:\n  topicRoot: " + topic_prefix + "\n  properties: {security.protocol: "
+        "SASL_PLAINTEXT, sasl.mechanism: PLAIN, sasl.username: u, sasl.password: "
+        "hunter2secret}\n")
+    text = settings.read_text().replace(
+        f"kafkaProducer: {{topicRoot: {topic_prefix}, topics: {{replicationFactor: 1}}}}\n", "")
+    settings.write_text(text)
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text("environments: [{id: a, actions: [DEPLOY]}]\n")
+    result = invoke("run", "--settings", str(settings), "--scenario", str(scenario),
+                    "--run-numbers", str(tmp_path / "rn"), "--flush-timeout", "3")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    [line] = error_lines(result)
+    assert "not acknowledged" in line and "SASL" in line and "handshake failed" in line, line
+    assert "hunter2secret" not in result.stdout + result.stderr
