@@ -29,7 +29,7 @@ from aliecs_integration.records import (
 )
 from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.sources import load_consul, push_to_consul
-from tests.kafka_read import existing_topics, read_topics
+from tests.kafka_helpers import existing_topics, read_topics
 
 
 class Recorder:

@@ -26,7 +26,8 @@ from aliecs_integration.records import (
     RunEvent,
     TransitionStepEvent,
 )
-from tests.reliability import core_metrics, flush_core, settings
+from tests.kafka_helpers import core_kafka_settings
+from tests.reliability import core_metrics, flush_core
 
 pytestmark = pytest.mark.reliability
 
@@ -88,7 +89,7 @@ def test_raising_hanging_and_slow_plugins_are_isolated(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     recorder = Recorder()
-    host = PluginHost(settings(kafka_bootstrap, topic_prefix), extra_plugins={
+    host = PluginHost(core_kafka_settings(kafka_bootstrap, topic_prefix), extra_plugins={
         "raising": Raising(), "hanging": Hanging(), "recorder": recorder})
     host.start()
     assert {p.name for p in host.list_plugins() if p.loaded} == {

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability import read_topic
+from tests.kafka_helpers import read_topic
 
 pytestmark = [
     pytest.mark.reliability,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -23,46 +21,7 @@ from aliecs_integration.publish.reader import (
     message_types,
     text_line,
 )
-
-
-class FakeMessage:
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None,
-                 key: bytes | None = None, error: Any = None) -> None:
-        self._t, self._p, self._o, self._v, self._k, self._e = (
-            topic, partition, offset, value, key, error)
-
-    def error(self) -> Any:
-        return self._e
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def key(self) -> bytes | None:
-        return self._k
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1700000000000)
-
-
-def eof(topic: str, partition: int = 0) -> FakeMessage:
-    return FakeMessage(topic, partition, 0, None, error=KafkaError(KafkaError._PARTITION_EOF))
-
-
-class FakeConsumer:
-    def __init__(self, messages: list[FakeMessage | None]) -> None:
-        self.messages: Iterator[FakeMessage | None] = iter(messages)
-
-    def poll(self, timeout: float) -> FakeMessage | None:
-        return next(self.messages, None)
+from tests.fakes import FakeConsumer, FakeMessage, partition_eof
 
 
 def run_event(env: str = "env-1", run: int = 7) -> bytes:
@@ -86,7 +45,7 @@ def test_message_type_follows_the_topic_name() -> None:
 
 
 def test_decoded_json_and_text_lines() -> None:
-    item = decode(FakeMessage("aliecs.run", 0, 41, run_event(), key=b"env-1"), events_pb2.Event)
+    item = decode(FakeMessage("aliecs.run", run_event(), b"env-1", offset=41), events_pb2.Event)
     assert item.ok
     line = json.loads(json_line(item))
     assert line["topic"] == "aliecs.run" and line["offset"] == 41 and line["key"] == "env-1"
@@ -100,7 +59,7 @@ def test_decoded_json_and_text_lines() -> None:
 
 
 def test_undecodable_bytes_give_a_clear_line() -> None:
-    item = decode(FakeMessage("aliecs.run", 2, 9, GARBAGE), events_pb2.Event)
+    item = decode(FakeMessage("aliecs.run", GARBAGE, partition=2, offset=9), events_pb2.Event)
     assert not item.ok
     line = json.loads(json_line(item))
     assert (line["topic"], line["partition"], line["offset"]) == ("aliecs.run", 2, 9)
@@ -110,19 +69,19 @@ def test_undecodable_bytes_give_a_clear_line() -> None:
     text = text_line(item)
     assert text.startswith("aliecs.run[2]@9 key=- UNDECODABLE (64 bytes): cannot decode")
     assert "hex ffffffff" in text
-    tombstone = decode(FakeMessage("aliecs.run", 0, 1, None), events_pb2.Event)
+    tombstone = decode(FakeMessage("aliecs.run", None, offset=1), events_pb2.Event)
     assert tombstone.error == "no value (a tombstone)"
 
 
 def test_loop_reports_garbage_and_goes_on_until_every_partition_ended() -> None:
     consumer = FakeConsumer([
-        FakeMessage("aliecs.run", 0, 0, run_event(run=1)),
+        FakeMessage("aliecs.run", run_event(run=1), offset=0),
         None,
-        FakeMessage("aliecs.run", 0, 1, GARBAGE),
-        FakeMessage("aliecs.run", 0, 2, run_event(run=3)),
-        eof("aliecs.run"),
-        eof("aliecs.env_list.RUNNING"),
-        FakeMessage("aliecs.run", 0, 3, run_event(run=4)),  # never reached: both ended
+        FakeMessage("aliecs.run", GARBAGE, offset=1),
+        FakeMessage("aliecs.run", run_event(run=3), offset=2),
+        partition_eof("aliecs.run"),
+        partition_eof("aliecs.env_list.RUNNING"),
+        FakeMessage("aliecs.run", run_event(run=4), offset=3),  # never reached: both ended
     ])
     seen: list[Decoded] = []
     summary = consume_loop(
@@ -136,7 +95,7 @@ def test_loop_reports_garbage_and_goes_on_until_every_partition_ended() -> None:
 
 
 def test_loop_stops_at_max_and_after_idle_timeout() -> None:
-    many = [FakeMessage("aliecs.run", 0, i, run_event(run=i)) for i in range(10)]
+    many = [FakeMessage("aliecs.run", run_event(run=i), offset=i) for i in range(10)]
     summary = consume_loop(FakeConsumer(many), {"aliecs.run": events_pb2.Event},
                            [("aliecs.run", 0)], emit=lambda i: None, stop_at_end=False,
                            max_messages=4, poll_s=0)
@@ -150,8 +109,7 @@ def test_loop_stops_at_max_and_after_idle_timeout() -> None:
 
 def test_fatal_consumer_error_ends_with_a_clear_error() -> None:
 
-    gone = FakeMessage("aliecs.run", 0, 0, None,
-                       error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    gone = FakeMessage("aliecs.run", None, error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
     with pytest.raises(ReadError, match=r"aliecs\.run"):
         consume_loop(FakeConsumer([gone]), {"aliecs.run": events_pb2.Event},
                      [("aliecs.run", 0)], emit=lambda i: None, stop_at_end=True, poll_s=0)
