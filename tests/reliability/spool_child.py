@@ -16,8 +16,8 @@ from tests.reliability import numbered, started_host
 
 
 def main(bootstrap: str, root: str, spool: str, handed: str, first: int) -> None:
-    spooling = {"spool": {"path": spool}} if spool != "-" else {}  # "-": no spool (contrast)
-    host = started_host(bootstrap, root, topics={"replicationFactor": 1}, **spooling)
+    spooling = {"spool_path": spool} if spool != "-" else {}  # "-": no spool (contrast)
+    host = started_host(bootstrap, root, replication_factor=1, **spooling)
     if first < 0:
         reports = host.flush(120.0)
         host.stop(timeout_s=30.0)

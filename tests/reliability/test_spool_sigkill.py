@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability import SERVICE, numbers_in, read_topic
-from tests.servers import REPO
+from tests.kafka_helpers import read_topic
+from tests.reliability import SERVICE, numbers_in
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 KILLS = 4
+REPO = Path(__file__).resolve().parents[2]
 
 
 def child(

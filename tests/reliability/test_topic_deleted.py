@@ -8,7 +8,8 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.reliability import SERVICE, PacedStream, flush_core, numbers_in, read_topic, started_host
+from tests.kafka_helpers import read_topic
+from tests.reliability import SERVICE, PacedStream, flush_core, numbers_in, started_host
 
 pytestmark = [pytest.mark.reliability]
 
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.reliability]
 def test_a_deleted_topic_is_recreated_and_nothing_fails(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    host = started_host(kafka_bootstrap, topic_prefix, topics={"replicationFactor": 1})
+    host = started_host(kafka_bootstrap, topic_prefix, replication_factor=1)
     topic = f"{topic_prefix}.integrated_service.{SERVICE}"
     total = 3000
     stream = PacedStream(host, total, pace=500.0, chunk=25)
