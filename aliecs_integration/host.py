@@ -151,10 +151,10 @@ class PluginHost:
 
     # ----------------------------------------------------------------- loading
 
-    def start(self, *, announce: bool = True) -> None:
+    def start(self, *, listing: bool = False) -> None:
         """Discover, load and instantiate the enabled plugins, then fire ``on_host_start``
-        (unless ``announce`` is false: listing plugins must not publish a start event or an
-        empty running list that dashboards would believe).
+        (with ``listing``: the host only lists plugins, they must publish nothing; see
+        :class:`~aliecs_integration.records.HostStartEvent`).
 
         Never raises because of a plugin: failures are reported in :meth:`list_plugins`.
         Raises :class:`PluginError` when called twice.
@@ -180,8 +180,8 @@ class PluginHost:
         for name, obj in self._extra.items():
             self._instantiate(name, obj, origin="registered in-process")
         self._collect_call_functions()
-        if announce:
-            self.fire("on_host_start", HostStartEvent(plugin_names=tuple(self.plugin_names())))
+        self.fire("on_host_start",
+                  HostStartEvent(plugin_names=tuple(self.plugin_names()), listing=listing))
 
     def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
         eps = self._entry_points

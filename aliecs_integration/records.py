@@ -249,10 +249,15 @@ class CoreEvent:
 
 @attrs.frozen
 class HostStartEvent:
-    """The host has loaded its plugins and is about to serve environments."""
+    """The host has loaded its plugins and is about to serve environments.
+
+    ``listing``: the host only lists the plugins (``aliecs-integration plugins``) and serves
+    no environment: a plugin may connect (to report its state) but must publish nothing (a
+    start event or an empty running list would mislead every consumer)."""
 
     plugin_names: tuple[str, ...]
     timestamp_ns: int = attrs.field(factory=now_ns)
+    listing: bool = False
 
 
 @attrs.frozen

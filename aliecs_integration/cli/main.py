@@ -192,7 +192,7 @@ def plugins_command(settings_source: str | None, consul_token: str | None, wait:
 
     settings = load_settings(settings_source, consul_token)
     host = PluginHost(settings)
-    host.start(announce=False)  # a listing publishes nothing (no start event, no empty list)
+    host.start(listing=True)  # plugins connect but publish nothing (no start event, no list)
     try:
         deadline = time.monotonic() + wait
         statuses = host.list_plugins()

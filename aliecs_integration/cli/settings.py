@@ -155,10 +155,10 @@ def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
                              token=consul_token, declared_keys=declared)
     base = redact_url(address).removeprefix("consul://").removeprefix("http://").rstrip("/")
     click.echo(f"validated {file} ({len(validated.raw)} keys)")
-    click.echo(f"wrote in one transaction ({len(written)} keys):")
     for name, value in written.items():
         if name == key:
             continue
         shown = "***" if is_secret_key(name) else value
-        click.echo(f"  consul://{base}/{name} = {shown}")
-    click.echo(f"  consul://{base}/{key}")
+        click.echo(f"wrote consul://{base}/{name} = {shown}")
+    click.echo(f"wrote consul://{base}/{key}")
+    click.echo(f"({len(written)} keys in one Consul transaction: all or nothing)")

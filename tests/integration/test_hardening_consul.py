@@ -98,7 +98,7 @@ def test_push_writes_everything_in_one_transaction(
     result = invoke("settings", "push", str(settings_file), "--consul", consul_address,
                     "--key", key, "--var", "dcs_enabled=true")
     assert result.exit_code == 0, result.stderr
-    assert "wrote in one transaction (3 keys)" in result.stdout
+    assert "(3 keys in one Consul transaction: all or nothing)" in result.stdout
     assert consul_client.kv.get(key)[1]["Value"] == settings_file.read_bytes()
     assert consul_client.kv.get("o2/runtime/aliecs/vars/dcs_enabled")[1]["Value"] == b"true"
 
