@@ -83,11 +83,18 @@ def create_topics(
             replication_factor,
             brokers,
         )
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=replicas) for t in missing],
-        operation_timeout=timeout_s,
-        request_timeout=timeout_s,
-    )
+    try:
+        futures = admin.create_topics(
+            [NewTopic(t, num_partitions=partitions, replication_factor=replicas)
+             for t in missing],
+            operation_timeout=timeout_s,
+            request_timeout=timeout_s,
+        )
+    except ValueError as exc:  # the client refuses the request itself: retrying cannot help
+        reason = f"the Kafka client refused the request: {exc}"
+        return TopicCreation(existing=tuple(existing),
+                             failed=MappingProxyType({t: reason for t in missing}),
+                             replication_factor=replicas)
     created: list[str] = []
     failed: dict[str, str] = {}
     for topic, future in sorted(futures.items()):
