@@ -48,7 +48,7 @@ from aliecs_integration.log_limits import RateLimitFilter
 from aliecs_integration.publish.delivery_tracker import MISSING_TOPIC, DeliveryTracker
 from aliecs_integration.publish.held_messages import HeldMessages, size_of
 from aliecs_integration.publish.metrics import Metrics
-from aliecs_integration.publish.spool import Spool, SpooledDeliveries
+from aliecs_integration.publish.spool import Spool, SpooledDeliveries, journal_dir
 from aliecs_integration.publish.topic_admin import TopicCreator
 from aliecs_integration.records import ConnectionState, DeliveryReport
 from aliecs_integration.settings.producer import ProducerConfig
@@ -86,8 +86,9 @@ class Publisher:
         self.metrics = Metrics()
         self._count_published = self.metrics.count_published
         # issue 12: the optional on-disk spool (see publish/spool.py)
-        self._spool = (Spool(config.spool_path, max_messages=config.max_messages,
-                             max_bytes=config.max_bytes) if config.spool_path else None)
+        self._spool = (Spool(journal_dir(config.spool_path, self.bootstrap_servers),
+                             max_messages=config.max_messages, max_bytes=config.max_bytes)
+                       if config.spool_path else None)
         self._deliveries = (
             DeliveryTracker(self.metrics, name, log, on_missing_topic=self._topic_gone)
             if self._spool is None else

@@ -1,7 +1,8 @@
 """``Spool``: an optional on-disk journal that keeps every message handed to the publisher until
 Kafka acknowledged it, so that a crash (SIGKILL, power cut of the process) loses nothing.
 
-Contract (``kafkaProducer.spool.path`` names its directory and turns it on):
+Contract (``kafkaProducer.spool.path`` names its base directory and turns it on; each
+producer keeps its own journal in a sub-directory named after its bootstrap servers):
 
 - :meth:`Spool.append` runs in ``publish`` before the message goes anywhere else: once
   ``publish`` returned, the message is in the journal. The journal is a series of append-only
@@ -67,6 +68,15 @@ _HEAD = struct.Struct("<cII")
 _MESSAGE = struct.Struct("<QHI")  # id, topic length, key length (NO_KEY: no key); then bytes
 _ACK = struct.Struct("<Q")
 _NO_KEY = 0xFFFFFFFF
+
+
+def journal_dir(base: Path | str, bootstrap_servers: tuple[str, ...]) -> Path:
+    """The journal of the producer for ``bootstrap_servers`` under the configured ``base``
+    directory: one per cluster, so that two producers of one process (core-kafka and the
+    legacy plugin on other brokers) never share a journal, and a replay goes to the cluster
+    the messages were meant for."""
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in ",".join(bootstrap_servers))
+    return Path(base) / (name[:200] or "default")
 
 
 def _key(topic: str, value: bytes, key: bytes | None) -> _Key:

@@ -65,7 +65,8 @@ def test_sigkill_loses_nothing_handed_to_the_publisher(
     assert drain.returncode == 0, err[-3000:]
     replayed += [int(n) for n in re.findall(r"replayed (\d+) message", err)]
     # a clean stop after everything was acknowledged leaves an empty journal
-    assert list(spool.glob("segment-*.log")) == [], list(spool.iterdir())
+    assert list(spool.rglob("segment-*.log")) == [], list(spool.rglob("*"))
+    assert [p.name for p in spool.iterdir()] == [kafka_bootstrap.replace(":", "_")]
 
     topic = f"{topic_prefix}.integrated_service.{SERVICE}"
     found = numbers_in(read_topic(kafka_bootstrap, topic, expected=len(handed), settle=2.0))

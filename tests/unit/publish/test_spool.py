@@ -120,3 +120,15 @@ def test_settings_key() -> None:
     assert ProducerConfig.from_dict({}, source="s").spool_path is None
     with pytest.raises(Exception, match=r"kafkaProducer\.spool\.path"):
         ProducerConfig.from_dict({"spool": {"path": 5}}, source="s")
+
+
+def test_one_journal_per_cluster(tmp_path: Path) -> None:
+    from aliecs_integration.publish.spool import journal_dir
+
+    a = journal_dir(tmp_path, ("k1:9092", "k2:9092"))
+    b = journal_dir(tmp_path, ("legacy:9092",))
+    assert a != b and a.parent == b.parent == tmp_path
+    assert a.name == "k1_9092_k2_9092"
+    first, second = (Spool(p, max_messages=10, max_bytes=1000) for p in (a, b))  # both open
+    first.close()
+    second.close()
