@@ -27,6 +27,13 @@ Contract of :meth:`Publisher.publish`:
   at most one per kind (facility and client) every 30 s with the count of those suppressed;
   the counts still pending are logged at :meth:`Publisher.close`.
 
+- A topic deleted while messages flow to it is re-created: messages the client reports (or
+  refuses) for a missing topic wait for it again instead of failing (see
+  :mod:`aliecs_integration.publish.topic_admin`).
+- With ``kafkaProducer.spool.path``, every message is journaled on disk before ``publish``
+  returns and until it is acknowledged; what a crash left is replayed at the next start
+  (:mod:`aliecs_integration.publish.spool`).
+
 Use :func:`shared_publisher` to share one producer between plugins with equal settings.
 """
 
@@ -128,6 +135,8 @@ class Publisher:
                 }
             )
         except KafkaException as exc:  # e.g. an unknown property or a bad value
+            if self._spool is not None:  # issue 12: release the journal for a next attempt
+                self._spool.close()
             raise SettingsError(
                 f"the Kafka client refused the configuration: {exc.args[0].str()}",
                 key="kafkaProducer.properties",
