@@ -279,7 +279,7 @@ def test_flushing_at_stop_is_not_reported_as_slow(caplog: pytest.LogCaptureFixtu
     assert "took" not in caplog.text
 
 
-class SlowStop(Plugin):
+class UsesItsTimeout(Plugin):
     """Uses every second ``on_host_stop`` offers (a flush against a dead broker)."""
 
     @hookimpl
@@ -289,7 +289,8 @@ class SlowStop(Plugin):
 
 def test_stop_shares_one_deadline_between_plugins() -> None:
     host = PluginHost(FakeSettings(), entry_points=[],
-                      extra_plugins={"slow1": SlowStop, "slow2": SlowStop, "slow3": SlowStop})
+                      extra_plugins={"slow1": UsesItsTimeout, "slow2": UsesItsTimeout,
+                                     "slow3": UsesItsTimeout})
     host.start()
     started = time.monotonic()
     host.stop(timeout_s=0.6)
