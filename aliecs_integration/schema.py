@@ -69,9 +69,16 @@ def file_descriptor_set() -> descriptor_pb2.FileDescriptorSet:
 
 
 def write_fdset(path: Path) -> int:
-    """Write :func:`file_descriptor_set` to ``path``; returns the number of bytes written."""
+    """Write :func:`file_descriptor_set` to ``path``; returns the number of bytes written.
+    Raises ``OSError`` with ``filename`` set to ``path`` when it cannot be written (a full
+    device, a directory, a missing parent)."""
     data = file_descriptor_set().SerializeToString()
-    path.write_bytes(data)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
     return len(data)
 
 

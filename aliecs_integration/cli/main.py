@@ -152,7 +152,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    "-o", "--output", type=click.Path(path_type=Path),
     required=True, help="File to write the FileDescriptorSet to.",
 )
 def fdset(output: Path) -> None:

@@ -169,6 +169,11 @@ def test_every_command_on_every_hostile_input(
         path = str(CORPUS / "scenario" / name)
         jobs += [(a, path, fragment)
                  for a in scenario_commands(path, str(good_settings), tmp_path)]
+    # the one command that writes a file: fdset -o
+    jobs += [(["fdset", "-o", str(tmp_path / "adir")], str(tmp_path / "adir"), "Is a directory"),
+             (["fdset", "-o", str(tmp_path / "no" / "such")], str(tmp_path / "no" / "such"),
+              "No such file or directory"),
+             (["fdset", "-o", "/dev/full"], "/dev/full", "No space left on device")]
     assert len(jobs) >= 180
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -192,7 +197,7 @@ def test_every_command_on_every_hostile_input(
             problems.append(f"{what}{len(errors)} error lines: {outcome.stderr[-500:]!r}")
             continue
         line = errors[0]
-        shown = os.path.abspath(path) if path != "/dev/zero" else path
+        shown = os.path.abspath(path) if not path.startswith("/dev/") else path
         if path not in line and shown not in line:
             problems.append(f"{what}the error does not name the file: {line}")
         if fragment not in line:
