@@ -3,9 +3,10 @@
 ``dev/kafka`` and ``dev/consul`` (described in ``dev/README.md``) start, stop and report the local
 servers that the demo and the test suite use; a :class:`DevServer` runs one of them. Every script
 answers ``status`` (exit 0: running), ``start`` (returns once the server answers) and ``stop``;
-``dev/kafka`` also takes ``--cluster`` (the 3-node cluster) and ``kill-node N`` /
-``start-node N``. Failures raise :class:`~aliecs_integration.errors.DevServerError` naming the
-script, the command and, when captured, the script's own output.
+``dev/kafka`` also takes ``--cluster`` (the 3-node cluster), ``--sasl`` (a single node whose
+clients must log in with SASL/PLAIN) and ``kill-node N`` / ``start-node N``. Failures raise
+:class:`~aliecs_integration.errors.DevServerError` naming the script, the command and, when
+captured, the script's own output.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ DEV_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEV_KAFKA_CLUSTER_NODES = {1: "127.0.0.1:29092", 2: "127.0.0.1:29094", 3: "127.0.0.1:29096"}
 """Node id (= broker id) -> client address of the 3-node dev cluster (``--cluster``)."""
 DEV_KAFKA_CLUSTER_BOOTSTRAP = ",".join(DEV_KAFKA_CLUSTER_NODES.values())
+DEV_KAFKA_SASL_BOOTSTRAP = "127.0.0.1:19094"
+"""The SASL_PLAINTEXT dev broker (``dev/kafka start --sasl``; mechanism PLAIN)."""
+DEV_KAFKA_SASL_USER, DEV_KAFKA_SASL_PASSWORD = "aliecs", "aliecs-secret"
+"""Its client account (dev only, written in ``dev/kafka``; not a secret)."""
 DEV_CONSUL_ADDRESS = "127.0.0.1:18500"
 """HTTP API of the dev Consul agent (``dev/consul start``)."""
 
@@ -133,12 +138,14 @@ def _script(root: Path, name: str) -> Path:
     return script
 
 
-def dev_kafka(root: Path = REPO_ROOT, *, cluster: bool = False) -> DevServer:
-    """The single dev broker of the checkout at ``root`` (the 3-node cluster with ``cluster``).
+def dev_kafka(root: Path = REPO_ROOT, *, cluster: bool = False, sasl: bool = False) -> DevServer:
+    """The single dev broker of the checkout at ``root`` (the 3-node cluster with ``cluster``,
+    the SASL/PLAIN node with ``sasl``).
 
     Raises :class:`DevServerError` when ``dev/kafka`` is not there (an installed package).
     """
-    return DevServer("kafka", _script(root, "kafka"), ("--cluster",) if cluster else ())
+    mode = ("--cluster",) if cluster else ("--sasl",) if sasl else ()
+    return DevServer("kafka", _script(root, "kafka"), mode)
 
 
 def dev_consul(root: Path = REPO_ROOT) -> DevServer:

@@ -13,6 +13,9 @@ Attributes the host reads, all optional:
 - ``settings_keys`` (tuple of str): top-level settings keys the plugin reads. Settings refuse a
   key that differs from a known one only by case or one letter (a typo) unless a plugin
   declares it here (or as its ``endpoint_setting``).
+- ``variable_defaults`` (mapping of str to str): lowest-precedence defaults of environment
+  variables the plugin reads (the legacy ``kafka`` plugin: ``kafka_enabled: false``); collected
+  by :meth:`PluginHost.variable_defaults <aliecs_integration.host.PluginHost.variable_defaults>`.
 - ``endpoint()`` -> str: where the plugin connects to.
 - ``connection_state()`` -> :class:`~aliecs_integration.records.ConnectionState`.
 
@@ -32,7 +35,7 @@ A plugin that delivers nothing answers None (the :class:`Plugin` defaults) or la
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from aliecs_integration.publish.metrics import MetricsSnapshot
@@ -46,6 +49,7 @@ class Plugin:
     pretty_name: ClassVar[str] = ""
     endpoint_setting: ClassVar[str | None] = None
     settings_keys: ClassVar[tuple[str, ...]] = ()
+    variable_defaults: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, context: PluginContext) -> None:
         self.context = context

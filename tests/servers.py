@@ -14,6 +14,7 @@ or stopped then):
 
 * ``ALIECS_TEST_KAFKA``          bootstrap of a single broker, e.g. ``127.0.0.1:19092``
 * ``ALIECS_TEST_KAFKA_CLUSTER``  bootstrap of a 3-node cluster
+* ``ALIECS_TEST_KAFKA_SASL``     ``host:port,user,password`` of a SASL/PLAIN broker
 * ``ALIECS_TEST_CONSUL``         ``host:port`` of a Consul HTTP API
 
 Tests using a server fixture are marked automatically (``kafka``,
@@ -41,6 +42,9 @@ from aliecs_integration.devservers import (
     DEV_KAFKA_BOOTSTRAP,
     DEV_KAFKA_CLUSTER_BOOTSTRAP,
     DEV_KAFKA_CLUSTER_NODES,
+    DEV_KAFKA_SASL_BOOTSTRAP,
+    DEV_KAFKA_SASL_PASSWORD,
+    DEV_KAFKA_SASL_USER,
     DevServer,
     dev_consul,
     dev_kafka,
@@ -64,6 +68,7 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
     "kafka_broker": ("kafka",),
     "kafka_cluster_bootstrap": ("kafka", "kafka_cluster"),
     "kafka_cluster": ("kafka", "kafka_cluster"),
+    "kafka_sasl": ("kafka", "kafka_sasl"),
     "consul_address": ("consul",),
     "consul_client": ("consul",),
     "consul_acl_address": ("consul",),
@@ -72,6 +77,7 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
 MARKERS = {
     "kafka": "needs a Kafka broker (started automatically, or ALIECS_TEST_KAFKA)",
     "kafka_cluster": "needs the 3-node Kafka cluster (or ALIECS_TEST_KAFKA_CLUSTER)",
+    "kafka_sasl": "needs the SASL/PLAIN Kafka broker (or ALIECS_TEST_KAFKA_SASL)",
     "consul": "needs a Consul agent (started automatically, or ALIECS_TEST_CONSUL)",
     "reliability": "failure-injection / delivery-guarantee tests",
     "slow": "takes more than a few seconds",
@@ -242,6 +248,35 @@ def kafka_broker(kafka_bootstrap: str) -> Iterator[SingleBroker]:
     finally:
         if broker.stopped:
             broker.start()
+
+
+@dataclass(frozen=True)
+class SaslKafka:
+    """A broker whose client listener needs SASL/PLAIN (``dev/kafka --sasl``)."""
+
+    bootstrap: str
+    username: str
+    password: str
+
+    def properties(self) -> dict[str, str]:
+        """librdkafka properties that authenticate (without ``bootstrap.servers``)."""
+        return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                "sasl.username": self.username, "sasl.password": self.password}
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl() -> Iterator[SaslKafka]:
+    """The single-node SASL_PLAINTEXT broker (PLAIN; auto topic creation off).
+
+    ``ALIECS_TEST_KAFKA_SASL=host:port,user,password`` uses an external one instead.
+    """
+    external = os.environ.get("ALIECS_TEST_KAFKA_SASL")
+    if external:
+        bootstrap, user, password = external.split(",", 2)
+        yield SaslKafka(bootstrap, user, password)
+        return
+    with _managed("kafka-sasl", dev_kafka(sasl=True), ("--fresh",)):
+        yield SaslKafka(DEV_KAFKA_SASL_BOOTSTRAP, DEV_KAFKA_SASL_USER, DEV_KAFKA_SASL_PASSWORD)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from aliecs_integration.devservers import (
     DEV_CONSUL_ADDRESS,
     DEV_KAFKA_BOOTSTRAP,
     REPO_ROOT,
+    DevServer,
     dev_servers,
 )
 from aliecs_integration.engine.run_numbers import RunNumberStore
+from aliecs_integration.errors import DevServerError
 from aliecs_integration.host import PluginStatus
 from aliecs_integration.publish.metrics import MetricsSnapshot
 from aliecs_integration.publish.reader import Decoded
@@ -38,6 +41,47 @@ log = logging.getLogger(__name__)
 
 KAFKA_WAIT_S = 60.0
 """How long the demo waits for the broker's first answer (a reused broker may be starting)."""
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@attrs.define
+class RunningServer:
+    """A server the demo cannot start (an installed package has no ``dev/`` scripts): it must
+    already answer at ``address``. Same interface as :class:`DevServer`; never started."""
+
+    name: str
+    address: str
+    started: bool = False
+
+    def ensure_running(self, *, echo: bool = False) -> bool:
+        """True when a TCP connection to :attr:`address` succeeds; else raises
+        :class:`DevServerError` saying how to get one."""
+        host, _, port = self.address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=2.0):
+                return True
+        except (OSError, ValueError):
+            raise DevServerError(
+                f"{self.name} does not answer at {self.address}, and this installation has no "
+                f"dev/{self.name} script to start it (a source checkout has): start "
+                f"{self.name} there, or use `aliecs-integration run` against your own servers"
+            ) from None
+
+    def stop_if_started(self, *, echo: bool = False) -> None:
+        """Nothing to do: the demo never starts such a server."""
+
+
+def demo_servers(
+    root: Path = REPO_ROOT, kafka_address: str = DEV_KAFKA_BOOTSTRAP,
+    consul_address: str = DEV_CONSUL_ADDRESS,
+) -> tuple[DevServer | RunningServer, DevServer | RunningServer]:
+    """Kafka and Consul for the demo: the dev servers of the checkout at ``root`` when it has
+    ``dev/kafka`` and ``dev/consul``, else servers expected to answer at the addresses."""
+    if (root / "dev" / "kafka").is_file() and (root / "dev" / "consul").is_file():
+        return dev_servers(root)
+    return RunningServer("kafka", kafka_address), RunningServer("consul", consul_address)
 
 
 # --------------------------------------------------------------------------- engine
@@ -172,7 +216,8 @@ def format_sample(item: Decoded) -> str:
 def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
     """The whole demo; returns the problems found (empty: everything as expected).
 
-    Raises ``DevServerError`` (no source checkout, a dev server did not start),
+    Raises ``DevServerError`` (a dev server did not start, or without a source checkout does
+    not answer),
     ``SettingsError``, ``ScenarioError`` or ``CliError`` (Kafka unreachable) for what stops it;
     servers it started are stopped unless ``keep_servers``.
     """
@@ -181,7 +226,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
 
     scenario = load_scenario(opts.scenario_file)  # bad input fails before anything starts
     load_file(opts.settings_file)
-    kafka, consul = dev_servers(opts.root)
+    kafka, consul = demo_servers(opts.root, opts.brokers, opts.consul)
     try:
         echo("== 1. dev servers (dev/kafka, dev/consul)")
         for server, where in ((kafka, opts.brokers), (consul, opts.consul)):

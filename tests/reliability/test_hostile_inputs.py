@@ -170,9 +170,10 @@ def test_every_command_on_every_hostile_input(
         jobs += [(a, path, fragment)
                  for a in scenario_commands(path, str(good_settings), tmp_path)]
     # the one command that writes a file: fdset -o
-    jobs += [(["fdset", "-o", str(tmp_path / "adir")], str(tmp_path / "adir"), "Is a directory"),
-             (["fdset", "-o", str(tmp_path / "no" / "such")], str(tmp_path / "no" / "such"),
-              "No such file or directory"),
+    not_a_dir = str(good_settings / "x.fdset")
+    missing = str(tmp_path / "no" / "such.fdset")
+    jobs += [(["fdset", "-o", missing], missing, "No such file or directory"),
+             (["fdset", "-o", not_a_dir], not_a_dir, "Not a directory"),
              (["fdset", "-o", "/dev/full"], "/dev/full", "No space left on device")]
     assert len(jobs) >= 180
 

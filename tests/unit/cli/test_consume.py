@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -136,3 +138,108 @@ def test_cli_bad_format_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["consume", "aliecs.run", "--format", "xml"])
     assert result.exit_code == 2
     assert "Invalid value for '--format'" in result.stderr.strip().splitlines()[-1]
+
+
+# --------------------------------------------------------------------------- filters, raw, table
+
+def _item(value: bytes | None, ts: int = 1_700_000_000_000, topic: str = "aliecs.run",
+          message_type: Any = events_pb2.Event) -> Decoded:
+    return decode(FakeMessage(topic, value, b"ENV", offset=7, timestamp=(1, ts)), message_type)
+
+
+def test_filter_by_environment_run_and_time() -> None:
+    from aliecs_integration.publish.reader import Filter
+
+    run_a = _item(run_event(env="E", run=4))
+    legacy = _item(kafka_pb2.ActiveRunsList(activeRuns=[
+        kafka_pb2.EnvInfo(environmentId="X", runNumber=9),
+        kafka_pb2.EnvInfo(environmentId="Y", runNumber=4)]).SerializeToString(),
+        topic="aliecs.env_list.RUNNING", message_type=kafka_pb2.ActiveRunsList)
+    garbage = _item(GARBAGE)
+    assert Filter().matches(garbage)
+    assert Filter(frozenset({"E"})).matches(run_a)
+    assert not Filter(frozenset({"Y"})).matches(run_a)
+    assert Filter(frozenset({"Y", "Z"})).matches(legacy)
+    assert Filter(run_number=4).matches(run_a) and Filter(run_number=9).matches(legacy)
+    assert not Filter(run_number=5).matches(run_a)
+    assert not Filter(frozenset({"E"})).matches(garbage)
+    assert Filter(since_ms=1_700_000_000_000, until_ms=1_700_000_000_000).matches(run_a)
+    assert not Filter(since_ms=1_700_000_000_001).matches(run_a)
+    assert not Filter(until_ms=1_699_999_999_999).matches(run_a)
+
+
+def test_until_ends_each_partition_and_filters_are_counted() -> None:
+    from aliecs_integration.publish.reader import Filter
+
+    def at(offset: int, ts: int, run: int) -> FakeMessage:
+        return FakeMessage("aliecs.run", run_event(run=run), offset=offset, timestamp=(1, ts))
+
+    consumer = FakeConsumer([at(0, 100, 1), at(1, 200, 2), at(2, 300, 1), at(3, 400, 1)])
+    seen: list[Decoded] = []
+    summary = consume_loop(consumer, {"aliecs.run": events_pb2.Event}, [("aliecs.run", 0)],
+                           emit=seen.append, stop_at_end=False, poll_s=0,
+                           keep=Filter(run_number=1, until_ms=300))
+    assert [i.offset for i in seen] == [0, 2]
+    assert summary == ConsumeSummary(2, 0, "reached the end of every partition", skipped=2)
+
+
+def test_parse_time_forms_and_errors() -> None:
+    from aliecs_integration.publish.reader import parse_time
+
+    now = 1_800_000_000_000
+    assert parse_time("15m", now_ms=now) == now - 900_000
+    assert parse_time("2h", now_ms=now) == now - 7_200_000
+    assert parse_time("1.5s", now_ms=now) == now - 1500
+    assert parse_time("1790000000000") == 1_790_000_000_000
+    assert parse_time("2026-09-21T14:13:20") == 1_790_000_000_000  # no zone: UTC
+    assert parse_time("2026-09-21 16:13:20+02:00") == 1_790_000_000_000
+    with pytest.raises(ValueError, match="'yesterday' is not a time: expected a duration"):
+        parse_time("yesterday")
+    result = CliRunner().invoke(cli, ["consume", "aliecs.run", "--since", "soon"])
+    assert result.exit_code == 2 and "'soon' is not a time" in result.stderr
+
+
+def test_consumer_properties_keep_consumer_side_keys_and_refuse_ours(tmp_path: Path) -> None:
+    empty = tmp_path / "s.yaml"
+    empty.write_text("kafkaEndpoints: []\n")
+    from aliecs_integration.errors import ReaderConfigError
+    from aliecs_integration.publish.reader import consumer_properties
+
+    producer = {"security.protocol": "SASL_SSL", "sasl.username": "u", "sasl.password": "p",
+                "ssl.ca.location": "/ca.pem", "acks": "all", "linger.ms": 5,
+                "enable.idempotence": True, "compression.type": "lz4", "client.id": "x"}
+    assert consumer_properties(producer, {"sasl.username": "v", "fetch.max.bytes": "1000"}) == {
+        "security.protocol": "SASL_SSL", "sasl.username": "v", "sasl.password": "p",
+        "ssl.ca.location": "/ca.pem", "client.id": "x", "fetch.max.bytes": "1000"}
+    with pytest.raises(ReaderConfigError, match=r"bootstrap\.servers cannot be set"):
+        consumer_properties({}, {"bootstrap.servers": "h:1"})
+    no_brokers = CliRunner().invoke(cli, ["consume", "aliecs.run", "--settings", str(empty)])
+    assert no_brokers.exit_code == 2
+    assert f"{empty}: kafkaEndpoints is empty: give --brokers" in no_brokers.stderr
+    both = CliRunner().invoke(cli, ["consume", "aliecs.run", "--raw", "--format", "json"])
+    assert both.exit_code == 2 and "--raw and --format json exclude each other" in both.stderr
+    bad_x = CliRunner().invoke(cli, ["consume", "aliecs.run", "-X", "nonsense"])
+    assert bad_x.exit_code == 2 and "-X 'nonsense': expected key=value" in bad_x.stderr
+    unknown = CliRunner().invoke(cli, ["consume", "aliecs.run", "-X", "no.such.property=1"])
+    assert unknown.exit_code == 2
+    assert "Kafka consumer configuration: No such configuration property" in unknown.stderr
+
+
+def test_raw_frames_are_length_prefixed() -> None:
+    from aliecs_integration.publish.reader import raw_frame
+
+    value = run_event(run=3)
+    assert raw_frame(_item(value)) == len(value).to_bytes(4, "big") + value
+    assert raw_frame(_item(None)) == b"\0\0\0\0"
+
+
+def test_table_lines_are_aligned_and_coloured_only_when_asked() -> None:
+    from aliecs_integration.cli.consume import table_printer
+
+    line = table_printer(["aliecs.run", "aliecs.env_list.RUNNING"], colour=False)
+    ok, bad = line(_item(run_event(env="E", run=3))), line(_item(GARBAGE))
+    assert ok.startswith("2023-11-14 22:13:20.000Z  aliecs.run               ")
+    assert ok.index("runEvent") == bad.index("UNDECODABLE")  # same columns
+    assert '"environmentId": "E", "runNumber": 3' in ok and "\x1b[" not in ok
+    coloured = table_printer(["aliecs.run"], colour=True)(_item(run_event(run=3)))
+    assert "\x1b[36maliecs.run" in coloured  # cyan topic

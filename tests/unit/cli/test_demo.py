@@ -24,6 +24,27 @@ from aliecs_integration.scenario.session import run_scenario
 from aliecs_integration.settings.core import Settings
 
 
+def test_without_a_source_checkout_the_demo_needs_servers_that_answer(tmp_path: Path) -> None:
+    import socket
+
+    from aliecs_integration.cli.demo import RunningServer, demo_servers
+    from aliecs_integration.errors import DevServerError
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = f"127.0.0.1:{listening.getsockname()[1]}"
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            down = f"127.0.0.1:{closed.getsockname()[1]}"  # bound, not listening: refused
+            kafka, consul = demo_servers(tmp_path, up, down)
+            assert isinstance(kafka, RunningServer) and isinstance(consul, RunningServer)
+            assert kafka.ensure_running() is True and not kafka.started
+            with pytest.raises(DevServerError, match=f"consul does not answer at {down}, and "
+                               "this installation has no dev/consul script"):
+                consul.ensure_running()
+
+
 def test_engine_without_kafka(tmp_path: Path) -> None:
     settings = Settings.from_dict({"enableKafka": False}, source="test")
     scenario = parse_scenario({"environments": [
