@@ -9,6 +9,7 @@ from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, TopicPartition
 
 from aliecs_integration.cli.main import cli
+from tests.servers import SaslKafka
 
 
 def invoke(*args: str) -> Result:
@@ -90,3 +91,24 @@ def test_run_names_an_authentication_failure_not_just_reachability(
     [line] = error_lines(result)
     assert "not acknowledged" in line and "SASL" in line and "handshake failed" in line, line
     assert "hunter2secret" not in result.stdout + result.stderr
+
+
+def test_run_names_a_wrong_sasl_password(
+    tmp_path: Path, kafka_sasl: SaslKafka, topic_prefix: str
+) -> None:
+    """Against the real SASL/PLAIN broker: a wrong password ends in exit 1 and a last line
+    that names the authentication failure, the password never printed."""
+    props = {**kafka_sasl.properties(), "sasl.password": "wrong-Pa55word"}
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        f"kafkaEndpoints: ['{kafka_sasl.bootstrap}']\nkafkaProducer:\n  topicRoot: "
+        f"{topic_prefix}\n  properties:\n"
+        + "".join(f"    {k}: '{v}'\n" for k, v in props.items()))
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text("environments: [{id: a, actions: [DEPLOY]}]\n")
+    result = invoke("run", "--settings", str(settings), "--scenario", str(scenario),
+                    "--run-numbers", str(tmp_path / "rn"), "--flush-timeout", "3")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    [line] = error_lines(result)
+    assert "not acknowledged" in line and "Authentication failed" in line, line
+    assert "wrong-Pa55word" not in result.stdout + result.stderr
