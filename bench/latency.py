@@ -1,6 +1,6 @@
 """Latency: hook fired -> delivery acknowledged, p50/p99/max, at fixed rates (paced loop).
 
-Host path: ``PluginHost.fire("on_env_transition_step", record)`` with core-kafka and the legacy
+Host path: ``PluginHost.fire(on_env_transition_step, record)`` with core-kafka and the legacy
 plugin loaded; each fire publishes one ``events.Event`` on the environment topic (one partition,
 so acknowledgements come back in order: the i-th acknowledgement is the i-th fire). The moment of
 an acknowledgement is taken when the publisher's delivery callback records it
@@ -27,6 +27,7 @@ from typing import Any
 import common as c
 from confluent_kafka import Producer
 
+from aliecs_integration import hookspecs
 from aliecs_integration.engine.environment import Environment
 from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.records import OpStatus, TransitionStepEvent
@@ -108,13 +109,13 @@ def _host_run(acks: AckTimes, bootstrap: str, root: str, rate: float, seconds: f
         publish(topic, value, key)
 
     publisher.publish = capture  # type: ignore[method-assign]
-    host.fire("on_env_transition_step", record)
+    host.fire(hookspecs.on_env_transition_step, record)
     publisher.publish = publish  # type: ignore[method-assign]
     c.wait_ready(publisher)
     acked = acks.moments
     acked.clear()
     try:
-        fired = paced(rate, seconds, lambda: host.fire("on_env_transition_step", record),
+        fired = paced(rate, seconds, lambda: host.fire(hookspecs.on_env_transition_step, record),
                       time.sleep)
         publisher.flush(60)
     finally:

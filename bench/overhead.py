@@ -17,7 +17,7 @@ CPU time are both reported. Configurations:
 START_ACTIVITY/STOP_ACTIVITY cycles (both built-ins) are reported apart: START_ACTIVITY
 allocates a run number with a durable write (fsync of the file and its directory).
 
-Hook calls: ``PluginHost.fire("on_core_event", event)`` with 0, 1 and 5 third-party plugins of one
+Hook calls: ``PluginHost.fire(on_core_event, event)`` with 0, 1 and 5 third-party plugins of one
 trivial hookimpl each (no built-in loaded), against a bare pluggy ``pm.hook.on_core_event(event=)``
 with the same plugins.
 

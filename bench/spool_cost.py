@@ -17,6 +17,7 @@ from typing import Any
 import common as c
 from confluent_kafka.admin import AdminClient
 
+from aliecs_integration import hookspecs
 from aliecs_integration.records import IntegratedServiceEvent, OpStatus
 from aliecs_integration.settings.core import Settings
 
@@ -36,13 +37,13 @@ def one_run(bootstrap: str, root: str, events: int, spool: Path | None) -> dict[
         fire = host.fire
         template = dict(service="bench", operation_name="count()",
                         operation_status=OpStatus.DONE_OK)
-        fire("on_integrated_service_event", IntegratedServiceEvent(
+        fire(hookspecs.on_integrated_service_event, IntegratedServiceEvent(
             environment_id="warm", payload="-1", **template))  # type: ignore[arg-type]
         c.wait_ready(publisher)
         before = publisher.metrics.snapshot().sent
         started = time.perf_counter()
         for i in range(events):
-            fire("on_integrated_service_event", IntegratedServiceEvent(
+            fire(hookspecs.on_integrated_service_event, IntegratedServiceEvent(
                 environment_id=f"env{i % 8}", payload=str(i), **template))  # type: ignore[arg-type]
         fired = time.perf_counter() - started
         report = publisher.flush(300)

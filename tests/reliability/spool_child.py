@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
+from aliecs_integration import hookspecs
 from tests.reliability import numbered, started_host
 
 
@@ -26,7 +27,7 @@ def main(bootstrap: str, root: str, spool: str, handed: str, first: int) -> None
     fd = os.open(handed, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     i = first
     while True:
-        failures = host.fire("on_integrated_service_event", numbered(i))
+        failures = host.fire(hookspecs.on_integrated_service_event, numbered(i))
         if failures:
             print(f"failure: {failures}", file=sys.stderr, flush=True)
             os._exit(3)
