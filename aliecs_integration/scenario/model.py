@@ -220,7 +220,10 @@ def _environment(item: Any, where: str, base_dir: Path) -> EnvironmentPlan:
 def _workflow(
     item: Mapping[str, Any], where: str, base_dir: Path
 ) -> Workflow | TemplateRef | None:
-    """None for the manager's default; a template file is only referenced (loaded at CREATE)."""
+    """None for the manager's default; a template file is referenced (loaded at CREATE, where
+    an invalid template fails that environment's CREATE), and read once here through the one
+    YAML reader so that a missing, unreadable, binary or malformed file is bad input of the
+    scenario, named before anything starts."""
     name = item.get("workflow", "default")
     if not isinstance(name, str) or not name:
         raise ScenarioError(f"{where}: key 'workflow': expected 'default' or a YAML file path")
@@ -229,7 +232,12 @@ def _workflow(
         raise ScenarioError(f"{where}: key 'calls': expected a list of workflow calls")
     extra = Workflow.from_dict({"name": "calls", "calls": raw_calls}, source=where).calls
     if name != "default":
-        return TemplateRef(base_dir / name, extra)
+        path = base_dir / name
+        try:
+            safe_yaml.load_file(path)
+        except safe_yaml.YamlInputError as exc:
+            raise ScenarioError(f"{where}: key 'workflow': {path}: {exc}") from None
+        return TemplateRef(path, extra)
     return default_workflow().with_calls(extra) if extra else None
 
 
