@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -22,6 +23,11 @@ from aliecs_integration.records import ConnectionState
 _READY = ConnectionState.READY
 _DOWN = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+MISSING_TOPIC = frozenset(
+    {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+"""Delivery errors of a topic deleted under the producer: the message can go again once the
+topic is re-created (see ``on_missing_topic``)."""
 
 
 class DeliveryTracker:
@@ -34,8 +40,15 @@ class DeliveryTracker:
     abandoned, not failed.
     """
 
-    def __init__(self, metrics: Metrics, name: str, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        name: str,
+        logger: logging.Logger,
+        on_missing_topic: Callable[[Any], bool] | None = None,
+    ) -> None:
         self.name, self.logger = name, logger
+        self._on_missing_topic = on_missing_topic
         self.state = ConnectionState.CONNECTING
         self.purged = 0
         self._count_sent, self._sample_latency = metrics.count_sent, metrics.sample_latency
@@ -52,7 +65,7 @@ class DeliveryTracker:
                 self._sample_latency(topic, msg.latency() or 0.0)
             self.state = _READY
         else:
-            self._on_failure(err, msg.topic())
+            self._on_failure(err, msg.topic(), msg)
 
     def on_delivery_since(self, queued: float, err: KafkaError | None, msg: Any) -> None:
         """The delivery report of a message held by the publisher since ``queued``
@@ -63,7 +76,7 @@ class DeliveryTracker:
                 self._sample_latency(topic, time.monotonic() - queued)
             self.state = _READY
         else:
-            self._on_failure(err, msg.topic())
+            self._on_failure(err, msg.topic(), msg)
 
     def on_error(self, err: KafkaError) -> None:
         """A client error event: fatal ones logged at once, the others rate-limited."""
@@ -74,7 +87,14 @@ class DeliveryTracker:
         else:
             self._errors.note("%s: Kafka client error: %s", self.name, err.str())
 
-    def _on_failure(self, err: KafkaError, topic: str) -> None:
+    def _on_failure(self, err: KafkaError, topic: str, msg: Any = None) -> None:
+        if (
+            err.code() in MISSING_TOPIC
+            and self._on_missing_topic is not None
+            and msg is not None
+            and self._on_missing_topic(msg)
+        ):
+            return  # taken back: it goes again once the topic is re-created
         if err.code() in _PURGED:
             with self._lock:
                 self.purged += 1
