@@ -55,7 +55,8 @@ def _wait_for_signal() -> int:
               help="Seconds to let operations in progress finish at shutdown.")
 @click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds to wait at shutdown for the broker to acknowledge everything.")
-def serve(settings_source: str | None, address: str, run_numbers: Path | None,
+def serve(settings_source: str | None, consul_token: str | None, address: str,
+          run_numbers: Path | None,
           workflow_dirs: tuple[Path, ...], detectors: str, drain_timeout: float,
           flush_timeout: float) -> None:
     """Serve the control API of the environment manager until SIGTERM or Ctrl-C.
@@ -68,7 +69,7 @@ def serve(settings_source: str | None, address: str, run_numbers: Path | None,
     \b
     aliecs-integration serve --settings consul://127.0.0.1:18500 --address 127.0.0.1:32102
     """
-    settings = load_settings(settings_source)
+    settings = load_settings(settings_source, consul_token)
     names = tuple(d.strip() for d in detectors.split(",") if d.strip())
     server = ControlServer(settings, address=address, run_numbers=run_numbers,
                            template_dirs=workflow_dirs, detectors=names)
