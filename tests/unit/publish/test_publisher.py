@@ -242,8 +242,10 @@ def test_producer_config_defaults_passthrough_and_queue_window(make: Any) -> Non
     assert conf["enable.idempotence"] is True
     assert conf["message.timeout.ms"] == 0
     assert conf["compression.type"] == "lz4" and conf["linger.ms"] == 20
-    assert conf["queue.buffering.max.messages"] == 500
+    assert conf["queue.buffering.max.messages"] == 1000  # all of it under block (default)
     assert conf["queue.buffering.max.kbytes"] == 512
+    assert conf["delivery.report.only.error"] is True  # idempotent: counts from statistics
+    assert conf["statistics.interval.ms"] > 0
     assert admin.config["bootstrap.servers"] == "b1:9092,b2:9092"
     assert admin.config["sasl.username"] == "u"
     assert pub.max_message_bytes == 512 * 1024
@@ -361,10 +363,10 @@ def test_byte_cap_and_oversized_messages(make: Any) -> None:
         pub.publish("t", b"x" * 4097)
     producer.set_up(False)
     for _ in range(5):
-        pub.publish("t", b"y" * 2000)  # 2 fit librdkafka's 4 KiB, 2 the publisher's
+        pub.publish("t", b"y" * 2000)  # 2 fit librdkafka's 4 KiB; drop_newest drops the rest
     snap = pub.metrics.snapshot()
-    assert snap.dropped == 2  # the oversized one and the fifth 2000-byte one
-    assert snap.queued == 4
+    assert snap.dropped == 4  # the oversized one and the last three 2000-byte ones
+    assert snap.queued == 2
 
 
 def test_client_refusal_is_a_publish_error(make: Any) -> None:
