@@ -30,6 +30,8 @@ if str(REPO) not in sys.path:  # run as `python bench/x.py` from anywhere
     sys.path.insert(0, str(REPO))
 
 import confluent_kafka  # noqa: E402
+from aliecs_integration_plugins.core_kafka import encode  # noqa: E402
+from aliecs_integration_plugins.kafka.plugin import KafkaPlugin  # noqa: E402
 
 from aliecs_integration.engine.manager import EnvironmentManager  # noqa: E402
 from aliecs_integration.engine.run_numbers import RunNumberStore  # noqa: E402
@@ -40,8 +42,6 @@ from aliecs_integration.publish.metrics import MetricsSnapshot  # noqa: E402
 from aliecs_integration.records import ConnectionState, DeliveryReport  # noqa: E402
 from aliecs_integration.settings.core import Settings  # noqa: E402
 from aliecs_integration.settings.producer import ProducerConfig  # noqa: E402
-from aliecs_integration_plugins.core_kafka import encode  # noqa: E402
-from aliecs_integration_plugins.kafka.plugin import KafkaPlugin  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"

@@ -180,8 +180,9 @@ def perf_run(bootstrap: str, root: str, record_size: int, seconds: float) -> dic
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     records = int(250_000 * seconds)
-    cmd = ["java", "-Xmx512m", "-cp", f"{KAFKA_LIBS}/*", "org.apache.kafka.tools.ProducerPerformance",
-           "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
+    cmd = ["java", "-Xmx512m", "-cp", f"{KAFKA_LIBS}/*",
+           "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+           "--num-records", str(records), "--record-size", str(record_size),
            "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all",
            "enable.idempotence=true"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 20 + 120,
@@ -192,6 +193,46 @@ def perf_run(bootstrap: str, root: str, record_size: int, seconds: float) -> dic
     words = last[-1].split()
     return {"acknowledged": int(words[0]), "events_per_s": float(words[3]),
             "record_size": record_size, "summary": last[-1]}
+
+
+def run_round(i: int, args: Any, seconds: float, binary: Path | None, wanted: list[str],
+              runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Round ``i``: every wanted path once on fresh topics (deleted at the end)."""
+    root = c.topic_root()
+    settings = c.settings_for(args.bootstrap, root)
+    try:
+        captured = c.capture_cycle(settings, envs=args.envs)
+        record_size = round(sum(len(v) for _, v, _ in captured) / len(captured))
+        with tempfile.TemporaryDirectory(prefix="aliecs-bench-") as tmp:
+            stream = Path(tmp) / "messages.bin"
+            write_messages(captured, stream)
+            steps: dict[str, Callable[[], dict[str, Any]]] = {
+                "host": lambda: host_run(settings, seconds, args.envs),
+                "raw": lambda: raw_run(c.raw_config(settings), captured, seconds),
+                "perf": lambda: perf_run(args.bootstrap, root, record_size, seconds),
+            }
+            if binary is not None:
+                steps["go-none"] = lambda: go_run(binary, args.bootstrap, stream, seconds, "none")
+                steps["go-all"] = lambda: go_run(binary, args.bootstrap, stream, seconds, "all")
+            # the host first (it creates the topics), then the peers in a rotating order
+            peers = [w for w in wanted if w != "host" and w in steps]
+            shift = i % max(1, len(peers))
+            order = (["host"] if "host" in wanted else []) + peers[shift:] + peers[:shift]
+            for name in order:
+                figures = steps[name]()
+                figures["loadavg"] = os.getloadavg()[0]
+                runs[name].append(figures)
+                line = (f"round {i + 1} {name:<8}: {figures['events_per_s']:>10,.0f} events/s "
+                        f"acknowledged (load {figures['loadavg']:.1f})")
+                if name == "host":
+                    line += (f"; driving-thread CPU {figures['unsaturated_us_per_event']:.2f} "
+                             f"µs/event unsaturated, {figures['saturated_us_per_event']:.2f} "
+                             f"saturated; {figures['failed']} failed, {figures['dropped']} "
+                             f"dropped, {figures['undelivered']} undelivered")
+                print(line)
+    finally:
+        deleted = c.delete_topics(args.bootstrap, root)
+        print(f"round {i + 1}: deleted {deleted} topic(s) under {root}.")
 
 
 def main() -> None:
@@ -214,44 +255,8 @@ def main() -> None:
     print(f"{repeat} rounds x {seconds:g} s per path, interleaved; load average at start "
           f"{os.getloadavg()}\n")
     for i in range(repeat):
-        root = c.topic_root()
-        settings = c.settings_for(args.bootstrap, root)
         loads.append(os.getloadavg())
-        try:
-            captured = c.capture_cycle(settings, envs=args.envs)
-            record_size = round(sum(len(v) for _, v, _ in captured) / len(captured))
-            steps: dict[str, Callable[[], dict[str, Any]]] = {
-                "host": lambda: host_run(settings, seconds, args.envs),
-                "raw": lambda: raw_run(c.raw_config(settings), captured, seconds),
-                "perf": lambda: perf_run(args.bootstrap, root, record_size, seconds),
-            }
-            with tempfile.TemporaryDirectory(prefix="aliecs-bench-") as tmp:
-                stream = Path(tmp) / "messages.bin"
-                write_messages(captured, stream)
-                if binary is not None:
-                    for acks in ("none", "all"):
-                        steps[f"go-{acks}"] = (lambda a=acks: go_run(  # type: ignore[misc]
-                            binary, args.bootstrap, stream, seconds, a))
-                # the host first (it creates the topics), then the peers in a rotating order
-                order = ["host"] + [w for w in wanted if w != "host"]
-                peers = order[1:]
-                order = order[:1] + peers[i % max(1, len(peers)):] + peers[:i % max(1, len(peers))]
-                for name in order:
-                    if name not in wanted or name not in steps:
-                        continue
-                    figures = steps[name]()
-                    figures["loadavg"] = os.getloadavg()[0]
-                    runs[name].append(figures)
-                    print(f"round {i + 1} {name:<8}: {figures['events_per_s']:>10,.0f} events/s "
-                          f"acknowledged (load {figures['loadavg']:.1f})"
-                          + (f"; driving-thread CPU {figures['unsaturated_us_per_event']:.2f} µs/"
-                             f"event unsaturated, {figures['saturated_us_per_event']:.2f} "
-                             f"saturated; {figures['failed']} failed, {figures['dropped']} "
-                             f"dropped, {figures['undelivered']} undelivered"
-                             if name == "host" else ""))
-        finally:
-            deleted = c.delete_topics(args.bootstrap, root)
-            print(f"round {i + 1}: deleted {deleted} topic(s) under {root}.")
+        run_round(i, args, seconds, binary, wanted, runs)
     medians = {name: c.median([r["events_per_s"] for r in rs]) for name, rs in runs.items() if rs}
     host_rate = medians.get("host", float("nan"))
     print(f"\nmedians of {repeat} (ratio = path / host path):")
