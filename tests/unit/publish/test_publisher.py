@@ -8,6 +8,7 @@ gate to hold topic creation and a switch to make the cluster unreachable.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -59,6 +60,7 @@ class FakeProducer:
         self.closed = False
         self.purged = 0
         self.serving = 0
+        self.only_errors = False  # like delivery.report.only.error (tests turn it on)
 
     def _bytes(self) -> int:
         return sum(len(m.value()) + len(m.key() or b"") for m, _ in self.queue)
@@ -98,7 +100,8 @@ class FakeProducer:
                 cb(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), msg)
             else:
                 self.delivered.append((msg.topic(), msg.key(), msg.value()))
-                cb(None, msg)
+                if not self.only_errors:
+                    cb(None, msg)
             with self.cond:
                 self.serving -= 1
         return len(batch)
@@ -603,3 +606,69 @@ def test_a_configuration_librdkafka_refuses_is_a_settings_error() -> None:
     config = ProducerConfig.from_dict({"properties": {"linger.mss": 5}}, source="test")
     with pytest.raises(SettingsError, match=r"kafkaProducer\.properties.*linger\.mss"):
         Publisher(["127.0.0.1:1"], config, admin_factory=FakeAdmin)
+
+
+def stats_json(acked: dict[str, dict[str, int]]) -> str:
+    """librdkafka statistics naming each topic's partitions and their ``acked_msgid``."""
+    broker = {"nodeid": 1, "rtt": {"cnt": 3, "p50": 800, "p99": 2000, "max": 2500},
+              "int_latency": {"cnt": 3, "p50": 100, "p99": 300, "max": 400},
+              "outbuf_latency": {"cnt": 3, "p50": 10, "p99": 30, "max": 40}}
+    topics = {
+        topic: {"partitions": {"-1": {"acked_msgid": 0, "leader": -1},
+                               **{p: {"acked_msgid": n, "leader": 1} for p, n in parts.items()}}}
+        for topic, parts in acked.items()
+    }
+    return json.dumps({"brokers": {"b1:9092/1": broker}, "topics": topics})
+
+
+def test_failures_only_reports_counts_from_statistics_and_exact_once_settled(make: Any) -> None:
+    pub, producer, _ = make(admin_setup=lambda a: a.topics.update({"t", "bad"}))
+    assert producer.config["delivery.report.only.error"] is True
+    stats_cb = producer.config["stats_cb"]
+    producer.only_errors = True
+    producer.fail_topics.add("bad")
+    created(pub, "t", "bad")
+    producer.set_up(False)
+    for i in range(10):
+        pub.publish("t", str(i).encode())
+    pub.publish("bad", b"x")
+    pub.publish("bad", b"y")
+    assert pub.metrics.snapshot().topics["t"].sent == 0
+    stats_cb(stats_json({"t": {"0": 3, "1": 1}}))  # 4 acknowledged so far, over 2 partitions
+    snap = pub.metrics.snapshot().topics["t"]
+    assert snap.sent == 4 and snap.latency.p50_s == pytest.approx(0.00091)
+    assert snap.latency.p99_s == pytest.approx(0.00233)
+    assert snap.latency.max_s == pytest.approx(0.00294)
+    assert pub.connection_state() is ConnectionState.READY
+    stats_cb(stats_json({"t": {"0": 1}}))  # counts never go down
+    assert pub.metrics.snapshot().topics["t"].sent == 4
+    producer.set_up(True)
+    report = pub.flush(5)  # nothing outstanding: counts made exact without a report per message
+    assert (report.delivered, report.failed, report.undelivered) == (10, 2, 0)
+    snap2 = pub.metrics.snapshot()
+    assert (snap2.topics["t"].sent, snap2.topics["bad"].sent, snap2.topics["bad"].failed) == (
+        10, 0, 2)
+    # statistics counting the failed messages too: failures are subtracted
+    stats_cb(stats_json({"bad": {"0": 2}}))
+    assert pub.metrics.snapshot().topics["bad"].sent == 0
+    pub.publish("t", b"late")
+    wait_until(lambda: pub.metrics.snapshot().topics["t"].sent == 11)  # the poller settles
+
+
+def test_statistics_that_cannot_be_read_are_logged_not_raised(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, producer, _ = make()
+    with caplog.at_level(logging.WARNING):
+        producer.config["stats_cb"]("{not json")
+    assert "unreadable librdkafka statistics" in caplog.text
+    assert pub.metrics.snapshot().sent == 0
+
+
+def test_without_idempotence_every_delivery_is_reported(make: Any) -> None:
+    pub, producer, _ = make({"properties": {"enable.idempotence": False, "acks": 1}},
+                            admin_setup=lambda a: a.topics.add("t"))
+    assert "delivery.report.only.error" not in producer.config
+    assert "stats_cb" not in producer.config
+    pub.publish("t", b"x")
+    wait_until(lambda: pub.metrics.snapshot().sent == 1)
