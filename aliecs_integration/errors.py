@@ -37,6 +37,12 @@ class PublishError(AliecsError):
     """An event could not be handed to the producer (unknown kind, queue full past its timeout)."""
 
 
+class BrokerUnreachable(AliecsError):
+    """The Kafka brokers did not answer within the timeout (exit code 1 on the command line)."""
+
+    exit_code = 1
+
+
 class ReadError(AliecsError):
     """Topics could not be read back: brokers unreachable within the timeout, a fatal consumer
     error, or a topic deleted while reading. Exit code 1 on the command line."""

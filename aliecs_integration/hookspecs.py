@@ -107,8 +107,8 @@ def on_integrated_service_event(event: IntegratedServiceEvent) -> None:
 def on_run_sor_eor(event: RunEvent) -> None:
     """Fires at Start of Run and End of Run moments (STARTED at before_, DONE_* at after_).
 
-    See ``lifecycle.md``: START_ACTIVITY, STOP_ACTIVITY, GO_ERROR while running, and TEARDOWN when
-    a running environment is destroyed. May raise: reported, the run goes on.
+    See ``docs/lifecycle.md``: START_ACTIVITY, STOP_ACTIVITY, GO_ERROR while running, and
+    TEARDOWN when a running environment is destroyed. May raise: reported, the run goes on.
     """
 
 

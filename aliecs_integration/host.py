@@ -1,6 +1,6 @@
 """The plugin host: discovers plugins, loads the enabled ones, and fires hooks in isolation.
 
-Loading rules (``settings.md``):
+Loading rules (``docs/settings.md``):
 
 - plugins are discovered through the entry-point group ``aliecs_integration.plugins``; the
   entry point's name is the plugin's name. The built-ins ship their entry points the same way.
@@ -38,6 +38,7 @@ from aliecs_integration.records import (
     HostStopEvent,
     PluginContext,
 )
+from aliecs_integration.settings.core import Settings
 
 ENTRY_POINT_GROUP = "aliecs_integration.plugins"
 ALWAYS_ON = ("core-kafka",)
@@ -104,7 +105,7 @@ class PluginHost:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         *,
         entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
         extra_plugins: Mapping[str, object] | None = None,
@@ -191,7 +192,7 @@ class PluginHost:
         plugin = obj
         if not isinstance(obj, types.ModuleType) and callable(obj):
             try:
-                plugin = obj(PluginContext(name=name, settings=self.settings, host=self))
+                plugin = obj(PluginContext(name=name, settings=self.settings))
             except Exception as exc:
                 self._refuse(name, f"initialisation failed: {exc!r}", origin=origin, pretty=pretty,
                              exc=exc)

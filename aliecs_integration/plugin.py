@@ -34,6 +34,7 @@ from typing import Any, ClassVar, TypeVar
 
 from aliecs_integration.publish.metrics import MetricsSnapshot
 from aliecs_integration.records import ConnectionState, DeliveryReport, PluginContext
+from aliecs_integration.settings.core import Settings
 
 
 class Plugin:
@@ -50,7 +51,7 @@ class Plugin:
         return self.context.name
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.context.settings
 
     def endpoint(self) -> str:

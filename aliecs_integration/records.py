@@ -11,9 +11,10 @@ import enum
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
 
 import attrs
+
+from aliecs_integration.settings.core import Settings
 
 
 class OpStatus(enum.IntEnum):
@@ -264,15 +265,12 @@ class HostStopEvent:
 
 @attrs.frozen
 class PluginContext:
-    """What a plugin factory receives when the host instantiates it.
-
-    ``settings`` is the validated :class:`aliecs_integration.settings.core.Settings` (typed ``Any``
-    here to keep this module free of import cycles); ``name`` is the plugin's registered name.
-    """
+    """What a plugin factory receives when the host instantiates it: its registered ``name``
+    and the validated :class:`~aliecs_integration.settings.core.Settings` (unknown keys are in
+    ``settings.raw`` and ``settings.get(key)``)."""
 
     name: str
-    settings: Any
-    host: Any = None
+    settings: Settings
 
 @attrs.frozen
 class DeliveryReport:

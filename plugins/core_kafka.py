@@ -1,6 +1,6 @@
 """The built-in core-kafka plugin: every hook becomes an ``events.Event`` on an ``aliecs.*`` topic.
 
-Mapping (spec ``topics.md`` section 1; key = UTF-8 of the id, an empty id = no key):
+Mapping (``docs/events.md``, core topics; key = UTF-8 of the id, an empty id = no key):
 
 =============================  =======================================  =====================
 hook                           topic / payload                          key

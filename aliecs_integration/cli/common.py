@@ -17,6 +17,7 @@ import attrs
 import click
 
 from aliecs_integration.errors import AliecsError, SettingsError
+from aliecs_integration.settings.core import Settings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -122,12 +123,11 @@ def options(ctx: click.Context) -> Options:
     return obj if obj is not None else Options()
 
 
-def load_settings(source: str | None) -> Any:
+def load_settings(source: str | None) -> Settings:
     """Settings from ``source`` (``consul://…`` or a file), or the built-in defaults when None.
 
     Raises ``SettingsError`` as :func:`aliecs_integration.settings.sources.load` does.
     """
-    from aliecs_integration.settings.core import Settings
     from aliecs_integration.settings.sources import load
 
     if source is None or not source.strip():

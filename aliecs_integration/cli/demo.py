@@ -29,10 +29,11 @@ from aliecs_integration.scenario.runner import (
     Progress,
 )
 from aliecs_integration.scenario.session import run_scenario
+from aliecs_integration.settings.core import Settings
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEV_CONSUL_ADDRESS = "127.0.0.1:18500"
 KAFKA_WAIT_S = 60.0
@@ -267,7 +268,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
 
 
 def _run_and_report(
-    opts: DemoOptions, settings: Any, scenario: Scenario, echo: Callable[[str], None]
+    opts: DemoOptions, settings: Settings, scenario: Scenario, echo: Callable[[str], None]
 ) -> list[str]:
     from aliecs_integration.cli.common import format_table
     from aliecs_integration.publish.reader import high_watermarks, read_back

@@ -32,10 +32,12 @@ from aliecs_integration.cli.common import (
     settings_option,
     unexpected,
 )
+from aliecs_integration.cli.consume import consume
+from aliecs_integration.cli.settings import settings as settings_group
 from aliecs_integration.cli.shutdown import Terminated, sigterm_raises
 from aliecs_integration.publish.reader import CLIENT_LOGGER as LIBRDKAFKA_LOGGER
 
-REPO_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_RUN_NUMBERS = Path(
     os.environ.get("ALIECS_RUN") or Path.home() / ".cache" / "aliecs-integration" / "run"
 ) / "demo" / "run_number"
@@ -229,6 +231,7 @@ def topics_create(settings_source: str | None, timeout: float) -> None:
     first message; this is for operators who want them in place (and checked) in advance.
     Exit code 1 when a topic could not be created.
     """
+    from aliecs_integration.publish.topic_admin import ensure_topics
     from aliecs_integration.publish.topics import TopicNames
 
     settings = load_settings(settings_source)
@@ -236,7 +239,9 @@ def topics_create(settings_source: str | None, timeout: float) -> None:
         raise BadInput(f"{settings.source}: kafkaEndpoints is empty: no broker to create "
                        "topics on")
     wanted = TopicNames(settings.producer.topic_root).standard_topics()
-    created, metadata = create_topics(settings, wanted, timeout_s=timeout)
+    created, metadata = ensure_topics(settings.kafka_endpoints, settings.producer, wanted,
+                                      timeout_s=timeout,
+                                      logger=logging.getLogger(LIBRDKAFKA_LOGGER))
     rows: list[tuple[object, ...]] = []
     for topic in wanted:
         meta = metadata.get(topic)
@@ -255,35 +260,6 @@ def topics_create(settings_source: str | None, timeout: float) -> None:
 
 def _replicas(meta: Any) -> int:
     return min((len(p.replicas) for p in meta.partitions.values()), default=0)
-
-
-def create_topics(
-    settings: Any, wanted: Sequence[str], *, timeout_s: float
-) -> tuple[Any, dict[str, Any]]:
-    """Create the missing ``wanted`` topics with the publisher's own rules
-    (:func:`aliecs_integration.publish.topics.create_topics`: configured partitions, replication
-    clamped to the brokers, wait for leaders). Returns its ``TopicCreation`` and the metadata
-    of the topics afterwards. Raises :class:`CliError` naming the brokers when they do not
-    answer within ``timeout_s``.
-    """
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    from aliecs_integration.publish import topics as topic_names
-
-    brokers = ",".join(settings.kafka_endpoints)
-    config: dict[str, Any] = {**settings.producer.properties, "bootstrap.servers": brokers,
-                              "logger": logging.getLogger(LIBRDKAFKA_LOGGER)}
-    admin = AdminClient(config)
-    try:
-        outcome = topic_names.create_topics(
-            admin, wanted, partitions=settings.producer.partitions,
-            replication_factor=settings.producer.replication_factor, timeout_s=timeout_s)
-        metadata = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise CliError(f"cannot reach Kafka at {brokers} within {timeout_s:g} s "
-                       f"({exc.args[0].str()})") from exc
-    return outcome, dict(metadata)
 
 
 def _progress_printer(width: int) -> Callable[[Any], None]:
@@ -379,15 +355,8 @@ def demo(ctx: click.Context, keep_servers: bool, settings_file: Path, scenario_f
         raise CliError(f"{len(problems)} problem(s): " + "; ".join(problems))
 
 
-def _register_subcommands() -> None:
-    from aliecs_integration.cli.consume import consume
-    from aliecs_integration.cli.settings import settings
-
-    for command in (consume, settings):
-        cli.add_command(command)
-
-
-_register_subcommands()
+cli.add_command(consume)
+cli.add_command(settings_group)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -395,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="aliecs-integration")
 
 
-__all__ = ["cli", "create_topics", "main"]
+__all__ = ["cli", "main"]
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from aliecs_integration.cli.common import (
     format_table,
     load_settings,
 )
+from aliecs_integration.settings.core import Settings
 
 CONSUL_ENV = "ALIECS_CONSUL"
 
@@ -50,7 +51,7 @@ def _has_path(raw: Mapping[str, Any], path: str) -> bool:
     return True
 
 
-def effective_rows(settings: Any) -> list[tuple[str, Any, str]]:
+def effective_rows(settings: Settings) -> list[tuple[str, Any, str]]:
     """``(key, value, origin)`` for every effective setting, nested keys dotted, secrets masked.
 
     ``kafkaProducer`` is shown as the producer will use it: every librdkafka property (defaults

@@ -1,6 +1,6 @@
 """The environment state machine: states, the transition table, step names and triggers.
 
-Pure data and functions, no side effects. See ``lifecycle.md``: every transition runs four
+Pure data and functions, no side effects. See ``docs/lifecycle.md``: every transition runs four
 steps (``before_<T>``, ``leave_<FROM>``, ``enter_<TO>``, ``after_<T>``); CREATE and DESTROY are
 operations outside the table, driven by the manager, with their own step names.
 """
@@ -51,7 +51,7 @@ TRANSITIONS: Mapping[str, tuple[frozenset[State], State]] = MappingProxyType(
         "RECOVER": (frozenset({State.ERROR}), State.DEPLOYED),
     }
 )
-"""transition name -> (states it is allowed from, state it leads to), exactly ``lifecycle.md``."""
+"""transition name -> (states it is allowed from, state it leads to), as ``docs/lifecycle.md``."""
 
 CREATE_STEPS: tuple[str, str] = ("before_CREATE", CREATE)
 DESTROY_STEP_BEFORE = "before_DESTROY"

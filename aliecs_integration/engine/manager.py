@@ -1,5 +1,5 @@
 """The environment manager: creates environments, drives their transitions, runs workflow calls
-and fires the hooks, exactly as ``lifecycle.md`` says.
+and fires the hooks, exactly as ``docs/lifecycle.md`` says.
 
 Each step (``before_X``, ``leave_S``, ``enter_T``, ``after_X``; for CREATE ``before_CREATE``,
 ``CREATE``; for DESTROY ``before_DESTROY``, ``leave_S``, ``DESTROY``, ``after_DESTROY``) fires

@@ -16,7 +16,7 @@ A workflow is a name, a description, the path it was loaded from, default variab
         return: my_var                          # variable that receives the output
         role: readout                           # role path (default: the workflow name)
 
-:func:`default_workflow` wires the legacy ``kafka`` plugin exactly as ``lifecycle.md`` says.
+:func:`default_workflow` wires the legacy ``kafka`` plugin as ``docs/lifecycle.md`` says.
 """
 
 from __future__ import annotations
@@ -320,7 +320,7 @@ def _call_from_dict(item: Any, where: str) -> CallSpec:
 
 KAFKA_ENABLED = "kafka_enabled"
 LEGACY_LEAVE_STATES = tuple(s for s in fsm.REAL_STATES if s is not fsm.State.DONE)
-"""States whose leave step publishes (``topics.md``: STANDBY, DEPLOYED, CONFIGURED, RUNNING,
+"""States whose leave step publishes (``docs/events.md``: STANDBY, DEPLOYED, CONFIGURED, RUNNING,
 ERROR)."""
 
 

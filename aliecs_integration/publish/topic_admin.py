@@ -1,6 +1,7 @@
-"""Topic creation: :func:`create_topics` (once, for ``topics create`` and the publisher) and
-:class:`TopicCreator` (the publisher's background thread, retrying while the cluster is
-unreachable). Broker auto-creation is never relied on.
+"""Topic creation: :func:`create_topics` (once, with a given admin client),
+:func:`ensure_topics` (the same from settings, for ``topics create``) and :class:`TopicCreator`
+(the publisher's background thread, retrying while the cluster is unreachable). Broker
+auto-creation is never relied on.
 
 Log records go to the logger ``aliecs_integration.publish.topics`` (the module this code came from:
 logging configurations name it).
@@ -19,7 +20,9 @@ import attrs
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.cimpl import NewTopic  # documented as confluent_kafka.admin.NewTopic
 
+from aliecs_integration.errors import BrokerUnreachable
 from aliecs_integration.log_limits import RateLimitedLog
+from aliecs_integration.settings.producer import ProducerConfig
 
 log = logging.getLogger("aliecs_integration.publish.topics")
 
@@ -119,6 +122,38 @@ def _await_leaders(admin: Any, topics: list[str], timeout_s: float) -> None:
             ):
                 break
             time.sleep(0.05)
+
+
+def ensure_topics(
+    bootstrap_servers: Sequence[str],
+    config: ProducerConfig,
+    wanted: Sequence[str],
+    *,
+    timeout_s: float,
+    logger: logging.Logger | None = None,
+) -> tuple[TopicCreation, dict[str, Any]]:
+    """Create the missing ``wanted`` topics with the publisher's own rules (configured
+    partitions, replication clamped to the brokers, wait for leaders) through an admin client
+    built from ``config`` (the user's security properties included). Returns the
+    :class:`TopicCreation` and the metadata of every topic afterwards. Raises
+    :class:`~aliecs_integration.errors.BrokerUnreachable` naming the brokers when they do not
+    answer within ``timeout_s``.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    client_config: dict[str, Any] = {**config.admin_config(bootstrap_servers)}
+    client_config["logger"] = logger or logging.getLogger(__name__ + ".librdkafka")
+    admin = AdminClient(client_config)
+    try:
+        outcome = create_topics(admin, wanted, partitions=config.partitions,
+                                replication_factor=config.replication_factor,
+                                timeout_s=timeout_s)
+        metadata = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise BrokerUnreachable(
+            f"cannot reach Kafka at {','.join(bootstrap_servers)} within {timeout_s:g} s "
+            f"({exc.args[0].str()})") from exc
+    return outcome, dict(metadata)
 
 
 class TopicCreator:

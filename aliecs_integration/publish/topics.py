@@ -1,5 +1,5 @@
 """Kafka topics: the names of both producers, the key rule, and the message type each topic
-carries (spec ``topics.md``). Their creation is :mod:`aliecs_integration.publish.topic_admin`'s
+carries (``docs/events.md``). Their creation is :mod:`aliecs_integration.publish.topic_admin`'s
 (:func:`create_topics`, :class:`TopicCreator`, re-exported here).
 
 Names are ``<root>.<rest>`` with ``.`` as separator; the root is ``aliecs`` unless the
@@ -16,11 +16,6 @@ import attrs
 from google.protobuf.message import Message
 
 from aliecs_integration.pb import events_pb2, kafka_pb2
-
-# re-exported: topic creation lived here before it got its own module
-from aliecs_integration.publish.topic_admin import TopicCreation as TopicCreation
-from aliecs_integration.publish.topic_admin import TopicCreator as TopicCreator
-from aliecs_integration.publish.topic_admin import create_topics as create_topics
 
 DEFAULT_ROOT = "aliecs"
 
@@ -177,31 +172,6 @@ def _check_state(state: str) -> str:
 
 DEFAULT = TopicNames()
 
-CORE = DEFAULT.core
-ENVIRONMENT = DEFAULT.environment
-TASK = DEFAULT.task
-ROLE = DEFAULT.role
-CALL = DEFAULT.call
-RUN = DEFAULT.run
-ENV_LIST_RUNNING = DEFAULT.env_list_running
-BEFORE_START_ACTIVITY = DEFAULT.before_start_activity
-AFTER_START_ACTIVITY = DEFAULT.after_start_activity
-START_ACTIVITY = DEFAULT.start_activity
-
-
-def integrated_service_topic(service: str) -> str:
-    """``aliecs.integrated_service.<service>``; ``ValueError`` naming a bad service name."""
-    return DEFAULT.integrated_service(service)
-
-
-def env_state_topic(state: str) -> str:
-    """``aliecs.env_state.<STATE>``; ``ValueError`` unless ``state`` is upper-case."""
-    return DEFAULT.env_state(state)
-
-
-def env_leave_state_topic(state: str) -> str:
-    """``aliecs.env_leave_state.<STATE>``; ``ValueError`` unless ``state`` is upper-case."""
-    return DEFAULT.env_leave_state(state)
 
 
 def key_for(identifier: str) -> bytes | None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 
+from aliecs_integration.engine.manager import EnvironmentManager
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.errors import PluginError
 from aliecs_integration.host import PluginHost, PluginStatus
@@ -20,6 +20,7 @@ from aliecs_integration.scenario.runner import (
     ScenarioResult,
     ScenarioRunner,
 )
+from aliecs_integration.settings.core import Settings
 
 CORE_PLUGIN = "core-kafka"
 
@@ -34,18 +35,18 @@ class EngineOutcome:
     plugins: tuple[PluginStatus, ...]
     elapsed_s: float
 
-    def missing_plugins(self, settings: Any) -> list[str]:
+    def missing_plugins(self, settings: Settings) -> list[str]:
         """``name: reason`` of each plugin the settings ask for that is not loaded."""
         return _missing(list(self.plugins), settings)
 
 
-def _missing(plugins: list[PluginStatus], settings: Any) -> list[str]:
+def _missing(plugins: list[PluginStatus], settings: Settings) -> list[str]:
     wanted = {CORE_PLUGIN, *settings.integration_plugins}
     return [f"{p.name}: {p.reason}" for p in plugins if p.name in wanted and not p.loaded]
 
 
 def run_scenario(
-    settings: Any,
+    settings: Settings,
     scenario: Scenario,
     *,
     run_numbers: RunNumberStore,
@@ -62,8 +63,6 @@ def run_scenario(
     raises because of a scenario action (outcomes are in the result); plugin failures are
     reported by the host.
     """
-    from aliecs_integration.engine.manager import EnvironmentManager
-
     started = time.monotonic()
     host = PluginHost(settings)
     host.start()

@@ -1,6 +1,6 @@
 """The core settings: validated from one parsed settings document (YAML from a file or Consul).
 
-Keys this module understands (the contract: spec ``settings.md``): ``kafkaEndpoints``,
+Keys this module understands (the contract: ``docs/settings.md``): ``kafkaEndpoints``,
 ``kafkaEndpoint``, ``integrationPlugins``, ``enableKafka``, ``kafkaProducer`` (handed to
 ``ProducerConfig.from_dict``) and ``runtimeVars`` (runtime defaults of environment
 variables, the file equivalent of Consul's ``o2/runtime/aliecs/vars/``). Every other key is
@@ -12,15 +12,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from aliecs_integration.errors import SettingsError
+from aliecs_integration.settings.producer import ProducerConfig
 from aliecs_integration.settings.secrets import MASK, is_secret_key, masked
-
-if TYPE_CHECKING:
-    from aliecs_integration.settings.producer import ProducerConfig
 
 KAFKA_ENDPOINTS = "kafkaEndpoints"
 KAFKA_ENDPOINT = "kafkaEndpoint"
@@ -31,14 +29,6 @@ RUNTIME_VARS = "runtimeVars"
 
 DEFAULT_KAFKA_ENDPOINTS: tuple[str, ...] = ("localhost:9092",)
 DEFAULT_ORIGIN = "default"
-
-
-def resolve_variables(
-    user: Mapping[str, str], runtime: Mapping[str, str], builtin: Mapping[str, str]
-) -> dict[str, str]:
-    """Merge environment variables: ``user`` wins over ``runtime`` (settings), which wins over
-    ``builtin`` (workflow defaults)."""
-    return {**builtin, **runtime, **user}
 
 
 def _type_name(value: Any) -> str:
@@ -173,8 +163,6 @@ def _masked_repr(value: Mapping[str, Any]) -> str:
 # kafka_config imports MASK and is_secret_key from this module, so ProducerConfig is imported
 # where it is used, not at the top (a circular import otherwise).
 def _default_producer() -> ProducerConfig:
-    from aliecs_integration.settings.producer import ProducerConfig
-
     return ProducerConfig()
 
 
@@ -222,8 +210,6 @@ class Settings:
                     f"expected string keys at the top level, got {_type_name(key)} ({key!r})",
                     source=source,
                 )
-        from aliecs_integration.settings.producer import ProducerConfig
-
         variables = runtime_vars_from(data, source=source)
         for name, value in (runtime_vars or {}).items():
             if not isinstance(name, str) or not name or not isinstance(value, str):

@@ -1,8 +1,8 @@
 """The set of environments currently RUNNING, and the order ``ActiveRunsList`` lists them in.
 
-Spec (``topics.md`` section 2): "a stable sort where, when both runs have two or more
-detectors, a run containing ``ITS`` comes first; otherwise the run with more detectors comes
-first. Inside each run the detector list is sorted alphabetically."
+Contract (``docs/events.md``, legacy topics): a stable sort that puts a run containing ``ITS``
+first when both runs have two or more detectors, and otherwise the run with more detectors;
+each run's detectors are listed alphabetically.
 
 Our reading, implemented literally by :func:`compare_runs`: when both runs have two or more
 detectors and exactly one of them contains ``ITS``, that one comes first; in every other case

@@ -1,6 +1,6 @@
 """The legacy ``kafka.EnvInfo`` of one environment, built from its variables and the call trigger.
 
-Rules (``topics.md`` section 2):
+Rules (``docs/events.md``, legacy topics):
 
 - the state comes from the trigger that fired the call (:func:`state_from_trigger`);
 - ``environment_id``, ``enter_state_time_ms`` (ms, uint64) and ``detectors`` (a JSON array of

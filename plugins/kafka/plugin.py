@@ -1,7 +1,7 @@
-"""``KafkaPlugin``: the legacy, opt-in state notifications (``topics.md`` section 2).
+"""``KafkaPlugin``: the legacy, opt-in state notifications (``docs/events.md``, legacy topics).
 
 Loaded by the host only when ``integrationPlugins`` names ``kafka`` and ``kafkaEndpoint`` is
-set. It exports three call functions that the default workflow wires (``lifecycle.md``):
+set. It exports three call functions that the default workflow wires (``docs/lifecycle.md``):
 
 - ``PublishEnterStateUpdate`` (``enter_<S>``, DESTROY): ``NewStateNotification`` on
   ``aliecs.env_state.<S>``, updates the running set, then ``ActiveRunsList`` on

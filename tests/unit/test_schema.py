@@ -1,4 +1,4 @@
-"""The generated bindings match shared/spec/wire-schema.md field for field, and stay current."""
+"""The generated bindings match docs/wire-schema.md field for field, and stay current."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aliecs_integration.pb import common_pb2, events_pb2, kafka_pb2
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Transcribed from wire-schema.md: message -> {number: (name, type, label)}.
+# Transcribed from docs/wire-schema.md: message -> {number: (name, type, label)}.
 # type is a scalar name or a message/enum full name; label is "", "optional", "repeated" or "map".
 S, I32, I64, U32, U64, B = "string", "int32", "int64", "uint32", "uint64", "bool"
 SPEC: dict[str, dict[int, tuple[str, str, str]]] = {

@@ -24,9 +24,14 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from aliecs_integration.hookspecs import hookimpl
-from aliecs_integration.plugin import Plugin
-from aliecs_integration.records import ConnectionState, OpStatus, PluginContext, RunEvent
+from aliecs_integration import (
+    ConnectionState,
+    OpStatus,
+    Plugin,
+    PluginContext,
+    RunEvent,
+    hookimpl,
+)
 
 __all__ = ["PATH_SETTING", "SorLogPlugin", "moment_of", "record_of"]
 

@@ -1,4 +1,4 @@
-"""fsm: the transition table of lifecycle.md, step names, trigger parsing."""
+"""fsm: the transition table of docs/lifecycle.md, step names, trigger parsing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aliecs_integration.engine import fsm
 from aliecs_integration.engine.fsm import State
 from aliecs_integration.errors import TransitionError
 
-# lifecycle.md's table, written out independently of the module under test.
+# docs/lifecycle.md's table, written out independently of the module under test.
 SPEC = {
     ("DEPLOY", "STANDBY"): "DEPLOYED",
     ("CONFIGURE", "DEPLOYED"): "CONFIGURED",

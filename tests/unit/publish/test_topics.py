@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from aliecs_integration.pb import events_pb2, kafka_pb2
-from aliecs_integration.publish import topic_admin, topics
+from aliecs_integration.publish import topics
 from aliecs_integration.publish.topics import TopicNames
 
 
 def test_core_topic_names_follow_the_spec() -> None:
-    assert (topics.CORE, topics.ENVIRONMENT, topics.TASK, topics.ROLE, topics.CALL, topics.RUN) == (
+    d = topics.DEFAULT
+    assert (d.core, d.environment, d.task, d.role, d.call, d.run) == (
         "aliecs.core",
         "aliecs.environment",
         "aliecs.task",
@@ -18,26 +19,26 @@ def test_core_topic_names_follow_the_spec() -> None:
         "aliecs.call",
         "aliecs.run",
     )
-    assert topics.integrated_service_topic("dcs") == "aliecs.integrated_service.dcs"
-    assert topics.integrated_service_topic("my-svc_2") == "aliecs.integrated_service.my-svc_2"
+    assert topics.DEFAULT.integrated_service("dcs") == "aliecs.integrated_service.dcs"
+    assert topics.DEFAULT.integrated_service("my-svc_2") == "aliecs.integrated_service.my-svc_2"
 
 
 @pytest.mark.parametrize("service", ["", "DCS", "a.b", "odc ", "é"])
 def test_bad_service_names_are_refused_by_name(service: str) -> None:
     with pytest.raises(ValueError, match="integrated service name") as info:
-        topics.integrated_service_topic(service)
+        topics.DEFAULT.integrated_service(service)
     assert repr(service) in str(info.value)
 
 
 def test_legacy_topic_names_follow_the_spec() -> None:
-    assert topics.env_state_topic("RUNNING") == "aliecs.env_state.RUNNING"
-    assert topics.env_leave_state_topic("RUNNING") == "aliecs.env_leave_state.RUNNING"
-    assert topics.ENV_LIST_RUNNING == "aliecs.env_list.RUNNING"
-    assert topics.BEFORE_START_ACTIVITY == "aliecs.before_start_activity"
-    assert topics.AFTER_START_ACTIVITY == "aliecs.after_start_activity"
-    assert topics.START_ACTIVITY == "aliecs.start_activity"
+    assert topics.DEFAULT.env_state("RUNNING") == "aliecs.env_state.RUNNING"
+    assert topics.DEFAULT.env_leave_state("RUNNING") == "aliecs.env_leave_state.RUNNING"
+    assert topics.DEFAULT.env_list_running == "aliecs.env_list.RUNNING"
+    assert topics.DEFAULT.before_start_activity == "aliecs.before_start_activity"
+    assert topics.DEFAULT.after_start_activity == "aliecs.after_start_activity"
+    assert topics.DEFAULT.start_activity == "aliecs.start_activity"
     with pytest.raises(ValueError, match="'running'"):
-        topics.env_state_topic("running")
+        topics.DEFAULT.env_state("running")
 
 
 def test_standard_topics_cover_core_services_and_legacy() -> None:
@@ -126,9 +127,3 @@ def test_key_rule_empty_id_means_no_key() -> None:
     assert topics.key_for("env-1") == b"env-1"
     assert topics.key_for("é") == "é".encode()
     assert topics.key_for("") is None
-
-
-def test_topic_creation_is_still_importable_from_topics() -> None:
-    assert topics.create_topics is topic_admin.create_topics
-    assert topics.TopicCreator is topic_admin.TopicCreator
-    assert topics.TopicCreation is topic_admin.TopicCreation

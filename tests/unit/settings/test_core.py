@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from aliecs_integration.errors import SettingsError
-from aliecs_integration.settings.core import Settings, resolve_variables
+from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.producer import ProducerConfig
 from aliecs_integration.settings.secrets import MASK, is_secret_key, masked
 
@@ -211,18 +211,6 @@ def test_runtime_vars_wrong_types() -> None:
 def test_runtime_vars_argument_must_be_strings(bad: dict[Any, Any]) -> None:
     with pytest.raises(SettingsError, match="runtime variable"):
         load({}, runtime_vars=bad)
-
-
-def test_resolve_variables_precedence() -> None:
-    user = {"a": "user"}
-    runtime = {"a": "runtime", "b": "runtime"}
-    builtin = {"a": "builtin", "b": "builtin", "c": "builtin"}
-    assert resolve_variables(user, runtime, builtin) == {
-        "a": "user",
-        "b": "runtime",
-        "c": "builtin",
-    }
-    assert builtin == {"a": "builtin", "b": "builtin", "c": "builtin"}
 
 
 @pytest.mark.parametrize(
