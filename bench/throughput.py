@@ -229,12 +229,12 @@ def run_round(i: int, args: Any, seconds: float, binary: Path | None, wanted: li
                 line = (f"round {i + 1} {name:<8}: {figures['events_per_s']:>10,.0f} events/s "
                         f"acknowledged (load {figures['loadavg']:.1f})")
                 if name == "host":
-                    unsat = figures["unsaturated_us_per_event"]
-                    line += (f"; CPU µs/event driving thread {unsat:.2f} unsaturated / {figures['saturated_us_per_event']:.2f} saturated, "
-                             f"process {figures['unsaturated_process_cpu_us_per_event']:.2f} / "
-                             f"{figures['process_cpu_us_per_event']:.2f}; {figures['failed']} "
-                             f"failed, {figures['dropped']} dropped, {figures['undelivered']} "
-                             "undelivered")
+                    f = figures
+                    line += (f"; CPU µs/event driving thread {f['unsaturated_us_per_event']:.2f} "
+                             f"unsaturated / {f['saturated_us_per_event']:.2f} saturated, "
+                             f"process {f['unsaturated_process_cpu_us_per_event']:.2f} / "
+                             f"{f['process_cpu_us_per_event']:.2f}; {f['failed']} failed, "
+                             f"{f['dropped']} dropped, {f['undelivered']} undelivered")
                 print(line)
     finally:
         deleted = c.delete_topics(args.bootstrap, root)
