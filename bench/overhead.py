@@ -169,6 +169,7 @@ def main() -> None:
         hooks.append(h)
         print(f"hook call, {n} third-party plugin(s): PluginHost.fire {h['host_us']:6.2f} µs, "
               f"bare pluggy {h['pluggy_us']:6.2f} µs, ratio {h['ratio']:.2f}x")
+    print(f"deleted {c.delete_topics(args.bootstrap, root)} topic(s) under {root}.")
     c.write_result("overhead-quick" if args.quick else "overhead", {
         "quick": args.quick, "repeat": repeat, "broker_started_by_bench": started_broker,
         "transitions": results, "hook_calls": hooks,
