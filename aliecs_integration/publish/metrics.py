@@ -218,9 +218,10 @@ class Metrics:
         count to it (counts never go down)."""
         with self._lock:
             for topic, total in totals.items():
-                t = self._topics.get(topic) or self._topic(topic)
-                if total > t.sent:
-                    t.sent = total
+                if total > 0:
+                    t = self._topics.get(topic) or self._topic(topic)
+                    if total > t.sent:
+                        t.sent = total
 
     def outcomes(self) -> dict[str, tuple[int, int, int, int]]:
         """Per topic: (published, sent, failed, dropped), after a fold."""
