@@ -2,7 +2,7 @@ module aliecs-integration/bench/gowriter
 
 go 1.22
 
-require github.com/segmentio/kafka-go v0.4.47
+require github.com/segmentio/kafka-go v0.4.33
 
 require (
 	github.com/klauspost/compress v1.15.9 // indirect
