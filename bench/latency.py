@@ -3,7 +3,7 @@
 Host path: ``PluginHost.fire("on_env_transition_step", record)`` with core-kafka and the legacy
 plugin loaded; each fire publishes one ``events.Event`` on the environment topic (one partition,
 so messages become readable in order: the i-th one read is the i-th fire). The moment of an
-acknowledgement is when a consumer in the same process (assigned at the partition's end,
+acknowledgement is when a consumer in the same process (assigned at the partition's end offset,
 ``fetch.wait.max.ms`` 1) reads the message: the publisher reports only failures one by one, so
 that outside view is used for both paths.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import common as c
 from aliecs_integration_plugins.core_kafka import encode
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aliecs_integration.engine.environment import Environment
 from aliecs_integration.publish.topics import TopicNames
@@ -69,7 +69,7 @@ def summary(fired: list[float], acked: list[float], seconds: float) -> dict[str,
 
 class Receiver:
     """Notes the moment each new message of ``topic`` (one partition) can be read: a consumer
-    assigned at the partition's end, fetching with a 1 ms wait, on its own thread. A message
+    assigned at the partition's end offset, fetching with a 1 ms wait, on its own thread. A message
     is readable once the broker acknowledged it (acks=all: the high watermark passed it), so
     the i-th moment is the i-th acknowledgement as seen from outside the producer, the same
     way for both paths."""
@@ -79,26 +79,22 @@ class Receiver:
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency",
                                    "enable.auto.commit": False, "fetch.wait.max.ms": 1,
                                    "fetch.min.bytes": 1})
-        self._consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
+        _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        self._consumer.assign([TopicPartition(topic, 0, high)])  # nothing fired yet is read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Receiver:
-        deadline = time.monotonic() + 30
-        while not self._consumer.assignment() or self._consumer.position(
-                self._consumer.assignment())[0].offset < 0:
-            self._consumer.poll(0.05)  # resolves the end offset before anything is fired
-            if time.monotonic() > deadline:
-                raise SystemExit("latency: the consumer never got its start offset")
+        self._consumer.poll(0.2)  # connect and start fetching before anything is fired
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        now, moments = time.perf_counter, self.moments
+        now, moments, poll = time.perf_counter, self.moments, self._consumer.poll
         while not self._stop.is_set():
-            for message in self._consumer.consume(1000, 0.05):
-                if message.error() is None:
-                    moments.append(now())
+            message = poll(0.05)  # returns as soon as one message is there
+            if message is not None and message.error() is None:
+                moments.append(now())
 
     def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -125,6 +121,9 @@ def host_run(bootstrap: str, root: str, rate: float, seconds: float,
         host.fire("on_env_transition_step", record)
         c.wait_ready(host)
         with Receiver(bootstrap, message.topic) as receiver:
+            host.fire("on_env_transition_step", record)  # the consumer is fetching: warm
+            receiver.wait_for(1)
+            receiver.moments.clear()
             fired = paced(rate, seconds, lambda: host.fire("on_env_transition_step", record),
                           time.sleep)
             c.flush(host, 60)
@@ -145,6 +144,10 @@ def raw_run(config: dict[str, Any], bootstrap: str, topic: str, value: bytes, ke
         producer.poll(seconds_ahead)
 
     with Receiver(bootstrap, topic) as receiver:
+        producer.produce(topic, value, key)  # the consumer is fetching: warm
+        producer.flush(30)
+        receiver.wait_for(1)
+        receiver.moments.clear()
         fired = paced(rate, seconds, lambda: producer.produce(topic, value, key), wait)
         producer.flush(60)
         receiver.wait_for(len(fired))
