@@ -672,3 +672,29 @@ def test_without_idempotence_every_delivery_is_reported(make: Any) -> None:
     assert "stats_cb" not in producer.config
     pub.publish("t", b"x")
     wait_until(lambda: pub.metrics.snapshot().sent == 1)
+
+
+def test_under_block_the_publishing_thread_waits_for_room_nothing_is_relayed(make: Any) -> None:
+    pub, producer, _ = make({"queue": {"maxMessages": 10, "blockTimeoutSeconds": 10}},
+                            admin_setup=lambda a: a.topics.add("t"))
+    created(pub, "t")
+    producer.set_up(False)  # nothing is acknowledged: librdkafka's queue fills at 10
+    held_seen: list[int] = []
+
+    def publish_all() -> None:
+        for i in range(30):
+            pub.publish("t", str(i).encode(), b"k")
+            held_seen.append(pub.metrics.snapshot().queued)
+
+    thread = threading.Thread(target=publish_all)
+    thread.start()
+    wait_until(lambda: len(producer.queue) == 10)
+    time.sleep(0.1)
+    assert thread.is_alive() and len(held_seen) == 10  # the 11th waits in publish()
+    assert pub._held.count == 0  # the publisher holds nothing: no backlog to relay
+    producer.set_up(True)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert pub.flush(5).delivered == 30
+    assert values(producer, "t") == [str(i).encode() for i in range(30)]
+    assert max(held_seen) <= 10
