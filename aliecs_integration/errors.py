@@ -55,3 +55,15 @@ class UnknownTopic(ReadError):
     exit code 2 on the command line)."""
 
     exit_code = 2
+
+
+class ReaderConfigError(ReadError):
+    """A Kafka consumer property that is refused (set by the reader itself, or unknown to or
+    invalid for librdkafka); bad input, exit code 2 on the command line."""
+
+    exit_code = 2
+
+
+class DevServerError(AliecsError):
+    """A development server (``dev/kafka``, ``dev/consul``) could not be found, started, stopped
+    or controlled; the message names the script, the command and what it printed."""

@@ -61,18 +61,22 @@ def register_call_functions() -> Mapping[str, CallFunction]:
 
 @hookspec
 def on_env_transition_step(event: TransitionStepEvent) -> None:
-    """Fires when a transition step starts (``event.finished`` False) and when it finishes.
+    """Fires for every environment event: when a transition step starts (``event.finished``
+    False) and when it finishes, and for the events of the whole transition (empty
+    ``event.step``: ``transition starting``, ``transition completed successfully``,
+    ``transition error``, ``a critical error occurred, GO_ERROR transition imminent``).
 
     Order per step: started, then the step's calls and work, then finished (ONGOING, or
-    DONE_ERROR with ``event.error``). Also fires for the CREATE and DESTROY steps.
+    DONE_ERROR with ``event.error``). CREATE and DESTROY publish their own sequences
+    (``docs/events.md``); ``event.include_vars`` marks ``workflow loaded``.
     May raise: reported, never changes the transition.
     """
 
 
 @hookspec
 def on_env_enter_state(event: StateChangeEvent) -> None:
-    """Fires in the ``enter_<STATE>`` step as its own work: after negative-weight calls, right
-    after the state changed, before weight-0 and positive-weight calls.
+    """Fires in the ``enter_<STATE>`` step as its own work: after negative-weight calls, before
+    weight-0 and positive-weight calls; the state changed at the end of ``tasks_<TRANSITION>``.
 
     May raise: reported, the state is not undone.
     """
@@ -114,12 +118,14 @@ def on_run_sor_eor(event: RunEvent) -> None:
 
 @hookspec
 def on_task_event(event: TaskEvent) -> None:
-    """Fires when a task reports a new state or status. May raise: reported."""
+    """Fires when a task changes state or status (in ``tasks_<TRANSITION>``, at DESTROY when
+    tasks are released, or when a task fails). May raise: reported."""
 
 
 @hookspec
 def on_role_event(event: RoleEvent) -> None:
-    """Fires when a role of an environment changes state or status. May raise: reported."""
+    """Fires when a role of an environment changes state or status; ``event.status`` or
+    ``event.state`` is the value that changed (the other is empty). May raise: reported."""
 
 
 @hookspec

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import types
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -123,6 +124,9 @@ class PluginHost:
         self._started = False
         self._slow_hook_s = slow_hook_s
         self.failure_count: dict[str, int] = {}
+        self._variable_defaults: dict[str, str] = {}
+        self.instance_id = str(uuid.uuid4())
+        """This process's id (``coreStartEvent.frameworkId``), logged at start."""
 
     # ----------------------------------------------------------------- loading
 
@@ -153,7 +157,11 @@ class PluginHost:
         for name, obj in self._extra.items():
             self._instantiate(name, obj, origin="registered in-process")
         self._collect_call_functions()
-        self.fire("on_host_start", HostStartEvent(plugin_names=tuple(self.plugin_names())))
+        self._collect_variable_defaults()
+        log.info("instance %s started with plugins: %s", self.instance_id,
+                 ", ".join(self.plugin_names()) or "none")
+        self.fire("on_host_start", HostStartEvent(plugin_names=tuple(self.plugin_names()),
+                                                  framework_id=self.instance_id))
 
     def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
         eps = self._entry_points
@@ -254,6 +262,21 @@ class PluginHost:
                     log.error("plugin '%s' exported an invalid call function %r", plugin_name, bare)
                     continue
                 self._call_functions[f"{plugin_name}.{bare}"] = fn
+
+    def _collect_variable_defaults(self) -> None:
+        for name, plugin in self.pm.list_name_plugin():
+            declared = getattr(plugin, "variable_defaults", None) or {}
+            if not isinstance(declared, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in declared.items()):
+                log.error("plugin '%s': variable_defaults must map names to strings, got %r",
+                          name, declared)
+                continue
+            self._variable_defaults.update(declared)
+
+    def variable_defaults(self) -> dict[str, str]:
+        """The environment-variable defaults the loaded plugins declare (``variable_defaults``
+        of each plugin), the lowest-precedence layer of an environment's variables."""
+        return dict(self._variable_defaults)
 
     # ----------------------------------------------------------------- dispatching
 

@@ -10,6 +10,9 @@ Attributes the host reads, all optional:
 - ``pretty_name`` (str): shown in listings; defaults to the name.
 - ``endpoint_setting`` (str): a settings key that must be present for the plugin to load
   (``kafkaEndpoint`` for ``kafka``); read before instantiation, on the class or module.
+- ``variable_defaults`` (mapping of str to str): lowest-precedence defaults of environment
+  variables the plugin reads (the legacy ``kafka`` plugin: ``kafka_enabled: false``); collected
+  by :meth:`PluginHost.variable_defaults <aliecs_integration.host.PluginHost.variable_defaults>`.
 - ``endpoint()`` -> str: where the plugin connects to.
 - ``connection_state()`` -> :class:`~aliecs_integration.records.ConnectionState`.
 
@@ -29,7 +32,7 @@ A plugin that delivers nothing answers None (the :class:`Plugin` defaults) or la
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from aliecs_integration.publish.metrics import MetricsSnapshot
@@ -42,6 +45,7 @@ class Plugin:
 
     pretty_name: ClassVar[str] = ""
     endpoint_setting: ClassVar[str | None] = None
+    variable_defaults: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, context: PluginContext) -> None:
         self.context = context

@@ -8,9 +8,11 @@ epoch (``time.time_ns()``) of the moment the record describes.
 from __future__ import annotations
 
 import enum
+import json
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -95,6 +97,10 @@ class TransitionStepEvent:
     ``step`` is the trigger name without weight: ``before_X``, ``leave_S``, ``enter_S``,
     ``after_X``; for CREATE and DESTROY also ``CREATE``/``DESTROY`` and ``after_DESTROY``.
     ``environment.state`` is the FSM state at the time of the event (PENDING before creation).
+    Events of the whole transition (``transition starting``, ``transition completed
+    successfully``, ``transition error``) have an empty ``step``; outside step pairs
+    ``finished`` is true for the DONE_* statuses; ``include_vars`` is true on
+    the one event that carries the environment's variables (``workflow loaded``).
     """
 
     environment: EnvironmentSnapshot
@@ -105,6 +111,7 @@ class TransitionStepEvent:
     message: str
     error: str = ""
     timestamp_ns: int = attrs.field(factory=now_ns)
+    include_vars: bool = False
 
 
 @attrs.frozen
@@ -169,7 +176,8 @@ class CallContext:
     """What a call function receives when a workflow call runs it.
 
     ``trigger`` is the step that fired it (without weight), ``args`` the text between the
-    parentheses of the call (often empty).
+    parentheses of the call (often empty), ``role_path`` the calling role's path. A call that
+    talks to an integrated service reports its operation with :meth:`report_operation`.
     """
 
     environment: EnvironmentSnapshot
@@ -178,6 +186,29 @@ class CallContext:
     args: str
     traits: CallTraits
     timestamp_ns: int = attrs.field(factory=now_ns)
+    role_path: str = ""
+    reporter: Callable[[IntegratedServiceEvent], object] | None = attrs.field(
+        default=None, eq=False, repr=False)
+
+    def report_operation(
+        self, service: str, status: OpStatus, *, step: str, step_status: OpStatus,
+        payload: Mapping[str, Any] | str = "", error: str = "", name: str = "",
+        timestamp_ns: int | None = None,
+    ) -> IntegratedServiceEvent:
+        """Report one event of this call's integrated-service operation: ``name`` defaults to
+        the calling role's path, ``operation_name`` is the call text, ``payload`` a mapping is
+        sent as JSON with sorted keys. Returns the event (also when nobody listens)."""
+        text = payload if isinstance(payload, str) else json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), default=str)
+        event = IntegratedServiceEvent(
+            service=service.strip().lower(), environment_id=self.environment.id,
+            operation_name=self.func, operation_status=status, name=name or self.role_path,
+            operation_step=step, operation_step_status=step_status, error=error, payload=text,
+            timestamp_ns=time.time_ns() if timestamp_ns is None else timestamp_ns,
+        )
+        if self.reporter is not None:
+            self.reporter(event)
+        return event
 
 
 CallFunction = Callable[[CallContext], "str | None"]
@@ -253,6 +284,8 @@ class HostStartEvent:
 
     plugin_names: tuple[str, ...]
     timestamp_ns: int = attrs.field(factory=now_ns)
+    framework_id: str = ""
+    """The id of this instance (a UUID, logged at start; ``coreStartEvent.frameworkId``)."""
 
 
 @attrs.frozen

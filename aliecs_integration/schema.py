@@ -68,11 +68,24 @@ def file_descriptor_set() -> descriptor_pb2.FileDescriptorSet:
     return fds
 
 
-def write_fdset(path: Path) -> int:
-    """Write :func:`file_descriptor_set` to ``path``; returns the number of bytes written."""
+FDSET_FILE_NAME = "events.fdset"
+"""The file written into a directory target: pq reads every ``*.fdset`` of ``FDSET_PATH``."""
+
+
+def write_fdset(target: Path) -> tuple[Path, int]:
+    """Write :func:`file_descriptor_set` and return the file written and its size in bytes.
+
+    ``target`` is a directory (one that exists, or a path without a suffix, created with its
+    parents) that receives :data:`FDSET_FILE_NAME`, the layout pq's ``FDSET_PATH`` expects, or
+    else a file path (``x.fdset``; its directory must exist). Raises ``OSError`` when it cannot
+    be written.
+    """
+    if target.is_dir() or (not target.exists() and not target.suffix):
+        target.mkdir(parents=True, exist_ok=True)
+        target = target / FDSET_FILE_NAME
     data = file_descriptor_set().SerializeToString()
-    path.write_bytes(data)
-    return len(data)
+    target.write_bytes(data)
+    return target, len(data)
 
 
 def main() -> int:

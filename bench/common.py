@@ -295,8 +295,8 @@ ENV_VARIABLES = {"kafka_enabled": "true", "readout_cfg_uri": "consul://o2/readou
 def deployed_environments(manager: EnvironmentManager, count: int) -> list[str]:
     """``count`` environments created and deployed, ready for CONFIGURE/RESET cycles."""
     ids = []
-    for _ in range(count):
-        env = manager.create(detectors=("TPC", "ITS"), run_type="PHYSICS",
+    for i in range(count):  # a detector belongs to one environment at a time
+        env = manager.create(detectors=(f"TPC{i}", f"ITS{i}"), run_type="PHYSICS",
                              variables=ENV_VARIABLES)
         manager.transition(env.id, "DEPLOY")
         ids.append(env.id)

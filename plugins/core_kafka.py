@@ -15,7 +15,10 @@ on_core_event, on_host_start   ``core`` / coreStart, framework, heartbeat  none
 =============================  =======================================  =====================
 
 The envelope's ``timestamp`` (ms) and ``timestampNano`` (ns) are the record's
-``timestamp_ns``: the moment the event describes. Producing is off (no publisher, nothing
+``timestamp_ns``: the moment the event describes. Every message is serialized once and
+canonically (each field at most once; the bytes equal a parse and deterministic re-serialization
+of themselves), as protobufjs consumers need. Environment ``vars`` are sent only on the event
+that asks for them (``workflow loaded``). Producing is off (no publisher, nothing
 connects) when ``enableKafka`` is false or ``kafkaEndpoints`` is empty.
 """
 
@@ -68,9 +71,8 @@ class Encoded:
     value: bytes
 
 
-_Encoder = Callable[[Any, events_pb2.Event, TopicNames], tuple[str, str, bytes]]
-"""Fills the envelope's payload in place; returns the topic, the key's id, and bytes to append
-to the serialized envelope (``b""`` or the cached environment part, see ``_snapshot_part``)."""
+_Encoder = Callable[[Any, events_pb2.Event, TopicNames], tuple[str, str]]
+"""Fills the envelope's payload in place; returns the topic and the key's id."""
 
 
 def _status(status: OpStatus) -> events_pb2.OpStatus:
@@ -92,58 +94,113 @@ def _set_traits(message: events_pb2.Traits, traits: CallTraits) -> None:
     message.critical = traits.critical
 
 
-_SNAPSHOT_CACHE: dict[int, tuple[EnvironmentSnapshot, bytes]] = {}
-_SNAPSHOT_CACHE_SIZE = 1024
+_SMALL_VARINTS = tuple(bytes([n]) for n in range(128))
 
 
-def _snapshot_part(env: EnvironmentSnapshot) -> bytes:
-    """``Event{environmentEvent{<the snapshot's fields>}}`` serialized, cached per snapshot.
+def _varint(value: int) -> bytes:
+    """Protobuf varint of a non-negative int (message lengths: usually one or two bytes)."""
+    if value < 128:
+        return _SMALL_VARINTS[value]
+    if value < 16384:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
-    The environment manager reuses one snapshot object until the environment changes, so
-    consecutive events share it. Appending these bytes to the serialized envelope is exact
-    protobuf: a parser merges the two occurrences of the ``environmentEvent`` message field
-    (protobuf encoding spec, "last one wins" / embedded messages are merged); the fields of
-    the two parts are disjoint. Saves re-encoding ``vars`` for every step event.
-    """
-    entry = _SNAPSHOT_CACHE.get(id(env))
-    if entry is not None and entry[0] is env:
-        return entry[1]
-    event = events_pb2.Event()
-    p = event.environmentEvent
+
+_ENVIRONMENT_TAG = b"\x5a"  # field 11 (environmentEvent), wire type 2 (length-delimited)
+
+
+def _fill_shared(p: events_pb2.Ev_EnvironmentEvent, env: EnvironmentSnapshot) -> None:
     p.environmentId = env.id
     p.state = env.state
     p.runNumber = env.run_number or 0
-    p.vars.update(env.variables)
     if env.last_request_user is not None:
         _set_user(p.lastRequestUser, env.last_request_user)
     if env.workflow is not None:
         w, info = env.workflow, p.workflowTemplateInfo
         info.name, info.description, info.path, info.public = (
-            w.name,
-            w.description,
-            w.path,
-            w.public,
-        )
-    data = event.SerializeToString()
-    if len(_SNAPSHOT_CACHE) >= _SNAPSHOT_CACHE_SIZE:
-        _SNAPSHOT_CACHE.clear()
-    _SNAPSHOT_CACHE[id(env)] = (env, data)
-    return data
+            w.name, w.description, w.path, w.public)
 
 
-def _environment(
-    r: TransitionStepEvent, e: events_pb2.Event, t: TopicNames
-) -> tuple[str, str, bytes]:
-    p = e.environmentEvent
-    p.error = r.error
-    p.message = r.message
-    p.transition = r.transition
-    p.transitionStep = r.step
-    p.transitionStatus = _status(r.status)
-    return t.environment, r.environment.id, _snapshot_part(r.environment)
+_SHARED_CACHE: dict[int, tuple[EnvironmentSnapshot, bytes, bytes]] = {}
+_STEP_CACHE: dict[tuple[str, str, str, int], bytes] = {}
+_CACHE_SIZE = 1024
 
 
-def _run(r: RunEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, bytes]:
+def _shared_parts(env: EnvironmentSnapshot) -> tuple[bytes, bytes]:
+    """The fields every event of this snapshot shares, serialized once: (fields 1-3, fields
+    10-11) of ``Ev_EnvironmentEvent``. The manager reuses one snapshot object until the
+    environment changes, so a transition's events share these bytes."""
+    entry = _SHARED_CACHE.get(id(env))
+    if entry is not None and entry[0] is env:
+        return entry[1], entry[2]
+    head = events_pb2.Ev_EnvironmentEvent(
+        environmentId=env.id, state=env.state, runNumber=env.run_number or 0)
+    tail = events_pb2.Ev_EnvironmentEvent()
+    _fill_shared(tail, env)
+    tail.ClearField("environmentId")
+    tail.ClearField("state")
+    tail.ClearField("runNumber")
+    parts = head.SerializeToString(), tail.SerializeToString()
+    if len(_SHARED_CACHE) >= _CACHE_SIZE:
+        _SHARED_CACHE.clear()
+    _SHARED_CACHE[id(env)] = (env, *parts)
+    return parts
+
+
+def _step_part(r: TransitionStepEvent) -> bytes:
+    """Fields 4-8 (error, message, transition, transitionStep, transitionStatus), serialized;
+    cached when there is no error (a handful of distinct values per transition)."""
+    if r.error:
+        return events_pb2.Ev_EnvironmentEvent(
+            error=r.error, message=r.message, transition=r.transition,
+            transitionStep=r.step, transitionStatus=_status(r.status)).SerializeToString()
+    key = (r.message, r.transition, r.step, int(r.status))
+    part = _STEP_CACHE.get(key)
+    if part is None:
+        part = events_pb2.Ev_EnvironmentEvent(
+            message=r.message, transition=r.transition, transitionStep=r.step,
+            transitionStatus=_status(r.status)).SerializeToString()
+        if len(_STEP_CACHE) >= _CACHE_SIZE:
+            _STEP_CACHE.clear()
+        _STEP_CACHE[key] = part
+    return part
+
+
+def _envelope_head(timestamp_ns: int) -> bytes:
+    """Fields 1 (timestamp, ms) and 2 (timestampNano) of ``events.Event``, serialized."""
+    return events_pb2.Event(timestamp=timestamp_ns // 1_000_000,
+                            timestampNano=timestamp_ns).SerializeToString()
+
+
+def _environment_bytes(r: TransitionStepEvent) -> bytes:
+    """The whole ``events.Event`` of an environment event, serialized once and canonically.
+
+    Without ``vars``, the message is assembled from parts serialized once (a protobuf message is
+    the concatenation of its fields in field-number order, which is exactly how a serializer
+    writes it): envelope fields 1-2, then field 11 holding the shared fields 1-3, this event's
+    fields 4-8 and the shared fields 10-11. The event with ``vars`` is built whole
+    (deterministic map order)."""
+    if r.include_vars:
+        event = events_pb2.Event(timestamp=r.timestamp_ns // 1_000_000,
+                                 timestampNano=r.timestamp_ns)
+        p = event.environmentEvent
+        _fill_shared(p, r.environment)
+        p.error, p.message, p.transition, p.transitionStep = (
+            r.error, r.message, r.transition, r.step)
+        p.transitionStatus = _status(r.status)
+        p.vars.update(r.environment.variables)
+        return event.SerializeToString(deterministic=True)
+    head, tail = _shared_parts(r.environment)
+    inner = head + _step_part(r) + tail
+    return _envelope_head(r.timestamp_ns) + _ENVIRONMENT_TAG + _varint(len(inner)) + inner
+
+
+def _run(r: RunEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str]:
     p = e.runEvent
     p.environmentId = r.environment_id
     p.runNumber = r.run_number
@@ -153,10 +210,10 @@ def _run(r: RunEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, byt
     p.transitionStatus = _status(r.status)
     if r.last_request_user is not None:
         _set_user(p.lastRequestUser, r.last_request_user)
-    return t.run, r.environment_id, b""
+    return t.run, r.environment_id
 
 
-def _call(r: CallEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, bytes]:
+def _call(r: CallEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str]:
     p = e.callEvent
     p.func = r.func
     p.callStatus = _status(r.status)
@@ -166,12 +223,12 @@ def _call(r: CallEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, b
     p.error = r.error
     p.environmentId = r.environment_id
     p.path = r.role_path
-    return t.call, r.environment_id, b""
+    return t.call, r.environment_id
 
 
 def _service(
     r: IntegratedServiceEvent, e: events_pb2.Event, t: TopicNames
-) -> tuple[str, str, bytes]:
+) -> tuple[str, str]:
     try:
         topic = t.integrated_service(r.service)
     except ValueError as exc:
@@ -185,10 +242,10 @@ def _service(
     p.operationStepStatus = _status(r.operation_step_status)
     p.environmentId = r.environment_id
     p.payload = r.payload
-    return topic, r.environment_id, b""
+    return topic, r.environment_id
 
 
-def _task(r: TaskEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, bytes]:
+def _task(r: TaskEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str]:
     p = e.taskEvent
     p.name = r.name
     p.taskid = r.task_id
@@ -200,20 +257,20 @@ def _task(r: TaskEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, b
         _set_traits(p.traits, r.traits)
     p.environmentId = r.environment_id
     p.path = r.path
-    return t.task, r.task_id, b""
+    return t.task, r.task_id
 
 
-def _role(r: RoleEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, bytes]:
+def _role(r: RoleEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str]:
     p = e.roleEvent
     p.name = r.name
     p.status = r.status
     p.state = r.state
     p.rolePath = r.role_path
     p.environmentId = r.environment_id
-    return t.role, r.environment_id, b""
+    return t.role, r.environment_id
 
 
-def _core(r: CoreEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, bytes]:
+def _core(r: CoreEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str]:
     if r.kind is CoreEventKind.CORE_START:
         e.coreStartEvent.frameworkId = r.framework_id
     elif r.kind is CoreEventKind.FRAMEWORK:
@@ -221,16 +278,16 @@ def _core(r: CoreEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, b
         e.frameworkEvent.message = r.message
     else:
         e.mesosHeartbeatEvent.SetInParent()
-    return t.core, "", b""
+    return t.core, ""
 
 
-def _host_start(r: HostStartEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str, bytes]:
+def _host_start(r: HostStartEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str]:
     e.coreStartEvent.SetInParent()
-    return t.core, "", b""
+    e.coreStartEvent.frameworkId = r.framework_id
+    return t.core, ""
 
 
 _ENCODERS: Mapping[type, _Encoder] = {
-    TransitionStepEvent: _environment,
     RunEvent: _run,
     CallEvent: _call,
     IntegratedServiceEvent: _service,
@@ -241,23 +298,63 @@ _ENCODERS: Mapping[type, _Encoder] = {
 }
 
 
+_CACHED: Mapping[type, tuple[bytes, str, Callable[[Any], tuple[Any, ...]]]] = {
+    # kind -> (tag of its Event field, field name, the record's fields but the timestamp)
+    CallEvent: (b"\x72", "callEvent", lambda r: (
+        r.environment_id, r.func, r.status, r.traits, r.role_path, r.return_var, r.output,
+        r.error)),
+    RoleEvent: (b"\x6a", "roleEvent", lambda r: (
+        r.name, r.status, r.state, r.role_path, r.environment_id)),
+    TaskEvent: (b"\x62", "taskEvent", lambda r: (
+        r.name, r.task_id, r.state, r.status, r.environment_id, r.hostname, r.class_name,
+        r.path, r.traits)),
+}
+_PAYLOAD_CACHE: dict[tuple[Any, ...], tuple[str, bytes | None, bytes]] = {}
+
+
+def _encode_cached(record: Any, topics: TopicNames) -> Encoded:
+    """Call, role and task events repeat (the same call, task or role at every cycle of an
+    environment): their payload field is serialized once per distinct content and placed after
+    the envelope's timestamps, which is exactly the canonical encoding (fields in number
+    order, each once)."""
+    tag, field, fields = _CACHED[type(record)]
+    key = (type(record), topics.root, *fields(record))
+    entry = _PAYLOAD_CACHE.get(key)
+    if entry is None:
+        event = events_pb2.Event()
+        topic, key_id = _ENCODERS[type(record)](record, event, topics)
+        body = getattr(event, field).SerializeToString()
+        entry = (topic, key_for(key_id), tag + _varint(len(body)) + body)
+        if len(_PAYLOAD_CACHE) >= 4 * _CACHE_SIZE:
+            _PAYLOAD_CACHE.clear()
+        _PAYLOAD_CACHE[key] = entry
+    topic, key_bytes, part = entry
+    return Encoded(topic, key_bytes, _envelope_head(record.timestamp_ns) + part)
+
+
 def encode(record: object, topics: TopicNames = DEFAULT) -> Encoded:
     """The topic, key and serialized ``events.Event`` for one hook record.
 
     Raises ``PublishError`` naming the record's type when it is not a kind of event this
     plugin publishes, or naming a bad integrated-service name; nothing is then published.
     """
-    encoder = _ENCODERS.get(type(record))
+    kind = type(record)
+    if isinstance(record, TransitionStepEvent):
+        return Encoded(topics.environment, key_for(record.environment.id),
+                       _environment_bytes(record))
+    if kind in _CACHED:
+        return _encode_cached(record, topics)
+    encoder = _ENCODERS.get(kind)
     if encoder is None:
-        kinds = ", ".join(sorted(k.__name__ for k in _ENCODERS))
+        kinds = ", ".join(sorted([*(k.__name__ for k in _ENCODERS), "TransitionStepEvent"]))
         raise PublishError(
             f"core-kafka: cannot publish a {type(record).__qualname__}: not an event kind "
             f"(expected one of {kinds})"
         )
     timestamp_ns: int = record.timestamp_ns  # type: ignore[attr-defined]
     event = events_pb2.Event(timestamp=timestamp_ns // 1_000_000, timestampNano=timestamp_ns)
-    topic, key, suffix = encoder(record, event, topics)
-    return Encoded(topic, key_for(key), event.SerializeToString() + suffix)
+    topic, key = encoder(record, event, topics)
+    return Encoded(topic, key_for(key), event.SerializeToString())
 
 
 class CoreKafkaPlugin(Plugin):

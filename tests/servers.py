@@ -2,10 +2,11 @@
 
 Loaded from ``tests/conftest.py`` (``pytest_plugins = ["tests.servers"]``).
 
-Session fixtures start the servers through ``dev/kafka`` and ``dev/consul`` when
-they are not already running, and stop at the end of the session only what a
-test session started (reference-counted across concurrent pytest processes on
-the same machine, so one session never stops a server another one still uses).
+Session fixtures start the servers through ``dev/kafka`` and ``dev/consul`` (with
+:mod:`aliecs_integration.devservers`, as the demo does) when they are not already
+running, and stop at the end of the session only what a test session started
+(reference-counted across concurrent pytest processes on the same machine, so one
+session never stops a server another one still uses).
 A server that was already running (started by hand) is reused and left alone.
 
 Environment variables naming servers that are already up (nothing is started
@@ -13,6 +14,7 @@ or stopped then):
 
 * ``ALIECS_TEST_KAFKA``          bootstrap of a single broker, e.g. ``127.0.0.1:19092``
 * ``ALIECS_TEST_KAFKA_CLUSTER``  bootstrap of a 3-node cluster
+* ``ALIECS_TEST_KAFKA_SASL``     ``host:port,user,password`` of a SASL/PLAIN broker
 * ``ALIECS_TEST_CONSUL``         ``host:port`` of a Consul HTTP API
 
 Tests using a server fixture are marked automatically (``kafka``,
@@ -26,7 +28,6 @@ import contextlib
 import fcntl
 import itertools
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,25 +37,34 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from aliecs_integration.devservers import (
+    DEV_CONSUL_ADDRESS,
+    DEV_KAFKA_BOOTSTRAP,
+    DEV_KAFKA_CLUSTER_BOOTSTRAP,
+    DEV_KAFKA_CLUSTER_NODES,
+    DEV_KAFKA_SASL_BOOTSTRAP,
+    DEV_KAFKA_SASL_PASSWORD,
+    DEV_KAFKA_SASL_USER,
+    DevServer,
+    dev_consul,
+    dev_kafka,
+)
+from aliecs_integration.errors import DevServerError
+
 if TYPE_CHECKING:
     import consul
 
-REPO = Path(__file__).resolve().parent.parent
-DEV = REPO / "dev"
 RUN_DIR = Path(
     os.environ.get("ALIECS_RUN") or Path.home() / ".cache" / "aliecs-integration" / "run"
 )
 
-KAFKA_SINGLE_BOOTSTRAP = "127.0.0.1:19092"
-KAFKA_CLUSTER_NODES = {1: "127.0.0.1:29092", 2: "127.0.0.1:29094", 3: "127.0.0.1:29096"}
-KAFKA_CLUSTER_BOOTSTRAP = ",".join(KAFKA_CLUSTER_NODES.values())
-CONSUL_ADDRESS = "127.0.0.1:18500"
-
 # fixture name -> markers applied to every test that (transitively) uses it
 FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
     "kafka_bootstrap": ("kafka",),
+    "kafka_broker": ("kafka",),
     "kafka_cluster_bootstrap": ("kafka", "kafka_cluster"),
     "kafka_cluster": ("kafka", "kafka_cluster"),
+    "kafka_sasl": ("kafka", "kafka_sasl"),
     "consul_address": ("consul",),
     "consul_client": ("consul",),
 }
@@ -62,6 +72,7 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
 MARKERS = {
     "kafka": "needs a Kafka broker (started automatically, or ALIECS_TEST_KAFKA)",
     "kafka_cluster": "needs the 3-node Kafka cluster (or ALIECS_TEST_KAFKA_CLUSTER)",
+    "kafka_sasl": "needs the SASL/PLAIN Kafka broker (or ALIECS_TEST_KAFKA_SASL)",
     "consul": "needs a Consul agent (started automatically, or ALIECS_TEST_CONSUL)",
     "reliability": "failure-injection / delivery-guarantee tests",
     "slow": "takes more than a few seconds",
@@ -85,21 +96,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # --------------------------------------------------------------------------- server control
-class ServerStartError(RuntimeError):
-    """A dev/ script could not start a server."""
-
-
-def _run_dev(script: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DEV / script), *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -112,7 +108,8 @@ def _pid_alive(pid: int) -> bool:
 
 @dataclass
 class ManagedServer:
-    """A server started on demand by ``dev/<script> start`` and shared by pytest sessions.
+    """A dev server (:class:`~aliecs_integration.devservers.DevServer`) started on demand and
+    shared by pytest sessions.
 
     ``$ALIECS_RUN/test-users/<key>/`` holds one file per pytest process using the
     server; ``<key>.owned`` marks a server that a test session started. The last
@@ -120,8 +117,7 @@ class ManagedServer:
     """
 
     key: str
-    script: str
-    mode_args: tuple[str, ...] = ()
+    server: DevServer
     start_args: tuple[str, ...] = ()
     registered: bool = field(default=False, init=False)
 
@@ -143,22 +139,18 @@ class ManagedServer:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def running(self) -> bool:
-        return _run_dev(self.script, "status", *self.mode_args, timeout=60).returncode == 0
-
     def acquire(self) -> None:
         with self._lock():
-            if not self.running():
+            if not self.server.running():
                 # marked owned before starting, so an interrupted start is cleaned up later
                 self._owned.write_text(f"{os.getpid()}\n")
-                res = _run_dev(self.script, "start", *self.mode_args, *self.start_args)
-                if res.returncode != 0:
-                    _run_dev(self.script, "stop", *self.mode_args, timeout=300)
+                try:
+                    self.server.start(*self.start_args)
+                except DevServerError:
+                    with contextlib.suppress(DevServerError):
+                        self.server.stop()
                     self._owned.unlink(missing_ok=True)
-                    raise ServerStartError(
-                        f"dev/{self.script} start {' '.join(self.mode_args)} failed "
-                        f"(exit {res.returncode}):\n{res.stdout}{res.stderr}"
-                    )
+                    raise
             (self._users / str(os.getpid())).touch()
             self.registered = True
 
@@ -173,20 +165,19 @@ class ManagedServer:
             for stale in set(others) - set(live):
                 stale.unlink(missing_ok=True)
             if not live and self._owned.exists():
-                _run_dev(self.script, "stop", *self.mode_args, timeout=300)
+                with contextlib.suppress(DevServerError):
+                    self.server.stop()
                 self._owned.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def _managed(
-    key: str, script: str, mode_args: tuple[str, ...] = (), start_args: tuple[str, ...] = ()
-) -> Iterator[None]:
-    server = ManagedServer(key, script, mode_args, start_args)
-    server.acquire()
+def _managed(key: str, server: DevServer, start_args: tuple[str, ...] = ()) -> Iterator[None]:
+    managed = ManagedServer(key, server, start_args)
+    managed.acquire()
     try:
         yield
     finally:
-        server.release()
+        managed.release()
 
 
 # --------------------------------------------------------------------------- kafka
@@ -199,8 +190,8 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     # --fresh: a test-started broker begins with empty data (only applies when
     # it is not running yet; a running broker is reused as is).
-    with _managed("kafka-single", "kafka", (), ("--fresh",)):
-        yield KAFKA_SINGLE_BOOTSTRAP
+    with _managed("kafka-single", dev_kafka(), ("--fresh",)):
+        yield DEV_KAFKA_BOOTSTRAP
 
 
 @pytest.fixture(scope="session")
@@ -210,8 +201,77 @@ def kafka_cluster_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    with _managed("kafka-cluster", "kafka", ("--cluster",), ("--fresh",)):
-        yield KAFKA_CLUSTER_BOOTSTRAP
+    with _managed("kafka-cluster", dev_kafka(cluster=True), ("--fresh",)):
+        yield DEV_KAFKA_CLUSTER_BOOTSTRAP
+
+
+@dataclass
+class SingleBroker:
+    """Handle on the single dev broker for outage tests: ``stop``/``start`` call
+    ``dev/kafka stop``/``start`` (data kept) and return how long they took; the
+    ``kafka_broker`` fixture starts the broker again if a test left it stopped."""
+
+    bootstrap: str
+    server: DevServer = field(default_factory=dev_kafka)
+    stopped: bool = False
+
+    def stop(self) -> float:
+        started = time.monotonic()
+        self.stopped = True
+        self.server.stop()
+        return time.monotonic() - started
+
+    def start(self) -> float:
+        started = time.monotonic()
+        self.server.start()
+        self.stopped = False
+        return time.monotonic() - started
+
+    def running(self) -> bool:
+        return self.server.running()
+
+
+@pytest.fixture
+def kafka_broker(kafka_bootstrap: str) -> Iterator[SingleBroker]:
+    """The single broker as a :class:`SingleBroker` a test may stop and start; skips the test
+    when ``ALIECS_TEST_KAFKA`` names an external broker (not ours to stop)."""
+    if os.environ.get("ALIECS_TEST_KAFKA"):
+        pytest.skip("ALIECS_TEST_KAFKA names an external broker: it is not stopped by tests")
+    broker = SingleBroker(kafka_bootstrap)
+    try:
+        yield broker
+    finally:
+        if broker.stopped:
+            broker.start()
+
+
+@dataclass(frozen=True)
+class SaslKafka:
+    """A broker whose client listener needs SASL/PLAIN (``dev/kafka --sasl``)."""
+
+    bootstrap: str
+    username: str
+    password: str
+
+    def properties(self) -> dict[str, str]:
+        """librdkafka properties that authenticate (without ``bootstrap.servers``)."""
+        return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                "sasl.username": self.username, "sasl.password": self.password}
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl() -> Iterator[SaslKafka]:
+    """The single-node SASL_PLAINTEXT broker (PLAIN; auto topic creation off).
+
+    ``ALIECS_TEST_KAFKA_SASL=host:port,user,password`` uses an external one instead.
+    """
+    external = os.environ.get("ALIECS_TEST_KAFKA_SASL")
+    if external:
+        bootstrap, user, password = external.split(",", 2)
+        yield SaslKafka(bootstrap, user, password)
+        return
+    with _managed("kafka-sasl", dev_kafka(sasl=True), ("--fresh",)):
+        yield SaslKafka(DEV_KAFKA_SASL_BOOTSTRAP, DEV_KAFKA_SASL_USER, DEV_KAFKA_SASL_PASSWORD)
 
 
 @dataclass
@@ -228,30 +288,27 @@ class KafkaCluster:
     killed: set[int] = field(default_factory=set)
     nodes: tuple[int, ...] = (1, 2, 3)
 
+    server: DevServer = field(default_factory=lambda: dev_kafka(cluster=True))
+
     def address(self, node: int) -> str:
-        return KAFKA_CLUSTER_NODES[node]
+        return DEV_KAFKA_CLUSTER_NODES[node]
 
     def kill_node(self, node: int, graceful: bool = False) -> None:
         """SIGKILL node ``node`` (SIGTERM + wait with ``graceful=True``)."""
-        args = ["kill-node", str(node)] + (["--graceful"] if graceful else [])
-        res = _run_dev("kafka", *args, timeout=120)
-        if res.returncode != 0:
-            raise RuntimeError(f"dev/kafka {' '.join(args)} failed:\n{res.stdout}{res.stderr}")
+        self.server.check("kill-node", str(node), *(["--graceful"] if graceful else []),
+                          timeout=120)
         self.killed.add(node)
 
     def start_node(self, node: int) -> None:
         """Start node ``node`` again; returns once it is back in the cluster metadata."""
-        res = _run_dev("kafka", "start-node", str(node), timeout=300)
-        if res.returncode != 0:
-            raise RuntimeError(f"dev/kafka start-node {node} failed:\n{res.stdout}{res.stderr}")
+        self.server.check("start-node", str(node), timeout=300)
         self.killed.discard(node)
 
     def down_nodes(self) -> list[int]:
         """Nodes of the local dev cluster whose process is not running."""
-        res = _run_dev("kafka", "status", "--cluster", timeout=60)
         return [
             int(line.split()[3].rstrip(":"))
-            for line in res.stdout.splitlines()
+            for line in self.server.status().splitlines()
             if line.startswith("kafka cluster node") and "not running" in line
         ]
 
@@ -342,8 +399,8 @@ def consul_address() -> Iterator[str]:
     if external:
         yield external.removeprefix("http://")
         return
-    with _managed("consul", "consul"):
-        yield CONSUL_ADDRESS
+    with _managed("consul", dev_consul()):
+        yield DEV_CONSUL_ADDRESS
 
 
 @pytest.fixture(scope="session")

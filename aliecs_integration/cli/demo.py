@@ -2,25 +2,31 @@
 
 :func:`run_scenario` is the engine: plugins per the settings, an environment manager, the
 scenario's environments in parallel, then the publisher flushed and its per-topic counts read.
-The demo adds the local dev stack around it (:class:`DevServer`: ``dev/kafka``, ``dev/consul``),
-seeds Consul from ``examples/settings.yaml``, reads every message back from Kafka and shows a few
-of them decoded (:func:`run_demo`).
+The demo adds the local dev stack around it (:mod:`aliecs_integration.devservers`: ``dev/kafka``,
+``dev/consul``), seeds Consul from ``examples/settings.yaml``, reads every message back from Kafka
+and shows a few of them decoded (:func:`run_demo`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from aliecs_integration.devservers import (
+    DEV_CONSUL_ADDRESS,
+    DEV_KAFKA_BOOTSTRAP,
+    REPO_ROOT,
+    DevServer,
+    dev_servers,
+)
 from aliecs_integration.engine.run_numbers import RunNumberStore
-from aliecs_integration.errors import AliecsError
+from aliecs_integration.errors import DevServerError
 from aliecs_integration.host import PluginStatus
 from aliecs_integration.publish.metrics import MetricsSnapshot
 from aliecs_integration.publish.reader import Decoded
@@ -33,73 +39,49 @@ from aliecs_integration.settings.core import Settings
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEV_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
-DEV_CONSUL_ADDRESS = "127.0.0.1:18500"
 KAFKA_WAIT_S = 60.0
 """How long the demo waits for the broker's first answer (a reused broker may be starting)."""
 
 
-class DemoError(AliecsError):
-    """The demo could not set itself up (no source checkout, a dev server did not start)."""
-
-
-# --------------------------------------------------------------------------- dev servers
+# --------------------------------------------------------------------------- servers
 
 
 @attrs.define
-class DevServer:
-    """A server run by a ``dev/<name>`` script: ``status`` (exit 0 = running), ``start``, ``stop``.
-
-    :meth:`ensure_running` reuses a running server; :attr:`started` says whether it started it.
-    """
+class RunningServer:
+    """A server the demo cannot start (an installed package has no ``dev/`` scripts): it must
+    already answer at ``address``. Same interface as :class:`DevServer`; never started."""
 
     name: str
-    script: Path
+    address: str
     started: bool = False
 
-    def _run(self, command: str, *, quiet: bool) -> int:
-        out = subprocess.DEVNULL if quiet else sys.stderr
+    def ensure_running(self, *, echo: bool = False) -> bool:
+        """True when a TCP connection to :attr:`address` succeeds; else raises
+        :class:`DevServerError` saying how to get one."""
+        host, _, port = self.address.rpartition(":")
         try:
-            return subprocess.run([str(self.script), command], stdin=subprocess.DEVNULL,
-                                  stdout=out, stderr=out, check=False).returncode
-        except OSError as exc:
-            raise DemoError(f"cannot run {self.script}: {exc.strerror or exc}") from exc
+            with socket.create_connection((host, int(port)), timeout=2.0):
+                return True
+        except (OSError, ValueError):
+            raise DevServerError(
+                f"{self.name} does not answer at {self.address}, and this installation has no "
+                f"dev/{self.name} script to start it (a source checkout has): start "
+                f"{self.name} there, or use `aliecs-integration run` against your own servers"
+            ) from None
 
-    def running(self) -> bool:
-        return self._run("status", quiet=True) == 0
-
-    def ensure_running(self) -> bool:
-        """Start the server unless it runs; returns True when it was already running.
-
-        Raises :class:`DemoError` when ``start`` fails (its own output says why).
-        """
-        if self.running():
-            return True
-        code = self._run("start", quiet=False)
-        if code != 0:
-            raise DemoError(f"{self.script} start failed (exit {code}); see its output above "
-                            f"or run `{self.script} logs`")
-        self.started = True
-        return False
-
-    def stop_if_started(self) -> None:
-        if self.started and self._run("stop", quiet=False) != 0:
-            log.warning("%s stop failed; stop it by hand", self.script)
-        self.started = False
+    def stop_if_started(self, *, echo: bool = False) -> None:
+        """Nothing to do: the demo never starts such a server."""
 
 
-def dev_servers(root: Path = REPO_ROOT) -> tuple[DevServer, DevServer]:
-    """The Kafka and Consul dev servers of the source checkout at ``root``.
-
-    Raises :class:`DemoError` when the scripts are not there (an installed package, not a clone).
-    """
-    kafka, consul = root / "dev" / "kafka", root / "dev" / "consul"
-    for script in (kafka, consul):
-        if not script.is_file():
-            raise DemoError(f"the demo needs a source checkout: {script} not found "
-                            "(use `aliecs-integration run` against your own servers)")
-    return DevServer("kafka", kafka), DevServer("consul", consul)
+def demo_servers(
+    root: Path = REPO_ROOT, kafka_address: str = DEV_KAFKA_BOOTSTRAP,
+    consul_address: str = DEV_CONSUL_ADDRESS,
+) -> tuple[DevServer | RunningServer, DevServer | RunningServer]:
+    """Kafka and Consul for the demo: the dev servers of the checkout at ``root`` when it has
+    ``dev/kafka`` and ``dev/consul``, else servers expected to answer at the addresses."""
+    if (root / "dev" / "kafka").is_file() and (root / "dev" / "consul").is_file():
+        return dev_servers(root)
+    return RunningServer("kafka", kafka_address), RunningServer("consul", consul_address)
 
 
 # --------------------------------------------------------------------------- engine
@@ -234,19 +216,21 @@ def format_sample(item: Decoded) -> str:
 def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
     """The whole demo; returns the problems found (empty: everything as expected).
 
-    Raises :class:`DemoError`, ``SettingsError``, ``ScenarioError`` or ``CliError`` (Kafka
-    unreachable) for what stops it; servers it started are stopped unless ``keep_servers``.
+    Raises ``DevServerError`` (a dev server did not start, or without a source checkout does
+    not answer),
+    ``SettingsError``, ``ScenarioError`` or ``CliError`` (Kafka unreachable) for what stops it;
+    servers it started are stopped unless ``keep_servers``.
     """
     from aliecs_integration.scenario.model import load_scenario
     from aliecs_integration.settings.sources import load_consul, load_file, push_to_consul
 
     scenario = load_scenario(opts.scenario_file)  # bad input fails before anything starts
     load_file(opts.settings_file)
-    kafka, consul = dev_servers(opts.root)
+    kafka, consul = demo_servers(opts.root, opts.brokers, opts.consul)
     try:
         echo("== 1. dev servers (dev/kafka, dev/consul)")
         for server, where in ((kafka, opts.brokers), (consul, opts.consul)):
-            reused = server.ensure_running()
+            reused = server.ensure_running(echo=True)
             echo(f"{server.name}: {'already running, reused' if reused else 'started'} "
                  f"at {where}")
         echo("")
@@ -264,7 +248,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None]) -> list[str]:
             for server in (consul, kafka):
                 if server.started:
                     echo(f"stopping {server.name} (started by the demo; --keep-servers keeps it)")
-                    server.stop_if_started()
+                    server.stop_if_started(echo=True)
 
 
 def _run_and_report(

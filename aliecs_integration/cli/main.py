@@ -38,6 +38,9 @@ from aliecs_integration.cli.shutdown import Terminated, sigterm_raises
 from aliecs_integration.publish.reader import CLIENT_LOGGER as LIBRDKAFKA_LOGGER
 
 REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PACKAGED_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+"""The demo's settings and scenario as installed from a wheel (``aliecs_integration.examples``)."""
+DEMO_EXAMPLES = REPO_EXAMPLES if (REPO_EXAMPLES / "scenario.yaml").is_file() else PACKAGED_EXAMPLES
 DEMO_RUN_NUMBERS = Path(
     os.environ.get("ALIECS_RUN") or Path.home() / ".cache" / "aliecs-integration" / "run"
 ) / "demo" / "run_number"
@@ -152,20 +155,26 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    required=True, help="File to write the FileDescriptorSet to.",
+    "-o", "--output", type=click.Path(path_type=Path), required=True, metavar="DIR|FILE.fdset",
+    help="A directory (created if missing) to write events.fdset into, or a file name with a "
+         "suffix (its directory must exist).",
 )
 def fdset(output: Path) -> None:
     """Write the wire schema as a protobuf FileDescriptorSet, for tools such as pq.
 
+    All three schema files, dependencies first, with their import paths (protos/...). pq reads
+    every *.fdset of the directory FDSET_PATH names; its own Kafka client does not speak to
+    Kafka 4, so feed its decoder from `consume --raw`:
+
     \b
     aliecs-integration fdset -o ./fdset
-    FDSET_PATH=./fdset pq kafka aliecs.environment --brokers HOST:9092 --msgtype events.Event
+    aliecs-integration consume aliecs.run --from-beginning --raw \\
+        --brokers HOST:9092 | FDSET_PATH=./fdset pq --msgtype events.Event --stream i32be
     """
     from aliecs_integration.schema import write_fdset
 
-    size = write_fdset(output)
-    click.echo(f"wrote {output} ({size} bytes: common.proto, events.proto, kafka.proto)")
+    written, size = write_fdset(output)
+    click.echo(f"wrote {written} ({size} bytes: common.proto, events.proto, kafka.proto)")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -323,12 +332,17 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
 @click.option("--keep-servers", is_flag=True,
               help="Leave Kafka and Consul running at the end (when the demo started them).")
 @click.option("--settings-file", type=click.Path(dir_okay=False, path_type=Path),
-              default=REPO_EXAMPLES / "settings.yaml", show_default=True,
+              default=DEMO_EXAMPLES / "settings.yaml",
+              show_default="examples/settings.yaml of the checkout, else the installed copy",
               help="Settings pushed to Consul before the run.")
 @click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=REPO_EXAMPLES / "scenario.yaml", show_default=True)
+              default=DEMO_EXAMPLES / "scenario.yaml",
+              show_default="examples/scenario.yaml of the checkout, else the installed copy")
 @click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEMO_RUN_NUMBERS, show_default=True, help="Run-number file of the demo.")
+              default=DEMO_RUN_NUMBERS,
+              show_default="$ALIECS_RUN/demo/run_number, ALIECS_RUN defaulting to "
+                           "~/.cache/aliecs-integration/run",
+              help="Run-number file of the demo.")
 @click.pass_context
 def demo(ctx: click.Context, keep_servers: bool, settings_file: Path, scenario_file: Path,
          run_numbers: Path) -> None:

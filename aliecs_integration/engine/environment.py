@@ -7,9 +7,10 @@ Variables resolve in four layers, highest first:
    ``run_number`` (while a run is active), ``last_run_number`` and the run timing variables
    ``run_start_time_ms``, ``run_start_completion_time_ms``, ``run_end_time_ms``,
    ``run_end_completion_time_ms``; a call additionally sees the ``__call_*`` variables;
-2. per-environment *user* variables (given at creation, e.g. ``kafka_enabled: true``);
+2. per-environment *user* variables (given at creation, e.g. ``dcs_enabled: true``);
 3. *runtime* defaults from the configuration store (``o2/runtime/aliecs/vars/<name>``);
-4. *built-in* defaults: the workflow's ``defaults`` over :data:`BUILTIN_DEFAULTS`.
+4. *built-in* defaults: the workflow's ``defaults`` over the defaults the loaded plugins
+   declare (``Plugin.variable_defaults``).
 
 Users may not set managed names (a clear ``ValueError``). Mutations are guarded by a short
 internal lock (never held while hooks or calls run), so :meth:`Environment.snapshot` can be taken
@@ -27,9 +28,6 @@ from types import MappingProxyType
 
 from aliecs_integration.engine.fsm import State
 from aliecs_integration.records import EnvironmentSnapshot, User, WorkflowTemplate
-
-BUILTIN_DEFAULTS: Mapping[str, str] = MappingProxyType({"kafka_enabled": "false"})
-"""Built-in variable defaults (lowest precedence)."""
 
 RUN_TIMING_VARIABLES = (
     "run_start_time_ms",
@@ -99,6 +97,7 @@ class Environment:
         defaults: Mapping[str, str] | None = None,
         workflow: WorkflowTemplate | None = None,
         user: User | None = None,
+        plugin_defaults: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(run_type, str):
             raise ValueError(f"run_type must be a string, got {run_type!r}")
@@ -107,7 +106,9 @@ class Environment:
         self.run_type = run_type
         self.workflow = workflow
         self._user = _check_user_vars(user_vars or {})
-        self._base = {**BUILTIN_DEFAULTS, **(defaults or {}), **(runtime_vars or {}), **self._user}
+        self._plugin_defaults = dict(plugin_defaults or {})
+        self._runtime = dict(runtime_vars or {})
+        self._base = {**self._plugin_defaults, **(defaults or {}), **self._runtime, **self._user}
         self._managed: dict[str, str] = {
             "environment_id": env_id,
             "detectors": json.dumps(list(self.detectors), separators=(",", ":")),
@@ -193,6 +194,13 @@ class Environment:
             self._managed["enter_state_time_ms"] = str(now_ns // 1_000_000)
             self._changed()
 
+    def apply_workflow(self, defaults: Mapping[str, str], workflow: WorkflowTemplate) -> None:
+        """The workflow was loaded: its defaults and template info apply from now on."""
+        with self._lock:
+            self.workflow = workflow
+            self._base = {**self._plugin_defaults, **defaults, **self._runtime, **self._user}
+            self._changed()
+
     def set_var(self, name: str, value: str) -> None:
         """Set a managed variable (or a call's return variable)."""
         with self._lock:
@@ -215,13 +223,15 @@ class Environment:
                 self._managed.pop(name, None)
             self._changed()
 
-    def end_run(self) -> None:
-        """No run active any more: ``last_run_number`` kept, ``run_number`` removed."""
+    def end_run(self, *, keep_variable: bool = False) -> None:
+        """No run active any more: ``last_run_number`` kept, ``run_number`` removed (kept as a
+        variable with ``keep_variable``: a teardown's calls still see it)."""
         with self._lock:
             if self._run_number is not None:
                 self._managed["last_run_number"] = str(self._run_number)
             self._run_number = None
-            self._managed.pop("run_number", None)
+            if not keep_variable:
+                self._managed.pop("run_number", None)
             self._changed()
 
     def set_time_var(self, name: str, now_ns: int, *, only_if_unset: bool = False) -> bool:

@@ -1,8 +1,9 @@
 """The environment state machine: states, the transition table, step names and triggers.
 
-Pure data and functions, no side effects. See ``docs/lifecycle.md``: every transition runs four
-steps (``before_<T>``, ``leave_<FROM>``, ``enter_<TO>``, ``after_<T>``); CREATE and DESTROY are
-operations outside the table, driven by the manager, with their own step names.
+Pure data and functions, no side effects. Every transition runs five steps (``before_<T>``,
+``leave_<FROM>``, ``tasks_<T>``, ``enter_<TO>``, ``after_<T>``; calls attach to all but
+``tasks_``); CREATE and DESTROY are operations outside the table, driven by the manager, with
+their own step names (``docs/lifecycle.md``).
 """
 
 from __future__ import annotations
@@ -88,10 +89,13 @@ def next_state(environment_id: str, transition: str, current: str) -> State:
     return entry[1]
 
 
-def step_names(transition: str, from_state: str, to_state: str) -> tuple[str, str, str, str]:
-    """The four step (trigger) names of a transition, in the order they run."""
-    return (f"before_{transition}", f"leave_{from_state}", f"enter_{to_state}",
-            f"after_{transition}")
+def step_names(
+    transition: str, from_state: str, to_state: str
+) -> tuple[str, str, str, str, str]:
+    """The five step names of a transition, in the order they run: ``before_X``, ``leave_S``,
+    ``tasks_X`` (no call attaches there), ``enter_T``, ``after_X``."""
+    return (f"before_{transition}", f"leave_{from_state}", f"tasks_{transition}",
+            f"enter_{to_state}", f"after_{transition}")
 
 
 def destroy_step_names(current: str) -> tuple[str, str, str, str]:
@@ -119,7 +123,7 @@ def cancels_on_critical_failure(step: str) -> bool:
     True for ``before_*`` and ``leave_*`` (nothing changed yet) and for the CREATE steps (the
     environment does not exist yet); False for ``enter_*``, ``after_*``, DESTROY and after_DESTROY.
     """
-    return step.startswith(("before_", "leave_")) or step == CREATE
+    return step.startswith(("before_", "leave_", "tasks_")) or step == CREATE
 
 
 _TRIGGER = re.compile(r"(?P<step>[A-Za-z_]+?)(?P<weight>[+-]\d+)?")

@@ -1,32 +1,33 @@
-"""The environment manager: creates environments, drives their transitions, runs workflow calls
-and fires the hooks, exactly as ``docs/lifecycle.md`` says.
+"""The environment manager: creates environments, drives their transitions, runs workflow calls,
+moves tasks and roles, and fires the hooks, publishing the event stream described in
+``docs/events.md`` (the reference system's stream).
 
-Each step (``before_X``, ``leave_S``, ``enter_T``, ``after_X``; for CREATE ``before_CREATE``,
-``CREATE``; for DESTROY ``before_DESTROY``, ``leave_S``, ``DESTROY``, ``after_DESTROY``) fires
-``on_env_transition_step`` (started), runs the step's negative-weight calls, the step's own work,
-the weight >= 0 calls (equal weights in declared order), then fires it again (finished: ONGOING,
-or DONE_ERROR with every error of the step joined by ``"; "``); see
-:func:`aliecs_integration.engine.steps.run_step`. Own work per step:
+A transition X from S to T publishes ``transition starting`` (STARTED), five step pairs
+(``before_X``, ``leave_S``, ``tasks_X``, ``enter_T``, ``after_X``; each ``transition step
+starting`` / ``transition step finished``, see :func:`aliecs_integration.engine.steps.run_step`)
+and ``transition completed successfully`` (DONE_OK) or ``transition error`` (DONE_ERROR). The
+state becomes T at the end of ``tasks_X`` (the tasks are there). Own work per step:
 
 - ``before_START_ACTIVITY``: allocate the run number, set ``run_start_time_ms``, clear older
   completion/end times, run event STARTED; ``before_STOP_ACTIVITY``: ``run_end_time_ms``, STARTED;
   ``before_GO_ERROR`` with a run active: ``run_end_time_ms`` if unset, STARTED;
 - ``leave_S``: ``on_env_leave_state``;
-- ``enter_T``: state change (``enter_state_time_ms``), ``on_env_enter_state``, then
-  ``on_role_event`` for the root role (role path = workflow name; status INACTIVE in STANDBY and
-  DONE, ACTIVE otherwise). A role event also fires when CREATE ends in STANDBY;
-- ``after_START_ACTIVITY``: ``run_start_completion_time_ms``, run event DONE_OK, or DONE_ERROR with
-  the critical failures of the transition so far; ``after_STOP_ACTIVITY``:
-  ``run_end_completion_time_ms``, DONE_OK/DONE_ERROR, ``run_number`` -> ``last_run_number``;
-  ``after_GO_ERROR`` with a run active: ``run_end_completion_time_ms`` if unset, DONE_OK, and the
-  run ends like after a stop.
+- ``tasks_X``: the task scheduler moves the tasks (task events, role events on change), then
+  the state changes (``enter_state_time_ms``);
+- ``enter_T``: ``on_env_enter_state``;
+- ``after_START_ACTIVITY``: ``run_start_completion_time_ms``, run event DONE_OK (DONE_ERROR with
+  the critical failures so far); ``after_STOP_ACTIVITY`` / ``after_GO_ERROR`` with a run:
+  ``run_end_completion_time_ms``, DONE_OK/DONE_ERROR, and the run ends (``run_number`` ->
+  ``last_run_number``) after that step's finished event.
 
-Failures: a failing critical call (or failing own work) in ``before_*``/``leave_*``/CREATE stops
-the step, fires the finished event and raises :class:`TransitionError` (state unchanged; a run
-operation whose STARTED event went out gets DONE_ERROR: a cancelled START_ACTIVITY ends its run,
-a cancelled STOP_ACTIVITY/GO_ERROR keeps it and clears ``run_end_time_ms``). In ``enter_*``/
-``after_*`` failures are logged and kept in :meth:`EnvironmentManager.last_errors`; nothing is
-undone. Non-critical failures are reported the same way and the transition goes on.
+Failures: only a critical call or a step's own work fails a step. In ``before_``/``leave_``/
+``tasks_`` the transition is cancelled (``transition canceled with error: ...``, state kept,
+:class:`TransitionError`). In ``enter_``/``after_`` the state is already T: the error is published
+and kept in :meth:`EnvironmentManager.last_errors`; a failed START_ACTIVITY, or a critical task
+in ERROR, is followed by ``a critical error occurred, GO_ERROR transition imminent`` and GO_ERROR.
+A refused transition publishes ``transition starting`` and ``transition error`` and changes
+nothing. CREATE and DESTROY publish their own fixed sequences (see :meth:`create`,
+:meth:`destroy`).
 
 Concurrency: one lock per environment, held for a whole operation (so one environment is
 serialised) and no global lock while hooks or calls run (different environments never wait for
@@ -40,70 +41,100 @@ import builtins
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
+from typing import NoReturn
 
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine import workflow as workflows
 from aliecs_integration.engine.call_runner import CallRunner
 from aliecs_integration.engine.environment import Environment, new_environment_id
 from aliecs_integration.engine.fsm import State
+from aliecs_integration.engine.roles import RoleChange, RoleTree
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.engine.steps import (
     CallPlan,
     Host,
     StepCancelled,
     StepProgress,
+    run_call,
     run_step,
+    step_error,
 )
-from aliecs_integration.engine.workflow import Workflow
+from aliecs_integration.engine.tasks import (
+    LocalTasks,
+    Task,
+    TaskRequest,
+    TaskScheduler,
+)
+from aliecs_integration.engine.workflow import TemplateRef, Workflow, WorkflowError
 from aliecs_integration.errors import EnvironmentNotFound, TransitionError
 from aliecs_integration.records import (
+    CallTraits,
     EnvironmentSnapshot,
     IntegratedServiceEvent,
     OpStatus,
     RoleEvent,
     RunEvent,
     StateChangeEvent,
+    TaskEvent,
+    TransitionStepEvent,
     User,
 )
 
 log = logging.getLogger(__name__)
 
 TEARDOWN = "TEARDOWN"
-_StepWork = tuple[str, Callable[[], None] | None]
+TRANSITION_STARTING = "transition starting"
+TRANSITION_DONE = "transition completed successfully"
+TRANSITION_ERROR = "transition error"
+GO_ERROR_IMMINENT = "a critical error occurred, GO_ERROR transition imminent"
+CANNOT_CREATE = "cannot create new environment"
 _RUN_TRANSITIONS = frozenset({fsm.START_ACTIVITY, fsm.STOP_ACTIVITY, fsm.GO_ERROR})
+_StepWork = Callable[[], None] | None
+_DONE = frozenset({OpStatus.DONE_OK, OpStatus.DONE_ERROR, OpStatus.DONE_TIMEOUT})
+_TRAITS = {flag: CallTraits("", "", "", flag) for flag in (True, False)}
 
 
 class _Slot:
-    __slots__ = ("alive", "env", "errors", "lock", "plan", "role")
+    __slots__ = ("alive", "deployed", "env", "errors", "lock", "plan", "roles", "workflow")
 
-    def __init__(self, env: Environment, plan: CallPlan, role: str) -> None:
+    def __init__(self, env: Environment, workflow: Workflow, timeout_s: float) -> None:
         self.env = env
-        self.plan = plan
-        self.role = role
         self.lock = threading.Lock()
         self.alive = True
+        self.deployed = False
         self.errors: tuple[str, ...] = ()
+        self.use(workflow, timeout_s)
+
+    def use(self, workflow: Workflow, timeout_s: float) -> None:
+        self.workflow = workflow
+        self.plan = CallPlan(workflow, timeout_s)
+        self.roles = RoleTree(workflow.role_tree)
 
 
 class _Progress(StepProgress):
-    """Plus: ``run_op`` once a run STARTED event went out, ``end_time_set`` if we set the end."""
+    """Plus: ``run_op`` once a run STARTED event went out, ``end_time_set`` if we set the end,
+    ``end_run`` when the run ends after the ``after_`` step."""
 
-    __slots__ = ("end_time_set", "run_op")
+    __slots__ = ("end_run", "end_time_set", "run_op")
 
     def __init__(self) -> None:
         super().__init__()
         self.run_op = False
         self.end_time_set = False
+        self.end_run = False
 
 
 class EnvironmentManager:
     """Creates, transitions and destroys environments; thread-safe (see module doc).
 
     ``settings_runtime_vars`` are the runtime variable defaults (Consul's
-    ``o2/runtime/aliecs/vars/``); ``call_timeout_default_s`` applies to calls declaring none;
-    at most ``max_call_workers`` call threads exist (see :mod:`aliecs_integration.engine.steps`).
+    ``o2/runtime/aliecs/vars/``); ``variable_defaults`` the lowest-precedence defaults (those the
+    loaded plugins declare, :meth:`PluginHost.variable_defaults
+    <aliecs_integration.host.PluginHost.variable_defaults>`); ``call_timeout_default_s`` applies
+    to calls declaring none; at most ``max_call_workers`` call threads exist. ``tasks`` runs the
+    task roles' tasks (default: the in-memory :class:`~aliecs_integration.engine.tasks.LocalTasks`).
     """
 
     def __init__(
@@ -115,6 +146,8 @@ class EnvironmentManager:
         call_timeout_default_s: float = 30.0,
         max_call_workers: int = 16,
         default_workflow: Workflow | None = None,
+        tasks: TaskScheduler | None = None,
+        variable_defaults: Mapping[str, str] | None = None,
     ) -> None:
         if not call_timeout_default_s > 0:
             raise ValueError(
@@ -122,36 +155,46 @@ class EnvironmentManager:
             )
         self._host = host
         self._runtime_vars = dict(settings_runtime_vars)
+        self._variable_defaults = dict(variable_defaults or {})
         self._run_numbers = run_numbers
         self._timeout_s = call_timeout_default_s
         self._runner = CallRunner(max_call_workers)
         self._default_workflow = default_workflow or workflows.default_workflow()
+        self._tasks: TaskScheduler = tasks if tasks is not None else LocalTasks()
         self._slots: dict[str, _Slot] = {}
         self._slots_lock = threading.Lock()
+        self._detectors: dict[str, str] = {}  # detector -> environment id holding it
 
     # ------------------------------------------------------------------ public API
 
     def create(
         self,
-        workflow: Workflow | None = None,
+        workflow: Workflow | TemplateRef | None = None,
         *,
         detectors: Iterable[str] = (),
         run_type: str = "",
         variables: Mapping[str, str] | None = None,
         user: User | None = None,
     ) -> EnvironmentSnapshot:
-        """Create an environment (default workflow when None): steps ``before_CREATE`` and
-        ``CREATE`` in state PENDING, then STANDBY. Raises ``ValueError`` for malformed detectors
-        or variables, :class:`TransitionError` when a critical call cancels the creation."""
-        workflow = workflow or self._default_workflow
-        plan = CallPlan(workflow, self._timeout_s)
+        """Create an environment (default workflow when None; a :class:`TemplateRef` is loaded
+        now). Publishes ``transition starting``, ``before_CREATE`` (``instantiating``,
+        ``running hooks``: its calls run), ``CREATE`` (``loading workflow``), ``after_CREATE``
+        (``workflow loaded``, state STANDBY, with the variables) and ``transition completed
+        successfully``. A template that cannot be loaded, a detector held by another
+        environment, or a failing critical CREATE call publishes ``transition error`` and
+        ``cannot create new environment`` (state ERROR) and raises :class:`TransitionError`.
+        Raises ``ValueError`` for malformed detectors or variables (nothing published)."""
+        source = workflow or self._default_workflow
         while True:
             env = Environment(
                 new_environment_id(), detectors=detectors, run_type=run_type,
                 user_vars=variables, runtime_vars=self._runtime_vars,
-                defaults=workflow.defaults, workflow=workflow.template_info(), user=user,
+                defaults=source.defaults if isinstance(source, Workflow) else None,
+                workflow=source.template_info(), user=user,
+                plugin_defaults=self._variable_defaults,
             )
-            slot = _Slot(env, plan, workflow.name)
+            pending = source if isinstance(source, Workflow) else Workflow(env.id)
+            slot = _Slot(env, pending, self._timeout_s)
             slot.lock.acquire()
             with self._slots_lock:
                 if env.id not in self._slots:
@@ -159,23 +202,61 @@ class EnvironmentManager:
                     break
             slot.lock.release()
         try:
-            progress = _Progress()
-            try:
-                self._steps(slot, fsm.CREATE, [(step, None) for step in fsm.CREATE_STEPS],
-                            progress)
-            except StepCancelled as cancelled:
-                self._forget(slot)
-                raise TransitionError(
-                    f"environment {env.id}: creation cancelled at step {cancelled.step}: "
-                    f"{cancelled.error}"
-                ) from None
-            now = time.time_ns()
-            env.set_state(State.STANDBY, now)
-            self._fire_role(slot, now)
-            self._finish(slot, fsm.CREATE, progress)
-            return env.snapshot()
+            return self._create(slot, source)
         finally:
             slot.lock.release()
+
+    def _create(self, slot: _Slot, source: Workflow | TemplateRef) -> EnvironmentSnapshot:
+        env, create = slot.env, fsm.CREATE
+        self._env_event(env, create, "", OpStatus.STARTED, TRANSITION_STARTING)
+        if isinstance(source, TemplateRef):
+            try:
+                loaded = source.load()
+            except WorkflowError as exc:
+                self._creation_failed(slot, f"cannot load workflow template: {exc}")
+            env.apply_workflow(loaded.defaults, loaded.template_info())
+            slot.use(loaded, self._timeout_s)
+        progress = _Progress()
+        self._env_event(env, create, "before_CREATE", OpStatus.STARTED, "instantiating")
+        self._env_event(env, create, "before_CREATE", OpStatus.ONGOING, "running hooks")
+        self._create_calls(slot, "before_CREATE", progress)
+        self._env_event(env, create, create, OpStatus.ONGOING, "loading workflow")
+        with self._slots_lock:
+            taken = sorted(f"{d} (environment {self._detectors[d]})" for d in env.detectors
+                           if d in self._detectors)
+            if not taken:
+                self._detectors.update(dict.fromkeys(env.detectors, env.id))
+        if taken:
+            self._creation_failed(slot, f"detector(s) already in use: {', '.join(taken)}")
+        self._create_calls(slot, create, progress)
+        env.set_state(State.STANDBY, time.time_ns())
+        self._env_event(env, create, "after_CREATE", OpStatus.DONE_OK, "workflow loaded",
+                        include_vars=True)
+        self._env_event(env, create, "", OpStatus.DONE_OK, TRANSITION_DONE)
+        self._finish(slot, create, progress)
+        return env.snapshot()
+
+    def _create_calls(self, slot: _Slot, step: str, progress: _Progress) -> None:
+        negative, positive = slot.plan.at(step)
+        failures = []
+        for call in (*negative, *positive):
+            failed = run_call(self._host, self._runner, slot.env, call, step)
+            if failed is not None:
+                progress.errors.append(failed[1])
+                if call.spec.critical:
+                    failures.append(failed[0])
+        if failures:
+            self._finish(slot, fsm.CREATE, progress)
+            self._creation_failed(slot, step_error(step, failures))
+
+    def _creation_failed(self, slot: _Slot, error: str) -> NoReturn:
+        """Publish the CREATE failure events, forget the environment, raise."""
+        env = slot.env
+        self._env_event(env, fsm.CREATE, "", OpStatus.DONE_ERROR, TRANSITION_ERROR, error)
+        env.set_state(State.ERROR, time.time_ns())
+        self._env_event(env, "", "", OpStatus.NULL, CANNOT_CREATE, error)
+        self._forget(slot)
+        raise TransitionError(f"environment {env.id}: {CANNOT_CREATE}: {error}")
 
     def transition(
         self, env_id: str, name: str, *, user: User | None = None
@@ -183,68 +264,62 @@ class EnvironmentManager:
         """Run transition ``name``; returns the environment afterwards.
 
         Raises :class:`EnvironmentNotFound`; :class:`TransitionError` when the transition is not
-        allowed (nothing changes, nothing fires) or a critical call cancels it.
+        allowed (``transition starting`` and ``transition error`` are published, nothing
+        changes), when a critical failure cancels it, or when a failed START_ACTIVITY took the
+        environment to ERROR.
         """
         slot = self._slot(env_id)
         with slot.lock:
+            self._alive(slot, env_id)
+            return self._transition(slot, name, user)
+
+    def fail_task(self, env_id: str, role_path: str) -> EnvironmentSnapshot:
+        """Make the task of task role ``role_path`` fail (state ERROR): its task and role events;
+        a critical task then drives the environment through ``a critical error occurred, GO_ERROR
+        transition imminent`` into ERROR. Raises :class:`EnvironmentNotFound`, ``ValueError``
+        when the environment has no task for that role."""
+        slot = self._slot(env_id)
+        with slot.lock:
             env = self._alive(slot, env_id)
-            from_state = env.state
-            to_state = fsm.next_state(env_id, name, from_state)
-            env.set_last_request_user(user)
-            before, leave, enter, after = fsm.step_names(name, from_state, to_state)
-            progress = _Progress()
-            sor_eor = name in _RUN_TRANSITIONS
             try:
-                self._steps(slot, name, [
-                    (before, partial(self._sor_eor_before, env, name, progress) if sor_eor
-                     else None),
-                    (leave, partial(self._leave, slot, name, from_state)),
-                    (enter, partial(self._enter, slot, name, to_state)),
-                    (after, partial(self._sor_eor_after, env, name, progress) if sor_eor
-                     else None),
-                ], progress)
-            except StepCancelled as cancelled:
-                self._cancel_run_op(slot, name, progress, cancelled.error)
-                self._finish(slot, name, progress)
-                raise TransitionError(
-                    f"environment {env_id}: transition {name} cancelled at step {cancelled.step}: "
-                    f"{cancelled.error}; state stays {from_state}"
-                ) from None
-            self._finish(slot, name, progress)
+                changed = self._tasks.fail(env.id, role_path)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+            self._publish_tasks(slot, changed)
+            for task in changed:
+                if task.critical and env.state in fsm.TRANSITIONS[fsm.GO_ERROR][0]:
+                    self._go_error(slot, f"critical task '{task.role_path}' on host "
+                                         f"'{task.hostname}' transitioned to ERROR")
             return env.snapshot()
 
     def destroy(
         self, env_id: str, *, user: User | None = None, force: bool = False
     ) -> EnvironmentSnapshot:
-        """Destroy from any state; returns the last snapshot. A RUNNING environment's run is
-        ended first (end times set if unset, a TEARDOWN STARTED run event for each). A critical
-        failure in ``before_DESTROY``/``leave_S`` cancels (:class:`TransitionError`) unless
-        ``force``. Raises :class:`EnvironmentNotFound`."""
+        """Tear the environment down; returns its last snapshot (state DONE).
+
+        Refused without any event for an environment in DONE (:class:`TransitionError`) or an
+        unknown id (:class:`EnvironmentNotFound`). From CONFIGURED a RESET runs first (if it
+        fails, :class:`TransitionError` unless ``force``). From RUNNING the run ends (end times,
+        one TEARDOWN STARTED run event in ``leave_RUNNING``). Then, with transition DESTROY and
+        run number 0: ``before_DESTROY`` ``workflow teardown started``, ``leave_S`` ``workflow
+        teardown ongoing``, ``DESTROY`` ``releasing tasks``, ``after_DESTROY`` ``running DESTROY
+        hooks``, ``after_DESTROY`` ``environment teardown complete`` (DONE_OK, state DONE) or
+        ``environment teardown finished with error`` (DONE_ERROR). Calls run at each of those
+        steps; failures never stop the teardown.
+        """
         slot = self._slot(env_id)
         with slot.lock:
             env = self._alive(slot, env_id)
+            if env.state == State.DONE:
+                raise TransitionError(f"environment {env_id} is DONE: it cannot be destroyed")
             env.set_last_request_user(user)
-            current = env.state
-            if env.run_number is not None:
-                for variable in ("run_end_time_ms", "run_end_completion_time_ms"):
-                    was_set, now = self._stamp(env, variable, only_if_unset=True)
-                    if was_set:
-                        self._fire_run(env, TEARDOWN, OpStatus.STARTED, now)
-            before, leave, destroy, after = fsm.destroy_step_names(current)
-            progress = _Progress()
-            try:
-                self._steps(slot, fsm.DESTROY, [
-                    (before, None), (leave, partial(self._leave, slot, fsm.DESTROY, current)),
-                    (destroy, None), (after, None),
-                ], progress, force=force)
-            except StepCancelled as cancelled:
-                self._finish(slot, fsm.DESTROY, progress)
-                raise TransitionError(
-                    f"environment {env_id}: destroy cancelled at step {cancelled.step}: "
-                    f"{cancelled.error}; state stays {current} (use force to destroy anyway)"
-                ) from None
-            self._finish(slot, fsm.DESTROY, progress)
-            self._forget(slot)
+            if env.state == State.CONFIGURED:
+                try:
+                    self._transition(slot, "RESET")
+                except TransitionError:
+                    if not force:
+                        raise
+            self._teardown(slot)
             return env.snapshot()
 
     def report_integrated_service_event(
@@ -252,15 +327,16 @@ class EnvironmentManager:
         step: str = "", step_status: OpStatus = OpStatus.NULL, error: str = "",
         payload: str = "", name: str = "",
     ) -> None:
-        """Fire ``on_integrated_service_event``; ``service`` is lower-cased (``DCS`` -> ``dcs``)
-        and ``name`` defaults to the environment's root role path when the environment exists.
-        Raises ``ValueError`` for an empty or non-identifier service name."""
+        """Fire ``on_integrated_service_event`` for an operation not made by a workflow call;
+        ``service`` is lower-cased (``DCS`` -> ``dcs``) and ``name`` defaults to the
+        environment's root role path when the environment exists. Raises ``ValueError`` for an
+        empty or non-identifier service name."""
         service = service.strip().lower()
         if not service.replace("-", "_").isidentifier():
             raise ValueError(f"integrated service name must be a plain word, got {service!r}")
         if not name:
             slot = self._slots.get(env_id)
-            name = slot.role if slot is not None else ""
+            name = slot.workflow.name if slot is not None else ""
         self._host.fire("on_integrated_service_event", IntegratedServiceEvent(
             service=service, environment_id=env_id, operation_name=operation_name,
             operation_status=status, name=name, operation_step=step,
@@ -286,35 +362,196 @@ class EnvironmentManager:
         """Stop the call workers; calls made afterwards fail with DONE_ERROR. Environments stay."""
         self._runner.close()
 
-    # ------------------------------------------------------------------ steps
+    # ------------------------------------------------------------------ transitions
 
-    def _steps(
-        self, slot: _Slot, transition: str, steps: builtins.list[_StepWork], progress: _Progress,
-        *, force: bool = False,
-    ) -> None:
-        """Run steps in order; a critical failure in a step that cancels (before_, leave_,
-        CREATE steps) raises StepCancelled unless ``force``."""
-        for step, work in steps:
-            cancellable = not force and fsm.cancels_on_critical_failure(step)
-            run_step(self._host, self._runner, slot.env, slot.plan, transition, step, work,
-                     progress, cancellable=cancellable)
+    def _env_event(self, env: Environment, transition: str, step: str, status: OpStatus,
+                   message: str, error: str = "", *, include_vars: bool = False) -> None:
+        self._host.fire("on_env_transition_step", TransitionStepEvent(
+            env.snapshot(), transition, step, status, status in _DONE, message, error,
+            include_vars=include_vars))
+
+    def _transition(self, slot: _Slot, name: str, user: User | None = None
+                    ) -> EnvironmentSnapshot:
+        """A refused transition changes nothing (not even the last request's user)."""
+        env = slot.env
+        from_state = env.state
+        try:
+            to_state = fsm.next_state(env.id, name, from_state)
+        except TransitionError:
+            self._env_event(env, name, "", OpStatus.STARTED, TRANSITION_STARTING)
+            self._env_event(env, name, "", OpStatus.DONE_ERROR, TRANSITION_ERROR,
+                            f"event {name} inappropriate in current state {from_state}")
+            raise
+        env.set_last_request_user(user)
+        self._env_event(env, name, "", OpStatus.STARTED, TRANSITION_STARTING)
+        before, leave, tasks, enter, after = fsm.step_names(name, from_state, to_state)
+        progress = _Progress()
+        sor_eor = name in _RUN_TRANSITIONS
+        step = partial(self._step, slot, name, progress)
+        try:
+            step(before, partial(self._sor_eor_before, env, name, progress) if sor_eor else None)
+            step(leave, partial(self._leave, slot, name, from_state))
+            step(tasks, partial(self._move_tasks, slot, name, to_state))
+        except StepCancelled as cancelled:
+            self._cancel_run_op(slot, name, progress, cancelled.error)
+            self._env_event(env, name, "", OpStatus.DONE_ERROR, TRANSITION_ERROR,
+                            f"transition canceled with error: {cancelled.error}")
+            self._finish(slot, name, progress)
+            raise TransitionError(
+                f"environment {env.id}: transition {name} cancelled at step {cancelled.step}: "
+                f"{cancelled.description}; state stays {from_state}"
+            ) from None
+        enter_error = step(enter, partial(self._enter, slot, name, to_state))
+        error = step(after, partial(self._sor_eor_after, env, name, progress) if sor_eor
+                     else None, inherited_error=enter_error)
+        if progress.end_run:
+            env.end_run()
+        if not error:
+            self._env_event(env, name, "", OpStatus.DONE_OK, TRANSITION_DONE)
+            self._finish(slot, name, progress)
+            return env.snapshot()
+        self._env_event(env, name, "", OpStatus.DONE_ERROR, TRANSITION_ERROR, error)
+        self._finish(slot, name, progress)
+        if name != fsm.START_ACTIVITY:
+            return env.snapshot()
+        self._go_error(slot, f"transition {name} failed: {error}")
+        raise TransitionError(f"environment {env.id}: transition {name} failed: {error}; "
+                              f"state {env.state}")
+
+    def _step(self, slot: _Slot, transition: str, progress: _Progress, step: str,
+              work: _StepWork, *, inherited_error: str = "") -> str:
+        return run_step(self._host, self._runner, slot.env, slot.plan, transition, step, work,
+                        progress, cancellable=fsm.cancels_on_critical_failure(step),
+                        inherited_error=inherited_error)
+
+    def _go_error(self, slot: _Slot, reason: str) -> None:
+        """``a critical error occurred, GO_ERROR transition imminent``, then GO_ERROR."""
+        env = slot.env
+        log.error("environment %s: %s: %s", env.id, GO_ERROR_IMMINENT, reason)
+        self._env_event(env, "", "", OpStatus.NULL, GO_ERROR_IMMINENT, reason)
+        if env.state not in fsm.TRANSITIONS[fsm.GO_ERROR][0]:
+            return
+        try:
+            self._transition(slot, fsm.GO_ERROR)
+        except TransitionError as exc:
+            log.error("environment %s: GO_ERROR failed: %s", env.id, exc)
 
     def _leave(self, slot: _Slot, transition: str, state: str) -> None:
         self._host.fire("on_env_leave_state",
                         StateChangeEvent(slot.env.snapshot(), state, transition))
 
     def _enter(self, slot: _Slot, transition: str, state: str) -> None:
-        now = time.time_ns()
-        slot.env.set_state(state, now)
-        self._host.fire("on_env_enter_state",
-                        StateChangeEvent(slot.env.snapshot(), state, transition, now))
-        self._fire_role(slot, now)
+        env = slot.env
+        self._host.fire("on_env_enter_state", StateChangeEvent(
+            env.snapshot(), state, transition, int(env.get("enter_state_time_ms") or 0)
+            * 1_000_000))
 
-    def _fire_role(self, slot: _Slot, now: int) -> None:
-        state = slot.env.state
-        status = "INACTIVE" if state in (State.STANDBY, State.DONE) else "ACTIVE"
-        self._host.fire("on_role_event", RoleEvent(slot.role, status, state, slot.role,
-                                                   slot.env.id, now))
+    def _move_tasks(self, slot: _Slot, transition: str, to_state: str) -> None:
+        """``tasks_X``: the scheduler moves the tasks, call roles follow, the state is T."""
+        env, workflow = slot.env, slot.workflow
+        if transition == "DEPLOY" and not slot.deployed:
+            requests = [
+                TaskRequest(role.path, role.path.rpartition(".")[0],
+                            workflow.class_name(role.task_class), role.host, role.critical)
+                for role in workflow.task_roles()
+            ]
+            changed = self._tasks.deploy(env.id, requests)
+            slot.deployed = True
+        else:
+            changed = self._tasks.transition(env.id, transition)
+        self._publish_tasks(slot, changed)
+        if transition == "DEPLOY":
+            self._publish_roles(slot, slot.roles.update(
+                {role.path: ("ACTIVE", None) for role in slot.roles.leaves(workflows.CALL)}))
+        env.set_state(to_state, time.time_ns())
+
+    def _publish_tasks(self, slot: _Slot, changed: Sequence[Task], *,
+                       released: bool = False) -> None:
+        """Task events, then the role events of what they changed. Tasks that change together
+        (one scheduler answer) update the role tree once, so an aggregator goes straight to
+        its new value. A task that changes twice (launch) updates the tree in between."""
+        fire = self._host.fire
+        batch: dict[str, tuple[str | None, str | None]] = {}
+        for task in changed:
+            if task.role_path in batch:
+                self._publish_roles(slot, slot.roles.update(batch))
+                batch = {}
+            fire("on_task_event", TaskEvent(
+                task.name, task.task_id, task.state, task.status,
+                "" if released else task.environment_id, task.hostname, task.class_name,
+                "" if released else task.parent_path, _TRAITS[task.critical]))
+            batch[task.role_path] = (task.status, task.state)
+        if batch:
+            self._publish_roles(slot, slot.roles.update(batch))
+
+    def _publish_roles(self, slot: _Slot, changes: Sequence[RoleChange]) -> None:
+        fire, env_id = self._host.fire, slot.env.id
+        for change in changes:
+            fire("on_role_event", RoleEvent(change.name, change.status, change.state,
+                                            change.path, env_id))
+
+    # ------------------------------------------------------------------ DESTROY
+
+    def _teardown(self, slot: _Slot) -> None:
+        env, destroy = slot.env, fsm.DESTROY
+        current = env.state
+        run_number = env.run_number
+        if run_number is not None:
+            self._stamp(env, "run_end_time_ms", only_if_unset=True)
+            self._stamp(env, "run_end_completion_time_ms", only_if_unset=True)
+            env.end_run(keep_variable=True)  # runNumber 0 on the teardown events
+        progress = _Progress()
+        failures: list[str] = []
+        before, leave, release, after = fsm.destroy_step_names(current)
+
+        def calls(step: str, work: _StepWork = None) -> None:
+            negative, positive = slot.plan.at(step)
+            for i, group in enumerate((negative, positive)):
+                if i == 1 and work is not None:
+                    try:
+                        work()
+                    except Exception as exc:
+                        failures.append(f"{step} failed: {exc}")
+                        log.error("environment %s: %s failed", env.id, step, exc_info=exc)
+                for call in group:
+                    failed = run_call(self._host, self._runner, env, call, step)
+                    if failed is not None:
+                        progress.errors.append(failed[1])
+                        if call.spec.critical:
+                            failures.append(failed[0])
+
+        def leave_work() -> None:
+            self._leave(slot, destroy, current)
+            if run_number is not None:
+                moment = int(env.get("run_end_time_ms") or 0) * 1_000_000
+                self._host.fire("on_run_sor_eor", RunEvent(
+                    env.id, run_number, current, TEARDOWN, OpStatus.STARTED, "", None, moment))
+
+        self._env_event(env, destroy, before, OpStatus.STARTED, "workflow teardown started")
+        calls(before)
+        self._env_event(env, destroy, leave, OpStatus.ONGOING, "workflow teardown ongoing")
+        calls(leave, leave_work)
+        self._env_event(env, destroy, release, OpStatus.ONGOING, "releasing tasks")
+        calls(release, partial(self._release_tasks, slot))
+        self._env_event(env, destroy, after, OpStatus.ONGOING, "running DESTROY hooks")
+        calls(after)
+        env.set_state(State.DONE, time.time_ns())
+        if failures:
+            self._env_event(env, destroy, after, OpStatus.DONE_ERROR,
+                            "environment teardown finished with error",
+                            step_error(after, failures))
+        else:
+            self._env_event(env, destroy, after, OpStatus.DONE_OK,
+                            "environment teardown complete")
+        progress.critical += failures
+        self._finish(slot, destroy, progress)
+        self._forget(slot)
+
+    def _release_tasks(self, slot: _Slot) -> None:
+        self._publish_tasks(slot, self._tasks.release(slot.env.id), released=True)
+        if slot.deployed:
+            self._publish_roles(slot, slot.roles.update(
+                {role.path: ("INACTIVE", None) for role in slot.roles.leaves(workflows.CALL)}))
 
     # ------------------------------------------------------------------ runs (SOR / EOR)
 
@@ -353,8 +590,7 @@ class EnvironmentManager:
         _, now = self._stamp(env, variable, only_if_unset=name == fsm.GO_ERROR)
         error = "" if name == fsm.GO_ERROR else "; ".join(progress.critical)
         self._fire_run(env, name, OpStatus.DONE_ERROR if error else OpStatus.DONE_OK, now, error)
-        if not start:
-            env.end_run()
+        progress.end_run = not start
 
     def _cancel_run_op(self, slot: _Slot, name: str, progress: _Progress, error: str) -> None:
         env = slot.env
@@ -386,5 +622,9 @@ class EnvironmentManager:
 
     def _forget(self, slot: _Slot) -> None:
         slot.alive = False
+        env_id = slot.env.id
         with self._slots_lock:
-            self._slots.pop(slot.env.id, None)
+            self._slots.pop(env_id, None)
+            for detector in slot.env.detectors:
+                if self._detectors.get(detector) == env_id:
+                    del self._detectors[detector]

@@ -102,44 +102,48 @@ def _prepare(spec: CallSpec, workflow_name: str, default_timeout_s: float) -> Pr
 
 def run_call(
     host: Host, runner: CallRunner, env: Environment, call: PreparedCall, step: str
-) -> str | None:
+) -> tuple[str, str] | None:
     """Run one call of ``env`` at ``step`` (the trigger without weight).
 
     Skipped silently (no event) when its ``enabled`` condition is false. Otherwise fires
-    ``on_call`` STARTED, runs the function (an unknown function is DONE_ERROR "unknown function
-    plugin.F: no loaded plugin exports it"), stores the output in the return variable on
-    success, fires ``on_call`` DONE_OK/DONE_ERROR/DONE_TIMEOUT. Returns None when it went well,
-    else the error text for the step. Never raises.
+    ``on_call`` STARTED, runs the function (an unknown function is DONE_ERROR with output
+    ``{{<func>}}`` and the error "unknown function plugin.F: no loaded plugin exports it"),
+    stores the output in the return variable on success, fires ``on_call``
+    DONE_OK/DONE_ERROR/DONE_TIMEOUT. Returns None when it went well, else (the call's error, a
+    description naming the call and trigger). Never raises.
     """
     spec = call.spec
     if not spec.condition(env.variables()):
         return None
-    host.fire("on_call", CallEvent(env.id, spec.func, OpStatus.STARTED, call.traits,
-                                   call.role_path, spec.return_var))
+    fire = host.fire
+    fire("on_call", CallEvent(env.id, spec.func, OpStatus.STARTED, call.traits,
+                              call.role_path, spec.return_var))
     fn = host.call_function(spec.qualified_name)
     if fn is None:
         outcome = CallOutcome(
-            OpStatus.DONE_ERROR,
+            OpStatus.DONE_ERROR, output="{{" + spec.func + "}}",
             error=f"unknown function {spec.qualified_name}: no loaded plugin exports it",
         )
     else:
-        context = CallContext(env.snapshot_with(call.call_vars), spec.func, step, spec.args,
-                              call.traits)
+        context = CallContext(
+            env.snapshot_with(call.call_vars), spec.func, step, spec.args, call.traits,
+            role_path=call.role_path,
+            reporter=lambda event: fire("on_integrated_service_event", event))
         outcome = runner.run(fn, context, call.timeout_s)
     if outcome.ok and spec.return_var:
         env.set_var(spec.return_var, outcome.output)
-    host.fire("on_call", CallEvent(env.id, spec.func, outcome.status, call.traits,
-                                   call.role_path, spec.return_var, outcome.output,
-                                   outcome.error))
+    fire("on_call", CallEvent(env.id, spec.func, outcome.status, call.traits,
+                              call.role_path, spec.return_var, outcome.output, outcome.error))
     if outcome.ok:
         return None
     kind = "critical call" if spec.critical else "call"
-    return f"{kind} {spec.func} at {spec.trigger}: {outcome.status.name}: {outcome.error}"
+    return outcome.error, f"{kind} {spec.func} at {spec.trigger}: {outcome.status.name}: " \
+        f"{outcome.error}"
 
 
 class StepProgress:
-    """Errors of one operation so far: all of them, and the critical ones (own-work failures
-    count as critical)."""
+    """Errors of one operation so far: all of them described (``errors``), and the critical
+    ones (own-work failures count as critical) as the events state them (``critical``)."""
 
     __slots__ = ("critical", "errors")
 
@@ -149,62 +153,79 @@ class StepProgress:
 
 
 class StepCancelled(Exception):
-    """A cancellable step failed critically; ``error`` says why."""
+    """A cancellable step failed critically; ``error`` is the step's error text (as published),
+    ``description`` names the failing call or step."""
 
-    def __init__(self, step: str, error: str) -> None:
+    def __init__(self, step: str, error: str, description: str = "") -> None:
         super().__init__(error)
         self.step = step
         self.error = error
+        self.description = description or error
+
+
+def step_error(step: str, failures: Sequence[str]) -> str:
+    """A step's error text: up to three failures joined with "; ", else a count."""
+    if len(failures) > 3:
+        return f"{len(failures)} critical hooks failed at trigger {step}"
+    return "; ".join(failures)
 
 
 def run_step(
     host: Host, runner: CallRunner, env: Environment, plan: CallPlan, transition: str, step: str,
     work: Callable[[], None] | None, progress: StepProgress, *, cancellable: bool,
-) -> None:
-    """Run one step: fire ``on_env_transition_step`` (started, ONGOING), run the negative-weight
-    calls, ``work``, the weight >= 0 calls, fire it again (finished: ONGOING, or DONE_ERROR with
-    the step's errors joined by "; "). Errors are appended to ``progress``.
+    inherited_error: str = "",
+) -> str:
+    """Run one step: fire ``on_env_transition_step`` (``transition step starting``, ONGOING),
+    run the negative-weight calls, ``work``, the weight >= 0 calls, fire it again (``transition
+    step finished``: ONGOING, or DONE_ERROR with the step's error when a critical call or
+    ``work`` failed, or when ``inherited_error`` is given). Returns the step's error ("" when
+    none). Failures are appended to ``progress``; non-critical ones do not fail the step.
 
-    When ``cancellable``, the first critical failure (a critical call, or ``work`` raising) skips
-    the rest of the step and raises :class:`StepCancelled` after the finished event; otherwise
-    everything runs and nothing is raised.
+    When ``cancellable``, the first critical failure skips the rest of the step and raises
+    :class:`StepCancelled` after the finished event.
     """
     fire = host.fire
     fire("on_env_transition_step", TransitionStepEvent(
         env.snapshot(), transition, step, OpStatus.ONGOING, False, STEP_STARTING))
     negative, positive = plan.at(step)
-    errors: list[str] = []
-    cancel = _run_calls(host, runner, env, negative, step, errors, progress, cancellable)
-    if cancel is None and work is not None:
+    failures: list[str] = []
+    cancel = _run_calls(host, runner, env, negative, step, failures, progress, cancellable)
+    if not cancel and work is not None:
         try:
             work()
         except Exception as exc:
             error = f"{step} failed: {describe_exception(exc)}"
             log.error("environment %s: %s", env.id, error, exc_info=exc)
-            errors.append(error)
-            progress.critical.append(error)
-            cancel = error if cancellable else None
-    if cancel is None:
-        cancel = _run_calls(host, runner, env, positive, step, errors, progress, cancellable)
+            failures.append(error)
+            progress.errors.append(error)
+            cancel = cancellable
+    if not cancel:
+        cancel = _run_calls(host, runner, env, positive, step, failures, progress, cancellable)
+    error = step_error(step, failures)
+    if inherited_error:
+        error = f"{inherited_error}; {error}" if error else inherited_error
     fire("on_env_transition_step", TransitionStepEvent(
-        env.snapshot(), transition, step, OpStatus.DONE_ERROR if errors else OpStatus.ONGOING,
-        True, STEP_FINISHED, "; ".join(errors)))
-    progress.errors += errors
-    if cancel is not None:
-        raise StepCancelled(step, cancel)
+        env.snapshot(), transition, step, OpStatus.DONE_ERROR if error else OpStatus.ONGOING,
+        True, STEP_FINISHED, error))
+    progress.critical += failures
+    if cancel:
+        raise StepCancelled(step, error, progress.errors[-1] if progress.errors else "")
+    return error
 
 
 def _run_calls(
     host: Host, runner: CallRunner, env: Environment, calls: tuple[PreparedCall, ...], step: str,
-    errors: list[str], progress: StepProgress, cancellable: bool,
-) -> str | None:
+    failures: list[str], progress: StepProgress, cancellable: bool,
+) -> bool:
+    """Run ``calls``; returns True when a critical one failed and the step is cancellable."""
     for call in calls:
-        error = run_call(host, runner, env, call, step)
-        if error is None:
+        failed = run_call(host, runner, env, call, step)
+        if failed is None:
             continue
-        errors.append(error)
+        error, description = failed
+        progress.errors.append(description)
         if call.spec.critical:
-            progress.critical.append(error)
+            failures.append(error)
             if cancellable:
-                return error
-    return None
+                return True
+    return False

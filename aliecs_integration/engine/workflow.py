@@ -1,22 +1,35 @@
-"""Workflows: the calls an environment makes at its transition steps, and their defaults.
+"""Workflow templates: a tree of roles, the calls an environment makes at its transition steps,
+and default variables.
 
-A workflow is a name, a description, the path it was loaded from, default variables and a list of
-:class:`CallSpec`. YAML form (every key but ``name`` optional; unknown keys are errors)::
+A template is YAML (every key but ``name`` optional; unknown keys are errors)::
 
-    name: readout
+    name: readout-dataflow           # the root role's name: role paths start with it
     description: what it is for
-    defaults:                      # variable defaults (below user and runtime vars)
-      kafka_enabled: false
-    calls:
-      - func: kafka.PublishEnterStateUpdate()   # <plugin>.<Function>(<args>)
-        trigger: enter_CONFIGURED               # step name [+-weight], e.g. enter_RUNNING-10
-        timeout: 5s                             # seconds (number) or "500ms" / "5s" / "1m"
-        critical: false
-        enabled: kafka_enabled                  # condition, see Condition
-        return: my_var                          # variable that receives the output
-        role: readout                           # role path (default: the workflow name)
+    defaults: {dcs_enabled: true}    # variable defaults (below user and runtime vars)
+    roles:
+      - name: readout                # a task role: one task running `class`
+        task: {class: readout}
+        critical: true               # default true
+      - name: dcs                    # an aggregator role: children only
+        roles:
+          - name: sor                # a call role: one call (path readout-dataflow.dcs.sor)
+            call:
+              func: dcs.StartOfRun() # <plugin>.<Function>(<args>)
+              trigger: before_START_ACTIVITY+10   # step name [+-weight]
+              timeout: 5s            # seconds or "500ms" / "5s" / "1m"; default the manager's
+              critical: true         # default: the role's critical flag (true)
+              enabled: dcs_enabled   # condition, see Condition
+              return: dcs_sor        # variable that receives the output
+    calls:                           # optional flat calls attached to the root role
+      - {func: p.F(), trigger: after_CONFIGURE, critical: false, role: my.role}
 
-:func:`default_workflow` wires the legacy ``kafka`` plugin as ``docs/lifecycle.md`` says.
+Role names are words (no ``.``), unique among siblings; a role is exactly one kind; a YAML
+alias that makes a role contain itself is a cycle and refused. Errors are
+:class:`WorkflowError` naming the source and the role path. Flat ``calls`` default to
+non-critical (the Python :class:`CallSpec` default); call roles default to critical.
+
+:func:`default_workflow` loads the template ``default.yaml`` shipped with the package
+(``aliecs_integration/workflows/``).
 """
 
 from __future__ import annotations
@@ -98,7 +111,7 @@ class Condition:
 
 
 def parse_func(text: str) -> tuple[str, str]:
-    """``"kafka.Publish(x)"`` -> ``("kafka.Publish", "x")``; parentheses are optional.
+    """``"dcs.StartOfRun(x)"`` -> ``("dcs.StartOfRun", "x")``; parentheses are optional.
 
     Raises ``ValueError`` naming the text when it is not ``<plugin>.<Function>(<args>)``.
     """
@@ -106,7 +119,7 @@ def parse_func(text: str) -> tuple[str, str]:
     if match is None:
         raise ValueError(
             f"malformed call function {text!r}: expected '<plugin>.<Function>()', "
-            "e.g. 'kafka.PublishEnterStateUpdate()'"
+            "e.g. 'trg.RunStart()'"
         )
     return f"{match['plugin']}.{match['name']}", match["args"] or ""
 
@@ -164,16 +177,49 @@ def _frozen_vars(value: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
+AGGREGATOR, TASK, CALL = "aggregator", "task", "call"
+DEFAULT_REPOSITORY = "github.com/AliceO2Group/ControlWorkflows"
+DEFAULT_REVISION = "master"
+
+
+@attrs.frozen
+class RoleSpec:
+    """One role of a workflow's tree: an aggregator (``children``), a task role (``task_class``,
+    optional ``host``) or a call role (``call``, whose ``role_path`` is this role's path).
+    ``path`` is the role names from the root joined by ``.``."""
+
+    name: str
+    path: str
+    kind: str
+    critical: bool = True
+    children: tuple[RoleSpec, ...] = ()
+    task_class: str = ""
+    host: str = ""
+    call: CallSpec | None = None
+
+    def walk(self) -> Iterable[RoleSpec]:
+        """This role and its descendants, depth first, in declared order."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
 @attrs.frozen
 class Workflow:
-    """A named list of calls with default variables. Calls are indexed by step at construction;
-    :meth:`calls_at` returns them split at the step's own work, in run order."""
+    """A workflow template: a role tree (``root``; a bare root aggregator named ``name`` when
+    None), calls (the call roles' calls, then flat calls) and default variables. Calls are
+    indexed by step at construction; :meth:`calls_at` returns them split at the step's own work,
+    in run order. Task class names are ``<repository>/tasks/<class>@<revision>``."""
 
     name: str
     description: str = ""
     path: str = ""
     calls: tuple[CallSpec, ...] = attrs.field(default=(), converter=_calls_tuple)
     defaults: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_vars)
+    root: RoleSpec | None = None
+    repository: str = DEFAULT_REPOSITORY
+    revision: str = DEFAULT_REVISION
+    public: bool = True
     _index: Mapping[str, tuple[tuple[CallSpec, ...], tuple[CallSpec, ...]]] = attrs.field(
         init=False, eq=False, repr=False
     )
@@ -181,6 +227,8 @@ class Workflow:
     def __attrs_post_init__(self) -> None:
         if not self.name:
             raise WorkflowError("a workflow needs a non-empty name")
+        if self.root is None:
+            object.__setattr__(self, "root", RoleSpec(self.name, self.name, AGGREGATOR))
         by_step: dict[str, list[CallSpec]] = {}
         for call in self.calls:
             by_step.setdefault(call.step, []).append(call)
@@ -193,23 +241,45 @@ class Workflow:
             )
         object.__setattr__(self, "_index", MappingProxyType(index))
 
+    @property
+    def role_tree(self) -> RoleSpec:
+        """The root role (never None after construction)."""
+        assert self.root is not None
+        return self.root
+
     def calls_at(self, step: str) -> tuple[tuple[CallSpec, ...], tuple[CallSpec, ...]]:
         """(negative-weight calls, weight >= 0 calls) of ``step``, each in run order."""
         return self._index.get(step, ((), ()))
 
+    def task_roles(self) -> tuple[RoleSpec, ...]:
+        """The task roles, depth first in declared order."""
+        return tuple(r for r in self.role_tree.walk() if r.kind == TASK)
+
+    def class_name(self, task_class: str) -> str:
+        return f"{self.repository}/tasks/{task_class}@{self.revision}"
+
+    def with_calls(self, extra: Iterable[CallSpec]) -> Workflow:
+        """This workflow with ``extra`` flat calls appended."""
+        return attrs.evolve(self, calls=(*self.calls, *extra))
+
     def template_info(self) -> WorkflowTemplate:
-        return WorkflowTemplate(name=self.name, description=self.description, path=self.path)
+        return WorkflowTemplate(name=self.name, description=self.description, path=self.path,
+                                public=self.public)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<workflow>") -> Workflow:
         """Build from the YAML form above. Raises :class:`WorkflowError` naming ``source`` and the
-        offending key (``calls[2].trigger``)."""
+        offending key (``calls[2].trigger``) or role path."""
         if not isinstance(data, Mapping):
             raise WorkflowError(f"{source}: expected a mapping, got {type(data).__name__}")
-        _unknown_keys(data, {"name", "description", "defaults", "calls"}, f"{source}")
+        _unknown_keys(data, {"name", "description", "defaults", "calls", "roles", "repository",
+                             "revision", "public"}, f"{source}")
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise WorkflowError(f"{source}: key 'name': expected a non-empty string, got {name!r}")
+        if not _ROLE_NAME.fullmatch(name):
+            raise WorkflowError(f"{source}: key 'name': {name!r} is not a role name (a word "
+                                "of letters, digits, '_' or '-')")
         description = data.get("description", "")
         if not isinstance(description, str):
             raise WorkflowError(f"{source}: key 'description': expected a string")
@@ -224,8 +294,21 @@ class Workflow:
         raw_calls = [] if raw_calls is None else raw_calls
         if not isinstance(raw_calls, list):
             raise WorkflowError(f"{source}: key 'calls': expected a list of calls")
+        raw_roles = data.get("roles")
+        raw_roles = [] if raw_roles is None else raw_roles
+        if not isinstance(raw_roles, list):
+            raise WorkflowError(f"{source}: key 'roles': expected a list of roles")
+        children = _roles(raw_roles, name, source, [id(data)])
+        root = RoleSpec(name, name, AGGREGATOR, True, children)
+        role_calls = [r.call for r in root.walk() if r.call is not None]
         calls = [_call_from_dict(item, f"{source}: calls[{i}]") for i, item in enumerate(raw_calls)]
-        return cls(name, description, "", tuple(calls), default_vars)
+        repository = _text(data, "repository", source) or DEFAULT_REPOSITORY
+        revision = _text(data, "revision", source) or DEFAULT_REVISION
+        public = data.get("public", True)
+        if not isinstance(public, bool):
+            raise WorkflowError(f"{source}: key 'public': expected true or false")
+        return cls(name, description, "", (*role_calls, *calls), default_vars, root,
+                   repository, revision, public)
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> Workflow:
@@ -238,6 +321,83 @@ class Workflow:
         except yaml.YAMLError as exc:
             raise WorkflowError(f"{path}: malformed YAML: {exc}") from exc
         return attrs.evolve(cls.from_dict(data, source=str(path)), path=str(path))
+
+
+@attrs.frozen
+class TemplateRef:
+    """A workflow template to load when an environment is created (so that a broken file fails
+    that CREATE, with its events), plus flat calls to append to it."""
+
+    path: Path
+    extra_calls: tuple[CallSpec, ...] = ()
+
+    def load(self) -> Workflow:
+        """Raises :class:`WorkflowError` naming the file and the role path."""
+        workflow = Workflow.from_yaml(self.path)
+        return workflow.with_calls(self.extra_calls) if self.extra_calls else workflow
+
+    def template_info(self) -> WorkflowTemplate:
+        """What is known before loading: the file's stem and path."""
+        return WorkflowTemplate(name=self.path.stem, path=str(self.path))
+
+
+_ROLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_ROLE_KEYS = {"name", "critical", "roles", "task", "call"}
+_TASK_KEYS = {"class", "host"}
+
+
+def _roles(items: list[Any], parent: str, source: str, ancestors: list[int]) -> tuple[
+        RoleSpec, ...]:
+    roles: list[RoleSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"{source}: role {parent}[{i}]"
+        if not isinstance(item, Mapping):
+            raise WorkflowError(f"{where}: expected a mapping, got {item!r}")
+        name = item.get("name")
+        if not isinstance(name, str) or not _ROLE_NAME.fullmatch(name):
+            raise WorkflowError(f"{where}: key 'name': expected a role name (a word of letters, "
+                                f"digits, '_' or '-'), got {name!r}")
+        path = f"{parent}.{name}"
+        where = f"{source}: role {path}"
+        if id(item) in ancestors:
+            raise WorkflowError(f"{where}: cycle: the role contains itself")
+        if name in seen:
+            raise WorkflowError(f"{where}: duplicate role name {name!r} under {parent}")
+        seen.add(name)
+        _unknown_keys(item, _ROLE_KEYS, where)
+        kinds = [k for k in ("roles", "task", "call") if k in item]
+        if len(kinds) != 1:
+            raise WorkflowError(f"{where}: unknown role kind: expected exactly one of 'roles' "
+                                f"(aggregator), 'task' or 'call', got {kinds or 'none'}")
+        critical = item.get("critical", True)
+        if not isinstance(critical, bool):
+            raise WorkflowError(f"{where}.critical: expected true or false, got {critical!r}")
+        kind = kinds[0]
+        if kind == "roles":
+            children = item["roles"]
+            if not isinstance(children, list):
+                raise WorkflowError(f"{where}.roles: expected a list of roles")
+            roles.append(RoleSpec(name, path, AGGREGATOR, critical,
+                                  _roles(children, path, source, [*ancestors, id(item)])))
+        elif kind == "task":
+            task = item["task"]
+            if not isinstance(task, Mapping):
+                raise WorkflowError(f"{where}.task: expected a mapping with 'class'")
+            _unknown_keys(task, _TASK_KEYS, f"{where}.task")
+            roles.append(RoleSpec(name, path, TASK, critical,
+                                  task_class=_text(task, "class", f"{where}.task", required=True),
+                                  host=_text(task, "host", f"{where}.task")))
+        else:
+            call = item["call"]
+            if not isinstance(call, Mapping):
+                raise WorkflowError(f"{where}.call: expected a mapping with 'func' and 'trigger'")
+            if "role" in call:
+                raise WorkflowError(f"{where}.call: unknown key(s) role (a call role's path is "
+                                    "its own)")
+            spec = _call_from_dict({"critical": critical, **call, "role": path}, f"{where}.call")
+            roles.append(RoleSpec(name, path, CALL, spec.critical, call=spec))
+    return tuple(roles)
 
 
 def variable_string(value: Any, *, where: str) -> str:
@@ -318,35 +478,14 @@ def _call_from_dict(item: Any, where: str) -> CallSpec:
     )
 
 
-KAFKA_ENABLED = "kafka_enabled"
-LEGACY_LEAVE_STATES = tuple(s for s in fsm.REAL_STATES if s is not fsm.State.DONE)
-"""States whose leave step publishes (``docs/events.md``: STANDBY, DEPLOYED, CONFIGURED, RUNNING,
-ERROR)."""
+
+
+WORKFLOWS_DIR = Path(__file__).resolve().parent.parent / "workflows"
+"""Templates shipped with the package."""
 
 
 def default_workflow() -> Workflow:
-    """The default workflow: the legacy kafka calls of the reference deployment, all enabled only
-    when ``kafka_enabled`` is true, non-critical, with the manager's default timeout.
-
-    - ``kafka.PublishEnterStateUpdate()`` at every ``enter_<STATE>`` (weight 0) and at DESTROY;
-    - ``kafka.PublishLeaveStateUpdate()`` at every ``leave_<STATE>`` (weight 0) but leave_DONE;
-    - ``kafka.PublishStartActivityUpdate()`` at ``before_START_ACTIVITY+50`` (after the run number
-      is set) and ``after_START_ACTIVITY``.
-    """
-    enter = "kafka.PublishEnterStateUpdate()"
-    calls = [CallSpec(enter, f"enter_{s}", enabled=KAFKA_ENABLED) for s in fsm.REAL_STATES]
-    calls.append(CallSpec(enter, fsm.DESTROY, enabled=KAFKA_ENABLED))
-    calls += [
-        CallSpec("kafka.PublishLeaveStateUpdate()", f"leave_{s}", enabled=KAFKA_ENABLED)
-        for s in LEGACY_LEAVE_STATES
-    ]
-    calls += [
-        CallSpec("kafka.PublishStartActivityUpdate()", trigger, enabled=KAFKA_ENABLED)
-        for trigger in ("before_START_ACTIVITY+50", "after_START_ACTIVITY")
-    ]
-    return Workflow(
-        name="default",
-        description="legacy kafka plugin calls of the reference deployment",
-        calls=tuple(calls),
-        defaults={},
-    )
+    """The default template ``default.yaml`` shipped with the package: a few task roles and the
+    call roles of the reference deployment's plugins. Raises :class:`WorkflowError` when the
+    installed file is broken."""
+    return Workflow.from_yaml(WORKFLOWS_DIR / "default.yaml")

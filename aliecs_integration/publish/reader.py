@@ -10,8 +10,10 @@ command line) and :class:`~aliecs_integration.errors.UnknownTopic` (exit 2).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,7 +23,7 @@ import attrs
 from google.protobuf import json_format, text_format
 from google.protobuf.message import DecodeError, Message
 
-from aliecs_integration.errors import ReadError, UnknownTopic
+from aliecs_integration.errors import ReaderConfigError, ReadError, UnknownTopic
 
 CLIENT_LOGGER = "aliecs_integration.librdkafka"
 """The logger that receives the Kafka consumer's and admin client's own log lines."""
@@ -136,6 +138,132 @@ def text_line(item: Decoded) -> str:
     size = len(item.value or b"")
     return f"{where} UNDECODABLE ({size} bytes): {item.error}; hex {_hex_prefix(item.value)}"
 
+def raw_frame(item: Decoded) -> bytes:
+    """The message's value as it is on the topic, prefixed by its length as a 4-byte big-endian
+    integer (kcat's ``-f '%R%s'``, pq's ``--stream i32be``); a tombstone is an empty frame."""
+    value = item.value or b""
+    return len(value).to_bytes(4, "big") + value
+
+
+def environment_ids(message: Message) -> set[str]:
+    """The environment ids a message is about: the ``environmentId`` of an ``events.Event``'s
+    payload, of a ``NewStateNotification``'s ``envInfo``, of every run of an ``ActiveRunsList``."""
+    return {env for env, _ in _env_runs(message) if env}
+
+
+def run_numbers(message: Message) -> set[int]:
+    """The run numbers a message carries (payloads, ``envInfo`` or active runs); 0 means none."""
+    return {run for _, run in _env_runs(message) if run}
+
+
+def _env_runs(message: Message) -> list[tuple[str, int]]:
+    any_message: Any = message
+    name = message.DESCRIPTOR.full_name
+    if name == "events.Event":
+        payload = message.WhichOneof("Payload")
+        if payload is None:
+            return []
+        inner: Any = getattr(message, payload)
+        fields = inner.DESCRIPTOR.fields_by_name
+        env = inner.environmentId if "environmentId" in fields else ""
+        run = inner.runNumber if "runNumber" in fields else 0
+        return [(env, run)]
+    if name == "kafka.NewStateNotification":
+        info = any_message.envInfo
+        return [(info.environmentId, info.runNumber)]
+    if name == "kafka.ActiveRunsList":
+        return [(r.environmentId, r.runNumber) for r in any_message.activeRuns]
+    return []
+
+
+@attrs.frozen
+class Filter:
+    """Which messages to keep: about one of ``environments`` (when given), carrying run
+    ``run_number`` (when given), with a Kafka timestamp within ``[since_ms, until_ms]``.
+
+    A message that does not decode never matches an environment or run filter.
+    """
+
+    environments: frozenset[str] = frozenset()
+    run_number: int | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def matches(self, item: Decoded) -> bool:
+        ts = item.timestamp_ms
+        if self.since_ms is not None and (ts is None or ts < self.since_ms):
+            return False
+        if self.until_ms is not None and (ts is None or ts > self.until_ms):
+            return False
+        if not self.environments and self.run_number is None:
+            return True
+        if item.message is None:
+            return False
+        if self.environments and not (environment_ids(item.message) & self.environments):
+            return False
+        return self.run_number is None or self.run_number in run_numbers(item.message)
+
+
+_RELATIVE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_time(text: str, *, now_ms: int | None = None) -> int:
+    """A point in time as ms since the epoch, from ``text``: a duration ago (``90s``, ``15m``,
+    ``2h``, ``1d``), ms since the epoch (13 digits or more), or ISO 8601
+    (``2026-12-02T06:40``, ``2026-12-02 06:40:05+01:00``; without a zone: UTC).
+
+    Raises ``ValueError`` naming the text and the accepted forms.
+    """
+    value = text.strip()
+    if (m := _RELATIVE.fullmatch(value)) is not None:
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        return now - int(float(m["n"]) * _UNIT_MS[m["unit"]])
+    if value.isdigit() and len(value) >= 13:
+        return int(value)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: expected a duration ago (90s, 15m, 2h, 1d), ms since the "
+            "epoch, or ISO 8601 such as 2026-12-02T06:40 (UTC unless a zone is given)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+CONSUMER_KEY_PREFIXES = (
+    "security.", "sasl.", "ssl.", "ssl_", "enable.ssl.", "enable.sasl.", "socket.", "client.",
+    "broker.", "reconnect.", "retry.backoff", "metadata.", "topic.metadata.", "api.version",
+    "connections.", "debug", "log.", "log_", "resolve.", "client.dns.", "https.",
+)
+"""librdkafka properties of the settings' ``kafkaProducer.properties`` a consumer takes over:
+security, connection and client keys; producer-only keys (acks, linger, compression...) are
+left out."""
+
+OWN_CONSUMER_KEYS = frozenset({"bootstrap.servers", "logger"})
+
+
+def consumer_properties(
+    producer_properties: Mapping[str, Any], overrides: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The consumer-side keys of ``producer_properties`` (:data:`CONSUMER_KEY_PREFIXES`), then
+    ``overrides`` (``-X key=value``) on top, taken as given.
+
+    Raises :class:`ReaderConfigError` naming an override the reader sets itself
+    (``bootstrap.servers``: use the brokers option).
+    """
+    taken = {k: v for k, v in producer_properties.items()
+             if k.startswith(CONSUMER_KEY_PREFIXES) and k not in OWN_CONSUMER_KEYS}
+    for key, value in (overrides or {}).items():
+        if key in OWN_CONSUMER_KEYS:
+            raise ReaderConfigError(f"{key} cannot be set as a property: the reader sets it itself "
+                             "(use --brokers for bootstrap.servers)")
+        taken[key] = value
+    return taken
+
+
 @attrs.define
 class ConsumeSummary:
     """How many messages were printed, and how many of them did not decode."""
@@ -143,6 +271,8 @@ class ConsumeSummary:
     messages: int = 0
     undecodable: int = 0
     reason: str = ""
+    skipped: int = 0
+    """Messages read but left out by the filter."""
 
 def consume_loop(
     consumer: KafkaConsumer,
@@ -155,17 +285,25 @@ def consume_loop(
     idle_timeout_s: float | None = None,
     poll_s: float = 0.2,
     clock: Callable[[], float] = time.monotonic,
+    keep: Filter | None = None,
 ) -> ConsumeSummary:
-    """Poll ``consumer`` and hand each decoded message to ``emit`` until a stop condition.
+    """Poll ``consumer`` and hand each decoded message that ``keep`` matches to ``emit`` until a
+    stop condition.
 
-    Stops after ``max_messages``, after ``idle_timeout_s`` without a message, (with
+    Stops after ``max_messages`` emitted, after ``idle_timeout_s`` without a message, (with
     ``stop_at_end``) once every partition of ``assigned`` reported its end, or on Ctrl-C; the
-    summary says which. Undecodable messages are emitted too (their ``error`` set). Raises
-    :class:`ReadError` on a fatal consumer error or a topic deleted while reading.
+    summary says which. With ``keep.until_ms`` a partition also ends at its first message past
+    that time, and the loop stops once all have (at their end, too, when that time has
+    passed). Undecodable messages are emitted too (their ``error`` set) unless the filter
+    names environments or a run. Raises :class:`ReadError` on a fatal consumer error or a
+    topic deleted while reading.
     """
     from confluent_kafka import KafkaError
 
     pending_end = set(assigned)
+    past_until: set[tuple[str, int]] = set()
+    until = keep.until_ms if keep is not None else None
+    stop_at_end = stop_at_end or (until is not None and until <= time.time() * 1000)
     summary = ConsumeSummary()
     last = clock()
     try:
@@ -185,9 +323,19 @@ def consume_loop(
                     logging.getLogger(__name__).warning("Kafka: %s", err.str())
                 continue
             last = clock()
+            if place in past_until:
+                continue
             if stop_at_end:
                 pending_end.add(place)  # more data arrived: wait for this partition's end again
             item = decode(msg, types[place[0]])
+            if until is not None and item.timestamp_ms is not None and item.timestamp_ms > until:
+                past_until.add(place)
+                pending_end.discard(place)
+                summary.skipped += 1
+                continue
+            if keep is not None and not keep.matches(item):
+                summary.skipped += 1
+                continue
             summary.messages += 1
             if not item.ok:
                 summary.undecodable += 1
@@ -208,18 +356,27 @@ def _should_stop(
         summary.reason = f"no message for {idle_timeout_s:g} s"
     return bool(summary.reason)
 
-def make_consumer(brokers: str) -> Any:
+def make_consumer(brokers: str, properties: Mapping[str, Any] | None = None) -> Any:
     """A ``confluent_kafka.Consumer`` for manual assignment: private group, no commits, EOF
-    events on, client logs routed to the CLI's (quiet unless -v) librdkafka logger."""
-    from confluent_kafka import Consumer
+    events on, client logs routed to the CLI's (quiet unless -v) librdkafka logger; extra
+    librdkafka ``properties`` (security...; :func:`consumer_properties`) on top.
 
-    return Consumer({
-        "bootstrap.servers": brokers,
+    Raises :class:`ReaderConfigError` naming the property librdkafka refuses.
+    """
+    from confluent_kafka import Consumer, KafkaException
+
+    config: dict[str, Any] = {
         "group.id": f"aliecs-consume-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
+        **(properties or {}),
+        "bootstrap.servers": brokers,
         "logger": logging.getLogger(CLIENT_LOGGER),
-    })
+    }
+    try:
+        return Consumer(config)
+    except KafkaException as exc:
+        raise ReaderConfigError(f"Kafka consumer configuration: {exc.args[0].str()}") from exc
 
 def assign(
     consumer: Any,
@@ -228,8 +385,10 @@ def assign(
     brokers: str,
     start: Start | Mapping[tuple[str, int], int],
     timeout_s: float,
+    since_ms: int | None = None,
 ) -> list[tuple[str, int]]:
-    """Assign every partition of ``topics`` from the beginning, the end, or explicit offsets.
+    """Assign every partition of ``topics`` from the beginning, the end, explicit offsets, or
+    (``since_ms``) the first message at or after that time (the end when there is none).
 
     Raises :class:`ReadError` (exit 1) when the brokers do not answer within ``timeout_s`` and
     :class:`UnknownTopic` (exit 2) naming a topic that does not exist.
@@ -255,6 +414,16 @@ def assign(
             else:
                 offset = OFFSET_BEGINNING if start == "beginning" else OFFSET_END
             partitions.append(TopicPartition(topic, number, offset))
+    if since_ms is not None:
+        wanted = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions]
+        try:
+            found = consumer.offsets_for_times(wanted, timeout=timeout_s)
+        except KafkaException as exc:
+            raise ReadError(f"cannot look up offsets by time on {brokers} within "
+                            f"{timeout_s:g} s ({exc.args[0].str()})") from exc
+        partitions = [TopicPartition(tp.topic, tp.partition,
+                                     tp.offset if tp.offset >= 0 else OFFSET_END)
+                      for tp in found]
     consumer.assign(partitions)
     return [(tp.topic, tp.partition) for tp in partitions]
 

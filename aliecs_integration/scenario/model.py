@@ -6,9 +6,11 @@ A scenario is YAML (see ``examples/scenario.yaml``)::
       - id: physics                 # a label for progress lines; the manager assigns the real id
         detectors: [ITS, TPC]
         run_type: PHYSICS
+        user: alice                 # who asks for the operations (lastRequestUser)
         variables: {kafka_enabled: true}
-        workflow: default           # or a workflow YAML path, relative to the scenario file
-        calls:                      # extra workflow calls (workflow.py's call form)
+        workflow: default           # or a template YAML path, relative to the scenario file
+                                    # (loaded at CREATE: a broken one fails that CREATE)
+        calls:                      # extra workflow calls (workflow.py's flat call form)
           - {func: nosuch.Call(), trigger: after_CONFIGURE}
         actions:
           - DEPLOY                  # a transition: DEPLOY, CONFIGURE, START_ACTIVITY, ...
@@ -19,6 +21,7 @@ A scenario is YAML (see ``examples/scenario.yaml``)::
             status: DONE_OK         # final status (DONE_ERROR needs `error`)
             payload: {runNumber: 1} # a mapping (sent as JSON) or a string
           - {transition: START_ACTIVITY, expect: error}   # expected to be refused or cancelled
+          - fail_task: default.readout   # the task of that task role goes to ERROR
           - destroy
 
 Environments run in parallel, one thread each, actions of one environment in order
@@ -38,6 +41,7 @@ import yaml
 
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine.workflow import (
+    TemplateRef,
     Workflow,
     WorkflowError,
     default_workflow,
@@ -47,7 +51,7 @@ from aliecs_integration.errors import AliecsError
 from aliecs_integration.records import OpStatus
 
 DESTROY = "destroy"
-_ENV_KEYS = {"id", "detectors", "run_type", "variables", "workflow", "calls", "actions"}
+_ENV_KEYS = {"id", "detectors", "run_type", "variables", "workflow", "calls", "actions", "user"}
 _EXPECT = {"ok": False, "error": True}
 
 
@@ -102,7 +106,17 @@ class Destroy:
         return "DESTROY"
 
 
-Action = Transition | Sleep | ServiceOperation | Destroy
+@attrs.frozen
+class FailTask:
+    """Make the task of a task role fail (state ERROR)."""
+
+    role_path: str
+
+    def describe(self) -> str:
+        return f"fail task {self.role_path}"
+
+
+Action = Transition | Sleep | ServiceOperation | Destroy | FailTask
 
 
 @attrs.frozen
@@ -117,11 +131,13 @@ class Step:
 @attrs.frozen
 class EnvironmentPlan:
     label: str
-    workflow: Workflow | None
+    workflow: Workflow | TemplateRef | None
     detectors: tuple[str, ...] = ()
     run_type: str = ""
     variables: Mapping[str, str] = attrs.field(factory=dict)
     steps: tuple[Step, ...] = ()
+    user: str = ""
+    """Who asks for the environment's operations (``lastRequestUser``); "" = nobody known."""
 
 
 @attrs.frozen
@@ -200,27 +216,27 @@ def _environment(item: Any, where: str, base_dir: Path) -> EnvironmentPlan:
         raise ScenarioError(f"{where}: key 'actions': expected a non-empty list")
     steps = tuple(_step(a, i, f"{where}: actions[{i}]") for i, a in enumerate(raw_actions))
     _check_sequence(steps, where)
-    return EnvironmentPlan(label.strip(), workflow, tuple(detectors), run_type, variables, steps)
+    user = item.get("user", "")
+    if not isinstance(user, str):
+        raise ScenarioError(f"{where}: key 'user': expected a user name")
+    return EnvironmentPlan(label.strip(), workflow, tuple(detectors), run_type, variables, steps,
+                           user.strip())
 
 
-def _workflow(item: Mapping[str, Any], where: str, base_dir: Path) -> Workflow | None:
+def _workflow(
+    item: Mapping[str, Any], where: str, base_dir: Path
+) -> Workflow | TemplateRef | None:
+    """None for the manager's default; a template file is only referenced (loaded at CREATE)."""
     name = item.get("workflow", "default")
     if not isinstance(name, str) or not name:
         raise ScenarioError(f"{where}: key 'workflow': expected 'default' or a YAML file path")
-    base = None
-    if name != "default":
-        try:
-            base = Workflow.from_yaml(base_dir / name)
-        except WorkflowError as exc:
-            raise ScenarioError(f"{where}: key 'workflow': {exc}") from None
     raw_calls = item.get("calls") or []
     if not isinstance(raw_calls, list):
         raise ScenarioError(f"{where}: key 'calls': expected a list of workflow calls")
-    if not raw_calls:
-        return base
     extra = Workflow.from_dict({"name": "calls", "calls": raw_calls}, source=where).calls
-    base = base or default_workflow()
-    return attrs.evolve(base, calls=(*base.calls, *extra))
+    if name != "default":
+        return TemplateRef(base_dir / name, extra)
+    return default_workflow().with_calls(extra) if extra else None
 
 
 def _status(value: Any, where: str) -> OpStatus:
@@ -302,15 +318,21 @@ def _step(raw: Any, index: int, where: str) -> Step:
         action = Sleep(float(seconds))
     elif set(data) == {"destroy"} or set(data) == {DESTROY}:
         action = Destroy()
+    elif set(data) == {"fail_task"}:
+        path = data["fail_task"]
+        if not isinstance(path, str) or not path:
+            raise ScenarioError(f"{where}: fail_task: expected a task role path, got {path!r}")
+        action = FailTask(path)
     else:
-        raise ScenarioError(f"{where}: expected one of the keys transition, sleep, service or "
-                            f"destroy (plus optional expect), got {', '.join(map(str, data))}")
+        raise ScenarioError(f"{where}: expected one of the keys transition, sleep, service, "
+                            "fail_task or destroy (plus optional expect), got "
+                            f"{', '.join(map(str, data))}")
     return Step(index, action, _EXPECT[expect])
 
 
 def _check_sequence(steps: Sequence[Step], where: str) -> None:
     """Walk the state machine: each expected-ok transition must be allowed where it stands."""
-    state: str = fsm.State.STANDBY
+    state: str | None = fsm.State.STANDBY  # None: unknown (after a task failed)
     destroyed = False
     for step in steps:
         at = f"{where}: actions[{step.index}]"
@@ -318,8 +340,13 @@ def _check_sequence(steps: Sequence[Step], where: str) -> None:
             raise ScenarioError(f"{at}: nothing can follow destroy")
         action = step.action
         if isinstance(action, Destroy):
+            if state == fsm.State.DONE and not step.expect_error:
+                raise ScenarioError(f"{at}: destroy is refused from DONE; mark it `expect: "
+                                    "error` if that is the point")
             destroyed = not step.expect_error
-        elif isinstance(action, Transition) and not step.expect_error:
+        elif isinstance(action, FailTask):
+            state = None  # ERROR if the task is critical: the template decides, at CREATE
+        elif isinstance(action, Transition) and not step.expect_error and state is not None:
             try:
                 state = fsm.next_state(where, action.name, state)
             except AliecsError as exc:

@@ -15,12 +15,13 @@ from typing import Any, Protocol
 import attrs
 
 from aliecs_integration.engine import fsm
-from aliecs_integration.engine.workflow import Workflow
+from aliecs_integration.engine.workflow import TemplateRef, Workflow
 from aliecs_integration.errors import AliecsError
-from aliecs_integration.records import EnvironmentSnapshot, OpStatus
+from aliecs_integration.records import EnvironmentSnapshot, OpStatus, User
 from aliecs_integration.scenario.model import (
     Destroy,
     EnvironmentPlan,
+    FailTask,
     Scenario,
     ServiceOperation,
     Sleep,
@@ -34,8 +35,8 @@ class Manager(Protocol):
     """What the runner needs from :class:`aliecs_integration.engine.manager.EnvironmentManager`."""
 
     def create(
-        self, workflow: Workflow | None = None, *, detectors: Any = (), run_type: str = "",
-        variables: Mapping[str, str] | None = None, user: Any = None,
+        self, workflow: Workflow | TemplateRef | None = None, *, detectors: Any = (),
+        run_type: str = "", variables: Mapping[str, str] | None = None, user: Any = None,
     ) -> EnvironmentSnapshot: ...
 
     def transition(self, env_id: str, name: str, *, user: Any = None) -> EnvironmentSnapshot: ...
@@ -51,6 +52,8 @@ class Manager(Protocol):
     ) -> None: ...
 
     def last_errors(self, env_id: str) -> tuple[str, ...]: ...
+
+    def fail_task(self, env_id: str, role_path: str) -> EnvironmentSnapshot: ...
 
 
 CREATE_INDEX = -1
@@ -167,6 +170,7 @@ class _EnvironmentRun:
         self.state: str = fsm.State.PENDING
         self.run_number: int | None = None
         self.alive = False
+        self.user = User(plan.user) if plan.user else None
 
     def report(self, index: int, action: str, *, ok: bool, expected_error: bool = False,
                error: str = "", notes: Sequence[str] = (), ended: int | None = None,
@@ -193,7 +197,7 @@ class _EnvironmentRun:
     def run(self) -> None:
         plan, started = self.plan, time.monotonic()
         try:
-            snapshot = self.manager.create(plan.workflow, detectors=plan.detectors,
+            snapshot = self.manager.create(plan.workflow, detectors=plan.detectors, user=self.user,
                                            run_type=plan.run_type, variables=plan.variables)
         except (AliecsError, ValueError) as exc:
             self.report(CREATE_INDEX, "CREATE", ok=False, error=_describe(exc), started=started)
@@ -219,13 +223,17 @@ class _EnvironmentRun:
         ended = None
         try:
             if isinstance(action, Destroy):
-                snapshot = self.manager.destroy(self.env_id)
+                snapshot = self.manager.destroy(self.env_id, user=self.user)
                 self.alive = False
                 self.state = "DESTROYED"
                 ended, self.run_number = self.run_number, None
                 notes: list[str] = []
+            elif isinstance(action, FailTask):
+                snapshot = self.manager.fail_task(self.env_id, action.role_path)
+                ended = self.track(snapshot)
+                notes = [f"state {snapshot.state}"]
             else:
-                snapshot = self.manager.transition(self.env_id, action.name)
+                snapshot = self.manager.transition(self.env_id, action.name, user=self.user)
                 ended = self.track(snapshot)
                 notes = self.notes()
         except (AliecsError, ValueError) as exc:
@@ -238,14 +246,20 @@ class _EnvironmentRun:
                            started=started)
 
     def service(self, index: int, op: ServiceOperation, started: float) -> bool:
+        """STARTED, one ONGOING per step, then the final status; every event carries a step
+        and its status (the first step, or the operation, on the first and last events) and
+        the payload."""
         report = self.manager.report_integrated_service_event
+        first = op.steps[0].step if op.steps else op.operation
+        last = op.steps[-1].step if op.steps else op.operation
         try:
-            report(self.env_id, op.service, op.operation, OpStatus.STARTED, payload=op.payload)
+            report(self.env_id, op.service, op.operation, OpStatus.STARTED, step=first,
+                   step_status=OpStatus.STARTED, payload=op.payload)
             for sub in op.steps:
                 report(self.env_id, op.service, op.operation, OpStatus.ONGOING, step=sub.step,
-                       step_status=sub.status)
+                       step_status=sub.status, payload=op.payload)
             report(self.env_id, op.service, op.operation, op.status, error=op.error,
-                   payload=op.payload)
+                   step=last, step_status=op.status, payload=op.payload)
         except (AliecsError, ValueError) as exc:
             return self.report(index, op.describe(), ok=False, error=_describe(exc),
                                started=started)

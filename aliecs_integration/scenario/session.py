@@ -73,7 +73,8 @@ def run_scenario(
         if require_plugins and missing:
             raise PluginError(f"plugin(s) not loaded: {'; '.join(missing)}")
         manager = EnvironmentManager(host, settings_runtime_vars=settings.runtime_vars,
-                                     run_numbers=run_numbers)
+                                     run_numbers=run_numbers,
+                                     variable_defaults=host.variable_defaults())
         try:
             result = ScenarioRunner(manager, on_progress=on_progress).run(scenario)
         finally:

@@ -35,11 +35,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Protocol
 
 from google.protobuf.message import Message
 
-from aliecs_integration.engine.workflow import KAFKA_ENABLED, is_true
 from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import kafka_pb2
@@ -62,7 +62,14 @@ from .env_info import EnvVariableError, shared_env_info
 
 log = logging.getLogger(__name__)
 
+KAFKA_ENABLED = "kafka_enabled"
+"""The environment variable that switches this plugin on for one environment."""
 SKIPPED_DISABLED = f"skipped: {KAFKA_ENABLED} is not true"
+
+
+def is_true(value: str | None) -> bool:
+    """Whether a variable value means true: ``true`` in any case, surrounding spaces ignored."""
+    return value is not None and value.strip().lower() == "true"
 SKIPPED_NO_KAFKA = "skipped: enableKafka is false"
 
 
@@ -100,6 +107,7 @@ class KafkaPlugin(Plugin):
 
     pretty_name = "Kafka (legacy state notifications)"
     endpoint_setting = "kafkaEndpoint"
+    variable_defaults = MappingProxyType({KAFKA_ENABLED: "false"})
 
     def __init__(
         self,

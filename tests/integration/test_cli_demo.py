@@ -8,7 +8,6 @@ import json
 import os
 import re
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -16,25 +15,14 @@ from click.testing import CliRunner, Result
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from aliecs_integration.cli.demo import DEV_CONSUL_ADDRESS, DEV_KAFKA_BOOTSTRAP
 from aliecs_integration.cli.main import cli
+from aliecs_integration.devservers import DEV_CONSUL_ADDRESS, DEV_KAFKA_BOOTSTRAP
 from aliecs_integration.pb import events_pb2
+from tests.kafka_helpers import create_topic
 
 
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
-
-
-def create_topic(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        meta = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
-        if meta and meta.error is None and all(p.leader >= 0 for p in meta.partitions.values()):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(topic)
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
@@ -75,7 +63,7 @@ def test_consume_reports_random_bytes_and_goes_on(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     topic = f"{topic_prefix}.run"
-    create_topic(kafka_bootstrap, topic)
+    create_topic(AdminClient({"bootstrap.servers": kafka_bootstrap}), NewTopic(topic, 1, 1))
     good = events_pb2.Event(runEvent=events_pb2.Ev_RunEvent(environmentId="e", runNumber=5))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for value in (good.SerializeToString(), b"\xff\xfe" + os.urandom(100),

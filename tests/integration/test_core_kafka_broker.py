@@ -31,24 +31,13 @@ from aliecs_integration.records import (
     HostStopEvent,
     IntegratedServiceEvent,
     OpStatus,
-    PluginContext,
     RoleEvent,
     RunEvent,
     TaskEvent,
     TransitionStepEvent,
     User,
 )
-from aliecs_integration.settings.core import Settings
-from aliecs_integration.settings.producer import ProducerConfig
-from tests.kafka_read import read_topics
-
-
-def make_plugin(bootstrap: str, root: str, **producer: Any) -> Any:
-    settings = Settings(
-        kafka_endpoints=tuple(bootstrap.split(",")),
-        producer=ProducerConfig(topic_root=root, **producer),
-    )
-    return core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings))
+from tests.kafka_helpers import core_kafka_plugin, read_topics
 
 
 def summary(event: events_pb2.Event) -> tuple[Any, ...]:
@@ -244,7 +233,7 @@ class Script:
 def test_scripted_lifecycle_of_two_environments(
     kafka_bootstrap: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    plugin = make_plugin(kafka_bootstrap, topic_prefix)
+    plugin = core_kafka_plugin(kafka_bootstrap, topic_prefix)
     expected: dict[tuple[str, bytes | None], list[tuple[Any, ...]]] = defaultdict(list)
     scripts = [Script(plugin, env, run, expected) for env, run in (("envA", 101), ("envB", 102))]
     scripts[0].emit("on_host_start", HostStartEvent(plugin_names=("core-kafka",)))
@@ -302,7 +291,7 @@ def test_scripted_lifecycle_of_two_environments(
 def test_first_message_to_a_topic_that_did_not_exist_is_delivered(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    plugin = make_plugin(kafka_bootstrap, topic_prefix, partitions=2)
+    plugin = core_kafka_plugin(kafka_bootstrap, topic_prefix, partitions=2)
     topic = plugin.topics.integrated_service("brandnew")
     admin_meta = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "probe"})
     assert topic not in admin_meta.list_topics(timeout=10).topics
@@ -330,7 +319,7 @@ def test_secrets_never_reach_the_log_with_the_real_client(
     kafka_bootstrap: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG):
-        plugin = make_plugin(
+        plugin = core_kafka_plugin(
             kafka_bootstrap,
             topic_prefix,
             properties={"sasl.username": "aliecs", "sasl.password": "hunter2-live", "linger.ms": 1},
@@ -344,7 +333,7 @@ def test_secrets_never_reach_the_log_with_the_real_client(
 
 @pytest.mark.slow
 def test_sustained_throughput_is_reported(kafka_bootstrap: str, topic_prefix: str) -> None:
-    plugin = make_plugin(
+    plugin = core_kafka_plugin(
         kafka_bootstrap, topic_prefix, properties={"linger.ms": 5, "compression.type": "lz4"}
     )
     env = EnvironmentSnapshot(

@@ -27,7 +27,7 @@ from aliecs_integration.records import (
 )
 from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.producer import ProducerConfig
-from tests.kafka_read import read_topics
+from tests.kafka_helpers import read_topics
 
 WORKFLOW = default_workflow()
 

@@ -15,16 +15,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # no __all__ 
     ResourceType,
 )
 
-from tests.servers import KafkaCluster, wait_for_topic
+from tests.kafka_helpers import create_topic
+from tests.servers import KafkaCluster
 
 N_MESSAGES = 1000
 KEYS = [f"key-{i}" for i in range(7)]
-
-
-def _create_topic(admin: AdminClient, topic: NewTopic) -> None:
-    for fut in admin.create_topics([topic], operation_timeout=30).values():
-        fut.result(timeout=60)
-    wait_for_topic(admin, topic.topic, topic.num_partitions)
 
 
 def test_produce_consume_1000_messages(
@@ -32,7 +27,7 @@ def test_produce_consume_1000_messages(
 ) -> None:
     topic = unique_topic("smoke")
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    _create_topic(admin, NewTopic(topic, num_partitions=3, replication_factor=1))
+    create_topic(admin, NewTopic(topic, num_partitions=3, replication_factor=1))
 
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     errors: list[str] = []
@@ -85,7 +80,7 @@ def test_cluster_topic_rf3_min_isr2(
 ) -> None:
     topic = unique_topic("rf3")
     admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
-    _create_topic(
+    create_topic(
         admin,
         NewTopic(
             topic, num_partitions=3, replication_factor=3, config={"min.insync.replicas": "2"}
@@ -116,7 +111,7 @@ def test_cluster_leader_failover_and_node_restart(
 ) -> None:
     topic = unique_topic("failover")
     admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
-    _create_topic(
+    create_topic(
         admin,
         NewTopic(
             topic, num_partitions=1, replication_factor=3, config={"min.insync.replicas": "2"}

@@ -1,6 +1,6 @@
 """The publisher through a broker outage, against the real single broker.
 
-The tests using the ``broker`` fixture STOP and restart the shared dev broker (``dev/kafka
+The tests using the ``kafka_broker`` fixture STOP and restart the shared dev broker (``dev/kafka
 stop`` / ``dev/kafka start``, keeping its data), so other tests using it at the same time will
 see it go away; they are skipped when the broker is external (``ALIECS_TEST_KAFKA``). The
 others point the real client at a port nobody listens on. All are marked ``reliability``.
@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,52 +22,10 @@ from aliecs_integration.pb import events_pb2
 from aliecs_integration.publish.publisher import Publisher
 from aliecs_integration.records import CallEvent, CallTraits, HostStopEvent, OpStatus
 from aliecs_integration.settings.producer import OverflowPolicy, ProducerConfig
-from tests.integration.test_core_kafka_broker import make_plugin
-from tests.kafka_read import read_topics
+from tests.kafka_helpers import core_kafka_plugin, read_topics
+from tests.servers import SingleBroker
 
 pytestmark = pytest.mark.reliability
-
-DEV_KAFKA = Path(__file__).resolve().parents[2] / "dev" / "kafka"
-
-
-class Broker:
-    """Stops and starts the dev single broker (data kept)."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.stopped = False
-
-    def _run(self, *args: str, timeout: float) -> None:
-        res = subprocess.run(
-            [str(DEV_KAFKA), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        assert res.returncode == 0, f"dev/kafka {' '.join(args)}:\n{res.stdout}{res.stderr}"
-
-    def stop(self) -> None:
-        self.stopped = True
-        self._run("stop", timeout=120)
-
-    def start(self) -> None:
-        self._run("start", timeout=300)
-        self.stopped = False
-
-
-@pytest.fixture
-def broker(kafka_bootstrap: str) -> Iterator[Broker]:
-    if os.environ.get("ALIECS_TEST_KAFKA"):
-        pytest.skip("the broker is external (ALIECS_TEST_KAFKA): this test cannot stop it")
-    control = Broker(kafka_bootstrap)
-    try:
-        yield control
-    finally:
-        if control.stopped:
-            control.start()
-
 
 def rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
@@ -78,9 +33,9 @@ def rss_bytes() -> int:
 
 
 def test_broker_stopped_for_20_s_mid_stream_loses_and_duplicates_nothing(
-    broker: Broker, topic_prefix: str
+    kafka_broker: SingleBroker, topic_prefix: str
 ) -> None:
-    plugin = make_plugin(broker.bootstrap, topic_prefix)
+    plugin = core_kafka_plugin(kafka_broker.bootstrap, topic_prefix)
     keys = [f"env{i}" for i in range(4)]
     sent: dict[str, int] = defaultdict(int)
     done = threading.Event()
@@ -110,12 +65,12 @@ def test_broker_stopped_for_20_s_mid_stream_loses_and_duplicates_nothing(
     thread.start()
     try:
         time.sleep(3)
-        broker.stop()
+        kafka_broker.stop()
         down_at = time.monotonic()
         time.sleep(20)
         during = plugin.metrics().snapshot()
         assert plugin.connection_state().value == "TRANSIENT_FAILURE"
-        broker.start()
+        kafka_broker.start()
         print(
             f"\nbroker down {time.monotonic() - down_at:.0f} s; queue depth before restart "
             f"{during.queued}"
@@ -129,7 +84,7 @@ def test_broker_stopped_for_20_s_mid_stream_loses_and_duplicates_nothing(
     report = plugin.publisher.close(120)
     plugin.on_host_stop(event=HostStopEvent(timeout_s=1))
     assert (report.delivered, report.failed, report.dropped, report.undelivered) == (total, 0, 0, 0)
-    got = read_topics(broker.bootstrap, [plugin.topics.call], total, timeout=120, settle=2.0)
+    got = read_topics(kafka_broker.bootstrap, [plugin.topics.call], total, timeout=120, settle=2.0)
     seen: dict[str, list[int]] = defaultdict(list)
     for msg in got[plugin.topics.call]:
         seen[msg.key().decode()].append(
@@ -146,15 +101,16 @@ def small_publisher(bootstrap: str, policy: OverflowPolicy, **queue: Any) -> Pub
 
 
 def test_broker_down_with_a_small_cap_bounds_memory_and_counts_drops(
-    broker: Broker, unique_topic: Any
+    kafka_broker: SingleBroker, unique_topic: Any
 ) -> None:
-    newest = small_publisher(broker.bootstrap, OverflowPolicy.DROP_NEWEST, max_messages=100)
-    oldest = small_publisher(broker.bootstrap, OverflowPolicy.DROP_OLDEST, max_messages=100)
+    newest = small_publisher(kafka_broker.bootstrap, OverflowPolicy.DROP_NEWEST, max_messages=100)
+    oldest = small_publisher(kafka_broker.bootstrap, OverflowPolicy.DROP_OLDEST, max_messages=100)
     block = small_publisher(
-        broker.bootstrap, OverflowPolicy.BLOCK, max_messages=20, block_timeout_s=0.2
+        kafka_broker.bootstrap, OverflowPolicy.BLOCK, max_messages=20, block_timeout_s=0.2
     )
     big = small_publisher(
-        broker.bootstrap, OverflowPolicy.DROP_NEWEST, max_messages=1_000_000, max_bytes=1 << 20
+        kafka_broker.bootstrap, OverflowPolicy.DROP_NEWEST, max_messages=1_000_000,
+        max_bytes=1 << 20,
     )
     pubs = {"newest": newest, "oldest": oldest, "block": block, "big": big}
     topics = {name: unique_topic(name) for name in pubs}
@@ -162,7 +118,7 @@ def test_broker_down_with_a_small_cap_bounds_memory_and_counts_drops(
         for name, pub in pubs.items():  # topics exist before the outage
             pub.publish(topics[name], b"before")
             assert pub.flush(30).delivered == 1
-        broker.stop()
+        kafka_broker.stop()
         for i in range(1000):
             newest.publish(topics["newest"], str(i).encode())
             oldest.publish(topics["oldest"], str(i).encode())
@@ -190,7 +146,7 @@ def test_broker_down_with_a_small_cap_bounds_memory_and_counts_drops(
             f"\n50 MiB offered to a 1 MiB cap: RSS +{grown / 2**20:.1f} MiB, "
             f"{snap.dropped} dropped, {snap.queued} queued"
         )
-        broker.start()
+        kafka_broker.start()
         reports = {name: pub.close(60) for name, pub in pubs.items()}
     finally:
         for pub in pubs.values():
@@ -199,7 +155,7 @@ def test_broker_down_with_a_small_cap_bounds_memory_and_counts_drops(
     assert reports["newest"].delivered == reports["oldest"].delivered == 101
     assert reports["block"].delivered == 21
     assert all(r.undelivered == 0 and r.failed == 0 for r in reports.values())
-    got = read_topics(broker.bootstrap, [topics["newest"], topics["oldest"]], 202, timeout=60,
+    got = read_topics(kafka_broker.bootstrap, [topics["newest"], topics["oldest"]], 202, timeout=60,
                       settle=2.0)
     assert [m.value() for m in got[topics["newest"]]] == [b"before"] + [
         str(i).encode() for i in range(100)

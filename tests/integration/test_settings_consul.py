@@ -179,7 +179,7 @@ def test_default_keys_via_load(consul_client: Any, consul_address: str) -> None:
         assert settings.source == f"consul://{consul_address}/{DEFAULT_SETTINGS_KEY}"
         assert settings.kafka_endpoints == ("127.0.0.1:19092",)
         assert settings.kafka_endpoint == "127.0.0.1:19092"
-        assert settings.integration_plugins == ("kafka",)
+        assert settings.integration_plugins == ("kafka", "trg", "dcs", "odc")
         assert settings.runtime_vars["kafka_enabled"] == "true"
         assert settings.producer.partitions == 1
     finally:

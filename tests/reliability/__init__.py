@@ -1,43 +1,31 @@
 """Reliability suite: failure injection against the real servers, counting events end to end.
 
-Shared helpers: settings and a started host for a test's topic root, numbered events through the
-host path, reading a topic back, and control of the single dev broker (``dev/kafka stop|start``).
+Shared helpers: a started host publishing under a test's topic root, numbered events through the
+host path, counting what came back. Settings and reading topics back: ``tests/kafka_helpers.py``;
+stopping and starting the broker: the ``kafka_broker`` and ``kafka_cluster`` fixtures.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-import pytest
-
 from aliecs_integration.host import PluginHost
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.publish.metrics import MetricsSnapshot
 from aliecs_integration.records import DeliveryReport, IntegratedServiceEvent, OpStatus
-from aliecs_integration.settings.core import Settings
-from tests.kafka_read import read_topics
-from tests.servers import DEV
+from tests.kafka_helpers import core_kafka_settings
 
 SERVICE = "reliability"
 """Integrated-service name of the numbered events (topic ``<root>.integrated_service.<it>``)."""
 
 
-def settings(bootstrap: str, root: str, **producer: Any) -> Settings:
-    """Validated settings: core-kafka on ``bootstrap``, topics under ``root``, extra
-    ``kafkaProducer`` keys from ``producer``."""
-    return Settings.from_dict({"kafkaEndpoints": bootstrap.split(","),
-                               "kafkaProducer": {"topicRoot": root, **producer}},
-                              source="reliability test")
-
-
 def started_host(bootstrap: str, root: str, **producer: Any) -> PluginHost:
-    host = PluginHost(settings(bootstrap, root, **producer))
+    """A started host whose only plugin is core-kafka, per :func:`core_kafka_settings`."""
+    host = PluginHost(core_kafka_settings(bootstrap, root, **producer))
     host.start()
     assert [p.name for p in host.list_plugins() if p.loaded] == ["core-kafka"], (
         "core-kafka did not load: is the package installed (pip install -e .)?")
@@ -89,13 +77,6 @@ class PacedStream(threading.Thread):
             self.errors.append(exc)
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 120.0,
-               settle: float = 3.0) -> list[Any]:
-    """Every message of ``topic`` from the beginning: waits for ``expected`` of them, then
-    ``settle`` seconds more so that duplicates would show."""
-    return read_topics(bootstrap, [topic], expected, timeout=timeout, settle=settle).get(topic, [])
-
-
 def numbers_in(messages: Iterable[Any]) -> list[int]:
     """The payload numbers of numbered events, in topic order."""
     return [int(events_pb2.Event.FromString(m.value()).integratedServiceEvent.payload)
@@ -107,25 +88,3 @@ def lost_and_duplicated(numbers: list[int], total: int) -> tuple[list[int], dict
     counts = Counter(numbers)
     lost = [i for i in range(total) if i not in counts]
     return lost, {i: n for i, n in counts.items() if n > 1}
-
-
-def single_broker_control() -> None:
-    """Skip unless the single broker is the local dev one (an external broker named by
-    ALIECS_TEST_KAFKA is not ours to stop)."""
-    if os.environ.get("ALIECS_TEST_KAFKA"):
-        pytest.skip("ALIECS_TEST_KAFKA names an external broker: it is not stopped by tests")
-
-
-def single_broker_running() -> bool:
-    res = subprocess.run([str(DEV / "kafka"), "status"], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, timeout=60, check=False)
-    return res.returncode == 0
-
-
-def dev_kafka(action: str) -> float:
-    """``dev/kafka stop`` or ``start`` of the single broker; returns how long it took."""
-    started = time.monotonic()
-    res = subprocess.run([str(DEV / "kafka"), action], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, timeout=300, check=False)
-    assert res.returncode == 0, f"dev/kafka {action} failed:\n{res.stdout}{res.stderr}"
-    return time.monotonic() - started

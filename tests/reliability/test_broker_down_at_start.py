@@ -10,19 +10,17 @@ import time
 
 import pytest
 
+from tests.kafka_helpers import read_topic
 from tests.reliability import (
     SERVICE,
     core_metrics,
-    dev_kafka,
     fire_numbered,
     flush_core,
     lost_and_duplicated,
     numbers_in,
-    read_topic,
-    single_broker_control,
-    single_broker_running,
     started_host,
 )
+from tests.servers import SingleBroker
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -31,13 +29,13 @@ DOWN_S = 30.0
 
 
 def test_broker_down_at_start_for_30_s_then_everything_is_delivered(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_broker: SingleBroker, topic_prefix: str
 ) -> None:
-    single_broker_control()
-    dev_kafka("stop")
-    assert not single_broker_running()
+    kafka_bootstrap = kafka_broker.bootstrap
+    kafka_broker.stop()
+    assert not kafka_broker.running()
     try:
-        host = started_host(kafka_bootstrap, topic_prefix, queue={"maxMessages": 4 * TOTAL})
+        host = started_host(kafka_bootstrap, topic_prefix, max_messages=4 * TOTAL)
         down_since = time.monotonic()
         for chunk in range(0, TOTAL, 1000):  # spread over the outage
             fire_numbered(host, range(chunk, chunk + 1000))
@@ -46,7 +44,7 @@ def test_broker_down_at_start_for_30_s_then_everything_is_delivered(
         time.sleep(max(0.0, DOWN_S - (time.monotonic() - down_since)))
         assert core_metrics(host).sent == 0
     finally:
-        dev_kafka("start")
+        kafka_broker.start()
     try:
         report = flush_core(host, 120)
     finally:

@@ -8,19 +8,17 @@ from collections import defaultdict
 
 import pytest
 
+from tests.kafka_helpers import read_topic
 from tests.reliability import (
     SERVICE,
     PacedStream,
     core_metrics,
-    dev_kafka,
     flush_core,
     lost_and_duplicated,
     numbers_in,
-    read_topic,
-    single_broker_control,
-    single_broker_running,
     started_host,
 )
+from tests.servers import SingleBroker
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -29,22 +27,22 @@ PACE = 4_000  # events/s: the stream spans the whole stop/start (~25 s) on a loa
 
 
 def test_broker_restarted_mid_stream_loses_and_duplicates_nothing(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_broker: SingleBroker, topic_prefix: str
 ) -> None:
-    single_broker_control()
+    kafka_bootstrap = kafka_broker.bootstrap
     host = started_host(kafka_bootstrap, topic_prefix,
-                        queue={"maxMessages": 4 * TOTAL, "blockTimeoutSeconds": 120})
+                        max_messages=4 * TOTAL, block_timeout_s=120)
     stream = PacedStream(host, TOTAL, PACE, chunk=1000)
 
     try:
         stream.start()
         time.sleep(3.0)  # a few thousand acknowledged before the broker goes away
         before_stop = core_metrics(host).sent
-        stopped_in = dev_kafka("stop")
-        assert not single_broker_running()
+        stopped_in = kafka_broker.stop()
+        assert not kafka_broker.running()
         time.sleep(3.0)  # the stream goes on into the queue while the broker is down
         held_in_outage = core_metrics(host).queued
-        started_in = dev_kafka("start")
+        started_in = kafka_broker.start()
         stream.join(timeout=120)
         assert not stream.is_alive() and not stream.errors, stream.errors
         report = flush_core(host, 120)

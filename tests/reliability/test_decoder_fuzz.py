@@ -5,9 +5,7 @@ topic, partition, offset, size and a hex prefix."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import attrs
 import pytest
 from aliecs_integration_plugins import core_kafka
 from hypothesis import given, settings
@@ -25,6 +23,7 @@ from aliecs_integration.records import (
     TransitionStepEvent,
     User,
 )
+from tests.fakes import FakeMessage
 
 pytestmark = pytest.mark.reliability
 
@@ -35,36 +34,10 @@ TOPICS = [T.environment, T.run, T.call, T.core, T.integrated_service("dcs"),
 TYPES = message_types(TOPICS, "aliecs")
 
 
-@attrs.frozen
-class FakeMessage:
-    """A consumed message as confluent_kafka gives it (what ``decode`` reads)."""
-
-    _topic: str
-    _value: bytes | None
-    _key: bytes | None = b"env1"
-    _partition: int = 3
-    _offset: int = 1234
-
-    def error(self) -> Any:
-        return None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
+def consumed(topic: str, value: bytes | None) -> FakeMessage:
+    """A consumed message of ``topic`` as ``decode`` reads it: key ``env1``, partition 3,
+    offset 1234."""
+    return FakeMessage(topic, value, b"env1", partition=3, offset=1234)
 
 
 def _valid_values() -> list[bytes]:
@@ -85,7 +58,7 @@ VALID = _valid_values()
 
 
 def check_lines(topic: str, value: bytes | None) -> None:
-    item = decode(FakeMessage(topic, value), TYPES[topic])
+    item = decode(consumed(topic, value), TYPES[topic])
     line = json_line(item)
     assert "\n" not in line
     doc = json.loads(line)
@@ -125,7 +98,7 @@ def test_corrupted_messages_never_crash_the_decoder(which: int, flips: list[int]
 
 def test_whole_messages_decode_and_a_tombstone_is_a_clear_line() -> None:
     for value in VALID:
-        assert decode(FakeMessage(T.environment, value), TYPES[T.environment]).ok
-    tombstone = decode(FakeMessage(T.run, None), TYPES[T.run])
+        assert decode(consumed(T.environment, value), TYPES[T.environment]).ok
+    tombstone = decode(consumed(T.run, None), TYPES[T.run])
     assert not tombstone.ok and "tombstone" in tombstone.error
     check_lines(T.run, None)

@@ -13,7 +13,8 @@ from aliecs_integration.engine.manager import EnvironmentManager
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.records import OpStatus
-from tests.reliability import flush_core, read_topic, started_host
+from tests.kafka_helpers import read_topic
+from tests.reliability import flush_core, started_host
 
 pytestmark = pytest.mark.reliability
 

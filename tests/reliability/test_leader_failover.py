@@ -8,6 +8,7 @@ import time
 import pytest
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+from tests.kafka_helpers import create_topic, read_topic
 from tests.reliability import (
     SERVICE,
     PacedStream,
@@ -15,10 +16,9 @@ from tests.reliability import (
     flush_core,
     lost_and_duplicated,
     numbers_in,
-    read_topic,
     started_host,
 )
-from tests.servers import KafkaCluster, wait_for_topic
+from tests.servers import KafkaCluster
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -32,12 +32,11 @@ def test_partition_leader_killed_mid_stream_loses_nothing(
     topic = f"{topic_prefix}.integrated_service.{SERVICE}"
     admin = kafka_cluster.admin()
     # created before the host starts (the publisher then finds it): RF 3, min ISR 2
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3,
-                                  config={"min.insync.replicas": "2"})])[topic].result(30)
-    wait_for_topic(admin, topic, partitions=1)
+    create_topic(admin, NewTopic(topic, num_partitions=1, replication_factor=3,
+                                 config={"min.insync.replicas": "2"}))
     leader = kafka_cluster.leader_of(topic)
     host = started_host(kafka_cluster.bootstrap, topic_prefix,
-                        queue={"maxMessages": 4 * TOTAL, "blockTimeoutSeconds": 120})
+                        max_messages=4 * TOTAL, block_timeout_s=120)
     stream = PacedStream(host, TOTAL, PACE, chunk=500)
 
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from aliecs_integration.engine.manager import EnvironmentManager
 from aliecs_integration.engine.run_numbers import RunNumberStore
-from aliecs_integration.engine.workflow import CallSpec, Workflow
+from aliecs_integration.engine.workflow import AGGREGATOR, TASK, CallSpec, RoleSpec, Workflow
 from aliecs_integration.errors import TransitionError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.host import PluginHost
@@ -24,9 +24,11 @@ from aliecs_integration.records import (
     OpStatus,
     RoleEvent,
     RunEvent,
+    TaskEvent,
     TransitionStepEvent,
 )
-from tests.reliability import core_metrics, flush_core, settings
+from tests.kafka_helpers import core_kafka_settings
+from tests.reliability import core_metrics, flush_core
 
 pytestmark = pytest.mark.reliability
 
@@ -77,18 +79,23 @@ class Recorder:
     def on_run_sor_eor(self, event: RunEvent) -> None:
         self.events.append(event)
 
+    @hookimpl
+    def on_task_event(self, event: TaskEvent) -> None:
+        self.events.append(event)
+
 
 WORKFLOW = Workflow(name="isolation", calls=(
     CallSpec("hanging.Hang()", "enter_CONFIGURED", timeout=TIMEOUT_S),
     CallSpec("hanging.Hang()", "before_START_ACTIVITY+60", timeout=TIMEOUT_S, critical=True),
-))
+), root=RoleSpec("isolation", "isolation", AGGREGATOR, children=(
+    RoleSpec("task", "isolation.task", TASK, task_class="readout"),)))  # role events to slow
 
 
 def test_raising_hanging_and_slow_plugins_are_isolated(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     recorder = Recorder()
-    host = PluginHost(settings(kafka_bootstrap, topic_prefix), extra_plugins={
+    host = PluginHost(core_kafka_settings(kafka_bootstrap, topic_prefix), extra_plugins={
         "raising": Raising(), "hanging": Hanging(), "recorder": recorder})
     host.start()
     assert {p.name for p in host.list_plugins() if p.loaded} == {
@@ -137,5 +144,6 @@ def test_raising_hanging_and_slow_plugins_are_isolated(
     kinds = Counter(type(e).__name__ for e in recorder.events)
     acked = {topic.rsplit(".", 1)[1]: m.sent for topic, m in metrics.topics.items()}
     assert acked == {"environment": kinds["TransitionStepEvent"], "call": kinds["CallEvent"],
-                     "role": kinds["RoleEvent"], "run": kinds["RunEvent"], "core": 1}
+                     "role": kinds["RoleEvent"], "run": kinds["RunEvent"],
+                     "task": kinds["TaskEvent"], "core": 1}
     assert report.undelivered == report.failed == report.dropped == 0, report

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability import read_topic
+from tests.kafka_helpers import read_topic
 
 pytestmark = [
     pytest.mark.reliability,
@@ -78,5 +78,5 @@ def test_sigterm_with_broker_up_flushes_everything(
     assert closed is not None, err[-2000:]
     delivered = int(closed[1])
     assert delivered > 0 and closed.groups()[1:] == ("0", "0", "0")
-    topics = [f"{topic_prefix}.{t}" for t in ("core", "environment", "role", "call", "run")]
+    topics = [f"{topic_prefix}.{t}" for t in ("core", "environment", "task", "role", "call", "run")]
     assert sum(len(read_topic(kafka_bootstrap, t, 0, settle=0.5)) for t in topics) == delivered

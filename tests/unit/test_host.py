@@ -9,6 +9,7 @@ import textwrap
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import attrs
@@ -275,3 +276,29 @@ def test_flushing_at_stop_is_not_reported_as_slow(caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.WARNING):
         assert host.stop(timeout_s=1).failures == []
     assert "took" not in caplog.text
+
+
+class WithDefaults(Plugin):
+    variable_defaults = MappingProxyType({"my_enabled": "false"})
+
+
+class BadDefaults(Plugin):
+    variable_defaults = MappingProxyType({"n": 3})  # type: ignore[dict-item]
+
+
+def test_variable_defaults_collected_from_loaded_plugins(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    eps = [ep("core-kafka", f"{MOD}:Recorder"), ep("mine", f"{MOD}:WithDefaults"),
+           ep("bad", f"{MOD}:BadDefaults"), ep("off", f"{MOD}:WithDefaults")]
+    host = host_with(("mine", "bad"), eps)
+    assert host.variable_defaults() == {"my_enabled": "false"}
+    assert "plugin 'bad': variable_defaults must map names to strings" in caplog.text
+    assert len(host.instance_id) == 36  # the frameworkId of coreStartEvent, a UUID
+    assert host.instance_id != host_with((), eps).instance_id
+
+
+def test_the_legacy_plugin_owns_kafka_enabled() -> None:
+    from aliecs_integration_plugins.kafka import KafkaPlugin
+
+    assert dict(KafkaPlugin.variable_defaults) == {"kafka_enabled": "false"}

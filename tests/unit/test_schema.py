@@ -220,8 +220,8 @@ def test_generated_modules_are_current(tmp_path: Path) -> None:
 
 
 def test_fdset_resolves_event(tmp_path: Path) -> None:
-    out = tmp_path / "fdset"
-    size = schema.write_fdset(out)
+    out, size = schema.write_fdset(tmp_path / "fdset")
+    assert out == tmp_path / "fdset" / "events.fdset"
     assert size == out.stat().st_size > 0
     fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     assert [f.name for f in fds.file] == list(schema.PROTO_FILES)

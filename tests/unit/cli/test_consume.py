@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,46 +23,7 @@ from aliecs_integration.publish.reader import (
     message_types,
     text_line,
 )
-
-
-class FakeMessage:
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None,
-                 key: bytes | None = None, error: Any = None) -> None:
-        self._t, self._p, self._o, self._v, self._k, self._e = (
-            topic, partition, offset, value, key, error)
-
-    def error(self) -> Any:
-        return self._e
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def key(self) -> bytes | None:
-        return self._k
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1700000000000)
-
-
-def eof(topic: str, partition: int = 0) -> FakeMessage:
-    return FakeMessage(topic, partition, 0, None, error=KafkaError(KafkaError._PARTITION_EOF))
-
-
-class FakeConsumer:
-    def __init__(self, messages: list[FakeMessage | None]) -> None:
-        self.messages: Iterator[FakeMessage | None] = iter(messages)
-
-    def poll(self, timeout: float) -> FakeMessage | None:
-        return next(self.messages, None)
+from tests.fakes import FakeConsumer, FakeMessage, partition_eof
 
 
 def run_event(env: str = "env-1", run: int = 7) -> bytes:
@@ -86,7 +47,7 @@ def test_message_type_follows_the_topic_name() -> None:
 
 
 def test_decoded_json_and_text_lines() -> None:
-    item = decode(FakeMessage("aliecs.run", 0, 41, run_event(), key=b"env-1"), events_pb2.Event)
+    item = decode(FakeMessage("aliecs.run", run_event(), b"env-1", offset=41), events_pb2.Event)
     assert item.ok
     line = json.loads(json_line(item))
     assert line["topic"] == "aliecs.run" and line["offset"] == 41 and line["key"] == "env-1"
@@ -100,7 +61,7 @@ def test_decoded_json_and_text_lines() -> None:
 
 
 def test_undecodable_bytes_give_a_clear_line() -> None:
-    item = decode(FakeMessage("aliecs.run", 2, 9, GARBAGE), events_pb2.Event)
+    item = decode(FakeMessage("aliecs.run", GARBAGE, partition=2, offset=9), events_pb2.Event)
     assert not item.ok
     line = json.loads(json_line(item))
     assert (line["topic"], line["partition"], line["offset"]) == ("aliecs.run", 2, 9)
@@ -110,19 +71,19 @@ def test_undecodable_bytes_give_a_clear_line() -> None:
     text = text_line(item)
     assert text.startswith("aliecs.run[2]@9 key=- UNDECODABLE (64 bytes): cannot decode")
     assert "hex ffffffff" in text
-    tombstone = decode(FakeMessage("aliecs.run", 0, 1, None), events_pb2.Event)
+    tombstone = decode(FakeMessage("aliecs.run", None, offset=1), events_pb2.Event)
     assert tombstone.error == "no value (a tombstone)"
 
 
 def test_loop_reports_garbage_and_goes_on_until_every_partition_ended() -> None:
     consumer = FakeConsumer([
-        FakeMessage("aliecs.run", 0, 0, run_event(run=1)),
+        FakeMessage("aliecs.run", run_event(run=1), offset=0),
         None,
-        FakeMessage("aliecs.run", 0, 1, GARBAGE),
-        FakeMessage("aliecs.run", 0, 2, run_event(run=3)),
-        eof("aliecs.run"),
-        eof("aliecs.env_list.RUNNING"),
-        FakeMessage("aliecs.run", 0, 3, run_event(run=4)),  # never reached: both ended
+        FakeMessage("aliecs.run", GARBAGE, offset=1),
+        FakeMessage("aliecs.run", run_event(run=3), offset=2),
+        partition_eof("aliecs.run"),
+        partition_eof("aliecs.env_list.RUNNING"),
+        FakeMessage("aliecs.run", run_event(run=4), offset=3),  # never reached: both ended
     ])
     seen: list[Decoded] = []
     summary = consume_loop(
@@ -136,7 +97,7 @@ def test_loop_reports_garbage_and_goes_on_until_every_partition_ended() -> None:
 
 
 def test_loop_stops_at_max_and_after_idle_timeout() -> None:
-    many = [FakeMessage("aliecs.run", 0, i, run_event(run=i)) for i in range(10)]
+    many = [FakeMessage("aliecs.run", run_event(run=i), offset=i) for i in range(10)]
     summary = consume_loop(FakeConsumer(many), {"aliecs.run": events_pb2.Event},
                            [("aliecs.run", 0)], emit=lambda i: None, stop_at_end=False,
                            max_messages=4, poll_s=0)
@@ -150,8 +111,7 @@ def test_loop_stops_at_max_and_after_idle_timeout() -> None:
 
 def test_fatal_consumer_error_ends_with_a_clear_error() -> None:
 
-    gone = FakeMessage("aliecs.run", 0, 0, None,
-                       error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    gone = FakeMessage("aliecs.run", None, error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
     with pytest.raises(ReadError, match=r"aliecs\.run"):
         consume_loop(FakeConsumer([gone]), {"aliecs.run": events_pb2.Event},
                      [("aliecs.run", 0)], emit=lambda i: None, stop_at_end=True, poll_s=0)
@@ -178,3 +138,108 @@ def test_cli_bad_format_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["consume", "aliecs.run", "--format", "xml"])
     assert result.exit_code == 2
     assert "Invalid value for '--format'" in result.stderr.strip().splitlines()[-1]
+
+
+# --------------------------------------------------------------------------- filters, raw, table
+
+def _item(value: bytes | None, ts: int = 1_700_000_000_000, topic: str = "aliecs.run",
+          message_type: Any = events_pb2.Event) -> Decoded:
+    return decode(FakeMessage(topic, value, b"ENV", offset=7, timestamp=(1, ts)), message_type)
+
+
+def test_filter_by_environment_run_and_time() -> None:
+    from aliecs_integration.publish.reader import Filter
+
+    run_a = _item(run_event(env="E", run=4))
+    legacy = _item(kafka_pb2.ActiveRunsList(activeRuns=[
+        kafka_pb2.EnvInfo(environmentId="X", runNumber=9),
+        kafka_pb2.EnvInfo(environmentId="Y", runNumber=4)]).SerializeToString(),
+        topic="aliecs.env_list.RUNNING", message_type=kafka_pb2.ActiveRunsList)
+    garbage = _item(GARBAGE)
+    assert Filter().matches(garbage)
+    assert Filter(frozenset({"E"})).matches(run_a)
+    assert not Filter(frozenset({"Y"})).matches(run_a)
+    assert Filter(frozenset({"Y", "Z"})).matches(legacy)
+    assert Filter(run_number=4).matches(run_a) and Filter(run_number=9).matches(legacy)
+    assert not Filter(run_number=5).matches(run_a)
+    assert not Filter(frozenset({"E"})).matches(garbage)
+    assert Filter(since_ms=1_700_000_000_000, until_ms=1_700_000_000_000).matches(run_a)
+    assert not Filter(since_ms=1_700_000_000_001).matches(run_a)
+    assert not Filter(until_ms=1_699_999_999_999).matches(run_a)
+
+
+def test_until_ends_each_partition_and_filters_are_counted() -> None:
+    from aliecs_integration.publish.reader import Filter
+
+    def at(offset: int, ts: int, run: int) -> FakeMessage:
+        return FakeMessage("aliecs.run", run_event(run=run), offset=offset, timestamp=(1, ts))
+
+    consumer = FakeConsumer([at(0, 100, 1), at(1, 200, 2), at(2, 300, 1), at(3, 400, 1)])
+    seen: list[Decoded] = []
+    summary = consume_loop(consumer, {"aliecs.run": events_pb2.Event}, [("aliecs.run", 0)],
+                           emit=seen.append, stop_at_end=False, poll_s=0,
+                           keep=Filter(run_number=1, until_ms=300))
+    assert [i.offset for i in seen] == [0, 2]
+    assert summary == ConsumeSummary(2, 0, "reached the end of every partition", skipped=2)
+
+
+def test_parse_time_forms_and_errors() -> None:
+    from aliecs_integration.publish.reader import parse_time
+
+    now = 1_800_000_000_000
+    assert parse_time("15m", now_ms=now) == now - 900_000
+    assert parse_time("2h", now_ms=now) == now - 7_200_000
+    assert parse_time("1.5s", now_ms=now) == now - 1500
+    assert parse_time("1790000000000") == 1_790_000_000_000
+    assert parse_time("2026-09-21T14:13:20") == 1_790_000_000_000  # no zone: UTC
+    assert parse_time("2026-09-21 16:13:20+02:00") == 1_790_000_000_000
+    with pytest.raises(ValueError, match="'yesterday' is not a time: expected a duration"):
+        parse_time("yesterday")
+    result = CliRunner().invoke(cli, ["consume", "aliecs.run", "--since", "soon"])
+    assert result.exit_code == 2 and "'soon' is not a time" in result.stderr
+
+
+def test_consumer_properties_keep_consumer_side_keys_and_refuse_ours(tmp_path: Path) -> None:
+    empty = tmp_path / "s.yaml"
+    empty.write_text("kafkaEndpoints: []\n")
+    from aliecs_integration.errors import ReaderConfigError
+    from aliecs_integration.publish.reader import consumer_properties
+
+    producer = {"security.protocol": "SASL_SSL", "sasl.username": "u", "sasl.password": "p",
+                "ssl.ca.location": "/ca.pem", "acks": "all", "linger.ms": 5,
+                "enable.idempotence": True, "compression.type": "lz4", "client.id": "x"}
+    assert consumer_properties(producer, {"sasl.username": "v", "fetch.max.bytes": "1000"}) == {
+        "security.protocol": "SASL_SSL", "sasl.username": "v", "sasl.password": "p",
+        "ssl.ca.location": "/ca.pem", "client.id": "x", "fetch.max.bytes": "1000"}
+    with pytest.raises(ReaderConfigError, match=r"bootstrap\.servers cannot be set"):
+        consumer_properties({}, {"bootstrap.servers": "h:1"})
+    no_brokers = CliRunner().invoke(cli, ["consume", "aliecs.run", "--settings", str(empty)])
+    assert no_brokers.exit_code == 2
+    assert f"{empty}: kafkaEndpoints is empty: give --brokers" in no_brokers.stderr
+    both = CliRunner().invoke(cli, ["consume", "aliecs.run", "--raw", "--format", "json"])
+    assert both.exit_code == 2 and "--raw and --format json exclude each other" in both.stderr
+    bad_x = CliRunner().invoke(cli, ["consume", "aliecs.run", "-X", "nonsense"])
+    assert bad_x.exit_code == 2 and "-X 'nonsense': expected key=value" in bad_x.stderr
+    unknown = CliRunner().invoke(cli, ["consume", "aliecs.run", "-X", "no.such.property=1"])
+    assert unknown.exit_code == 2
+    assert "Kafka consumer configuration: No such configuration property" in unknown.stderr
+
+
+def test_raw_frames_are_length_prefixed() -> None:
+    from aliecs_integration.publish.reader import raw_frame
+
+    value = run_event(run=3)
+    assert raw_frame(_item(value)) == len(value).to_bytes(4, "big") + value
+    assert raw_frame(_item(None)) == b"\0\0\0\0"
+
+
+def test_table_lines_are_aligned_and_coloured_only_when_asked() -> None:
+    from aliecs_integration.cli.consume import table_printer
+
+    line = table_printer(["aliecs.run", "aliecs.env_list.RUNNING"], colour=False)
+    ok, bad = line(_item(run_event(env="E", run=3))), line(_item(GARBAGE))
+    assert ok.startswith("2023-11-14 22:13:20.000Z  aliecs.run               ")
+    assert ok.index("runEvent") == bad.index("UNDECODABLE")  # same columns
+    assert '"environmentId": "E", "runNumber": 3' in ok and "\x1b[" not in ok
+    coloured = table_printer(["aliecs.run"], colour=True)(_item(run_event(run=3)))
+    assert "\x1b[36maliecs.run" in coloured  # cyan topic

@@ -1,16 +1,13 @@
-"""The demo's pieces without servers: dev-server control, the engine without Kafka, output."""
+"""The demo's pieces without servers: the engine without Kafka, output (dev-server control:
+``tests/unit/test_devservers.py``)."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from aliecs_integration.cli.demo import (
-    DemoError,
-    DevServer,
-    dev_servers,
     format_progress,
     format_sample,
     pick_samples,
@@ -27,50 +24,25 @@ from aliecs_integration.scenario.session import run_scenario
 from aliecs_integration.settings.core import Settings
 
 
-def fake_script(tmp_path: Path, running: bool, start_code: int = 0) -> Path:
-    """A dev/<x>-like script that logs its commands; status says ``running``."""
-    log = tmp_path / "log"
-    script = tmp_path / "server"
-    script.write_text(textwrap.dedent(f"""\
-        #!/usr/bin/env bash
-        echo "$1" >> {log}
-        case "$1" in
-          status) exit {0 if running else 3} ;;
-          start) exit {start_code} ;;
-          stop) exit 0 ;;
-        esac
-    """))
-    script.chmod(0o755)
-    return script
+def test_without_a_source_checkout_the_demo_needs_servers_that_answer(tmp_path: Path) -> None:
+    import socket
 
+    from aliecs_integration.cli.demo import RunningServer, demo_servers
+    from aliecs_integration.errors import DevServerError
 
-def commands(tmp_path: Path) -> list[str]:
-    return (tmp_path / "log").read_text().split()
-
-
-def test_dev_server_started_by_us_is_stopped(tmp_path: Path) -> None:
-    server = DevServer("x", fake_script(tmp_path, running=False))
-    assert server.ensure_running() is False and server.started
-    server.stop_if_started()
-    assert commands(tmp_path) == ["status", "start", "stop"]
-
-
-def test_running_dev_server_is_reused_and_left_alone(tmp_path: Path) -> None:
-    server = DevServer("x", fake_script(tmp_path, running=True))
-    assert server.ensure_running() is True and not server.started
-    server.stop_if_started()
-    assert commands(tmp_path) == ["status"]
-
-
-def test_dev_server_that_fails_to_start(tmp_path: Path) -> None:
-    server = DevServer("x", fake_script(tmp_path, running=False, start_code=1))
-    with pytest.raises(DemoError, match="start failed \\(exit 1\\)"):
-        server.ensure_running()
-
-
-def test_demo_needs_a_source_checkout(tmp_path: Path) -> None:
-    with pytest.raises(DemoError, match="needs a source checkout"):
-        dev_servers(tmp_path)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = f"127.0.0.1:{listening.getsockname()[1]}"
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            down = f"127.0.0.1:{closed.getsockname()[1]}"  # bound, not listening: refused
+            kafka, consul = demo_servers(tmp_path, up, down)
+            assert isinstance(kafka, RunningServer) and isinstance(consul, RunningServer)
+            assert kafka.ensure_running() is True and not kafka.started
+            with pytest.raises(DevServerError, match=f"consul does not answer at {down}, and "
+                               "this installation has no dev/consul script"):
+                consul.ensure_running()
 
 
 def test_engine_without_kafka(tmp_path: Path) -> None:

@@ -54,17 +54,31 @@ def test_every_command_is_listed() -> None:
                                  "topics", "hooks"}
 
 
-def test_fdset_writes_a_descriptor_set(tmp_path: Path) -> None:
-    out = tmp_path / "fdset"
+def test_fdset_into_a_directory_writes_events_fdset_as_pq_expects(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "fdset"  # no suffix: a directory, created with its parents
+    result = invoke("fdset", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["events.fdset"]
+    fds = descriptor_pb2.FileDescriptorSet.FromString((out / "events.fdset").read_bytes())
+    assert [f.name for f in fds.file] == list(schema.PROTO_FILES)
+    assert f"wrote {out / 'events.fdset'}" in result.stdout
+    existing = tmp_path / "dir.d"  # an existing directory, whatever its name
+    existing.mkdir()
+    assert invoke("fdset", "-o", str(existing)).exit_code == 0
+    assert (existing / "events.fdset").stat().st_size == (out / "events.fdset").stat().st_size
+
+
+def test_fdset_into_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "schema.fdset"
     result = invoke("fdset", "-o", str(out))
     assert result.exit_code == 0, result.stderr
     fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     assert [f.name for f in fds.file] == list(schema.PROTO_FILES)
-    assert f"wrote {out}" in result.stdout
+    assert f"wrote {out} (" in result.stdout
 
 
-def test_fdset_into_a_missing_directory_is_bad_input(tmp_path: Path) -> None:
-    line = one_error_line(invoke("fdset", "-o", str(tmp_path / "no" / "fdset")), 2)
+def test_fdset_file_in_a_missing_directory_is_bad_input(tmp_path: Path) -> None:
+    line = one_error_line(invoke("fdset", "-o", str(tmp_path / "no" / "x.fdset")), 2)
     assert "No such file or directory" in line and str(tmp_path / "no") in line
 
 
@@ -79,7 +93,7 @@ def test_hooks_prints_every_hook_signature() -> None:
 def test_unexpected_errors_are_one_line_unless_verbose(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def broken(path: Path) -> int:
+    def broken(path: Path) -> tuple[Path, int]:
         raise RuntimeError("kaput")
 
     monkeypatch.setattr(schema, "write_fdset", broken)

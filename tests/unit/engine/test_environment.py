@@ -9,7 +9,6 @@ import threading
 import pytest
 
 from aliecs_integration.engine.environment import (
-    BUILTIN_DEFAULTS,
     MANAGED_VARIABLES,
     Environment,
     new_environment_id,
@@ -36,7 +35,10 @@ def test_variables_precedence_user_over_runtime_over_defaults_over_builtin() -> 
     variables = env.variables()
     assert (variables["a"], variables["b"], variables["c"]) == ("user", "runtime", "wf")
     assert variables["kafka_enabled"] == "true"
-    assert make().get("kafka_enabled") == BUILTIN_DEFAULTS["kafka_enabled"] == "false"
+    assert make().get("kafka_enabled") is None  # no layer sets it
+    plugin = {"kafka_enabled": "false", "p": "plugin"}
+    assert make(plugin_defaults=plugin).get("kafka_enabled") == "false"
+    assert make(plugin_defaults=plugin, defaults={"p": "wf"}).get("p") == "wf"
     assert make(user_vars={"kafka_enabled": "true"}, runtime_vars={"kafka_enabled": "false"}) \
         .get("kafka_enabled") == "true"
 

@@ -76,7 +76,8 @@ def test_create_and_destroy_point_to_the_manager() -> None:
 
 def test_step_names_in_order() -> None:
     assert fsm.step_names("CONFIGURE", "DEPLOYED", "CONFIGURED") == (
-        "before_CONFIGURE", "leave_DEPLOYED", "enter_CONFIGURED", "after_CONFIGURE")
+        "before_CONFIGURE", "leave_DEPLOYED", "tasks_CONFIGURE", "enter_CONFIGURED",
+        "after_CONFIGURE")
     assert fsm.destroy_step_names("RUNNING") == (
         "before_DESTROY", "leave_RUNNING", "DESTROY", "after_DESTROY")
     assert fsm.CREATE_STEPS == ("before_CREATE", "CREATE")

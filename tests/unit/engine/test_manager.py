@@ -69,8 +69,12 @@ class FakeHost:
 
 
 def describe(hook: str, event: Any) -> Entry:
+    if hook == "on_env_transition_step" and not event.step:
+        return ("env", event.message, event.status.name)
     if hook == "on_env_transition_step":
         return ("step", event.step, "finished" if event.finished else "started", event.status.name)
+    if hook == "on_task_event":
+        return ("task", event.state, event.status)
     if hook == "on_call":
         return ("call", event.func, event.status.name)
     if hook in ("on_env_enter_state", "on_env_leave_state"):
@@ -120,7 +124,16 @@ def drive(manager: EnvironmentManager, env_id: str, path: list[str]) -> None:
 
 
 def steps_only(trace: list[Entry]) -> list[Entry]:
-    return [e for e in trace if e[0] != "run"]
+    return [e for e in trace if e[0] not in ("run", "task", "role")]
+
+
+STARTING = ("env", "transition starting", "STARTED")
+COMPLETED = ("env", "transition completed successfully", "DONE_OK")
+
+
+def pair(step: str, *inner: Entry, status: str = "ONGOING") -> list[Entry]:
+    """A step pair with what happens inside it."""
+    return [("step", step, "started", "ONGOING"), *inner, ("step", step, "finished", status)]
 
 
 def call_entries(func: str, trigger: str, status: str = "DONE_OK") -> list[Entry]:
@@ -134,7 +147,7 @@ def call_entries(func: str, trigger: str, status: str = "DONE_OK") -> list[Entry
     ("transition", "source"),
     sorted((t, s) for t, (sources, _) in fsm.TRANSITIONS.items() for s in sources),
 )
-def test_every_allowed_transition_runs_the_four_steps(
+def test_every_allowed_transition_runs_the_five_steps(
     make: Callable[..., EnvironmentManager], host: FakeHost, transition: str, source: str
 ) -> None:
     manager = make()
@@ -144,19 +157,15 @@ def test_every_allowed_transition_runs_the_four_steps(
     target = fsm.TRANSITIONS[transition][1]
     snap = manager.transition(env.id, transition)
     assert snap.state == target == manager.get(env.id).state
-    before, leave, enter, after = fsm.step_names(transition, source, target)
-    role_status = "INACTIVE" if target in ("STANDBY", "DONE") else "ACTIVE"
+    before, leave, tasks, enter, after = fsm.step_names(transition, source, target)
     assert steps_only(host.trace) == [
-        ("step", before, "started", "ONGOING"), ("step", before, "finished", "ONGOING"),
-        ("step", leave, "started", "ONGOING"), ("leave", source),
-        ("step", leave, "finished", "ONGOING"),
-        ("step", enter, "started", "ONGOING"), ("enter", target), ("role", target, role_status),
-        ("step", enter, "finished", "ONGOING"),
-        ("step", after, "started", "ONGOING"), ("step", after, "finished", "ONGOING"),
+        STARTING, *pair(before), *pair(leave, ("leave", source)), *pair(tasks),
+        *pair(enter, ("enter", target)), *pair(after), COMPLETED,
     ]
     steps = host.of("on_env_transition_step")
     assert {e.transition for e in steps} == {transition}
-    assert [e.environment.state for e in steps] == [source] * 5 + [target] * 3
+    # the tasks_ step's finished event already has the new state (the tasks are there)
+    assert [e.environment.state for e in steps] == [source] * 6 + [target] * 6
     assert manager.last_errors(env.id) == ()
 
 
@@ -167,7 +176,7 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("state", "transition"), REFUSED)
-def test_every_refused_transition_changes_nothing_and_fires_nothing(
+def test_every_refused_transition_changes_nothing_and_publishes_start_and_error(
     make: Callable[..., EnvironmentManager], host: FakeHost, store: RunNumberStore,
     state: str, transition: str,
 ) -> None:
@@ -175,12 +184,15 @@ def test_every_refused_transition_changes_nothing_and_fires_nothing(
     env = manager.create()
     drive(manager, env.id, PATHS[state])
     before = manager.get(env.id)
-    fired = len(host.events)
+    host.clear()
     last_run = store.last()
     with pytest.raises(TransitionError, match=f"environment {env.id}: .*current state {state}"):
         manager.transition(env.id, transition, user=User("mallory"))
     assert manager.get(env.id) == before
-    assert len(host.events) == fired
+    assert host.trace == [STARTING, ("env", "transition error", "DONE_ERROR")]
+    error = host.of("on_env_transition_step")[-1]
+    assert error.error == f"event {transition} inappropriate in current state {state}"
+    assert (error.transition, error.environment.state) == (transition, state)
     assert store.last() == last_run
 
 
@@ -203,29 +215,23 @@ def test_step_and_weight_order(make: Callable[..., EnvironmentManager], host: Fa
     host.clear()
     manager.transition(env.id, "CONFIGURE")
     assert host.trace == [
-        ("step", "before_CONFIGURE", "started", "ONGOING"),
-        *call_entries("p.F()", "before_CONFIGURE"),
-        ("step", "before_CONFIGURE", "finished", "ONGOING"),
-        ("step", "leave_DEPLOYED", "started", "ONGOING"),
-        *call_entries("p.L()", "leave_DEPLOYED"),
-        ("leave", "DEPLOYED"),
-        *call_entries("p.M()", "leave_DEPLOYED"),
-        ("step", "leave_DEPLOYED", "finished", "ONGOING"),
-        ("step", "enter_CONFIGURED", "started", "ONGOING"),
-        *call_entries("p.B()", "enter_CONFIGURED"),
-        *call_entries("p.D()", "enter_CONFIGURED"),
-        ("enter", "CONFIGURED"), ("role", "CONFIGURED", "ACTIVE"),
-        *call_entries("p.C()", "enter_CONFIGURED"),
-        *call_entries("p.E()", "enter_CONFIGURED"),
-        *call_entries("p.A()", "enter_CONFIGURED"),
-        ("step", "enter_CONFIGURED", "finished", "ONGOING"),
-        ("step", "after_CONFIGURE", "started", "ONGOING"),
-        *call_entries("p.G()", "after_CONFIGURE"),
-        ("step", "after_CONFIGURE", "finished", "ONGOING"),
+        STARTING,
+        *pair("before_CONFIGURE", *call_entries("p.F()", "before_CONFIGURE")),
+        *pair("leave_DEPLOYED", *call_entries("p.L()", "leave_DEPLOYED"),
+              ("leave", "DEPLOYED"), *call_entries("p.M()", "leave_DEPLOYED")),
+        *pair("tasks_CONFIGURE"),
+        *pair("enter_CONFIGURED", *call_entries("p.B()", "enter_CONFIGURED"),
+              *call_entries("p.D()", "enter_CONFIGURED"), ("enter", "CONFIGURED"),
+              *call_entries("p.C()", "enter_CONFIGURED"),
+              *call_entries("p.E()", "enter_CONFIGURED"),
+              *call_entries("p.A()", "enter_CONFIGURED")),
+        *pair("after_CONFIGURE", *call_entries("p.G()", "after_CONFIGURE")),
+        COMPLETED,
     ]
-    # negative-weight calls of enter_ still see the old state, the others the new one
+    # the state changed at the end of tasks_CONFIGURE: every enter_ call sees the new one
     states = {ctx.func: ctx.environment.state for ctx in host.contexts}
-    assert states["p.B()"] == "DEPLOYED" and states["p.C()"] == "CONFIGURED"
+    assert states["p.L()"] == "DEPLOYED"
+    assert states["p.B()"] == states["p.C()"] == "CONFIGURED"
 
 
 def _boom(ctx: CallContext) -> str:
@@ -253,7 +259,7 @@ def test_failures_in_each_step_kind(
     host.clear()
     cancels = critical and step.startswith(("before_", "leave_"))
     kind = "critical call" if critical else "call"
-    error = f"{kind} p.Fail() at {step}-1: DONE_ERROR: RuntimeError: boom"
+    description = f"{kind} p.Fail() at {step}-1: DONE_ERROR: RuntimeError: boom"
     if cancels:
         with pytest.raises(TransitionError, match=f"cancelled at step {step}: .*boom.*"
                                                   "state stays DEPLOYED"):
@@ -262,17 +268,31 @@ def test_failures_in_each_step_kind(
         ran = [e[1] for e in host.trace if e[0] == "ran"]
         assert ran == ["p.Fail()"]  # the rest of the step and later steps never ran
         assert ("enter", "CONFIGURED") not in host.trace
-        assert host.trace[-1] == ("step", step, "finished", "DONE_ERROR")
+        assert host.trace[-2:] == [("step", step, "finished", "DONE_ERROR"),
+                                   ("env", "transition error", "DONE_ERROR")]
+        last = host.of("on_env_transition_step")[-1]
+        assert last.error == "transition canceled with error: RuntimeError: boom"
+        assert last.environment.state == "DEPLOYED"
     else:
         snap = manager.transition(env.id, "CONFIGURE")
         assert snap.state == "CONFIGURED"
         ran = [e[1] for e in host.trace if e[0] == "ran"]
         assert ran == ["p.Fail()", "p.Next()", "p.Last()"]
-    finished = [e for e in host.of("on_env_transition_step") if e.finished]
-    assert {e.step: e.status for e in finished}[step] is OpStatus.DONE_ERROR
-    assert {e.step: e.error for e in finished}[step] == error
-    assert all(e.status is OpStatus.ONGOING for e in finished if e.step != step)
-    assert manager.last_errors(env.id) == (error,)
+    finished = {e.step: e for e in host.of("on_env_transition_step") if e.finished and e.step}
+    if critical:  # only a critical failure fails a step; its error is the call's error
+        assert (finished[step].status, finished[step].error) == (
+            OpStatus.DONE_ERROR, "RuntimeError: boom")
+        if step == "enter_CONFIGURED":  # after_ carries the enter_ error too
+            assert (finished["after_CONFIGURE"].status, finished["after_CONFIGURE"].error) == (
+                OpStatus.DONE_ERROR, "RuntimeError: boom")
+        if not cancels:  # the state is already CONFIGURED: a raw transition error
+            last = host.of("on_env_transition_step")[-1]
+            assert (last.message, last.error, last.environment.state) == (
+                "transition error", "RuntimeError: boom", "CONFIGURED")
+    else:
+        assert all(e.status is OpStatus.ONGOING for e in finished.values())
+        assert host.trace[-1] == COMPLETED
+    assert manager.last_errors(env.id) == (description,)
     done = [e for e in host.of("on_call") if e.func == "p.Fail()"][-1]
     assert (done.status, done.error) == (OpStatus.DONE_ERROR, "RuntimeError: boom")
 
@@ -457,7 +477,7 @@ def test_go_error_while_running(make: Callable[..., EnvironmentManager], host: F
     assert run_events(host) == []
 
 
-def test_failed_start_reports_done_error(
+def test_failed_start_reports_done_error_and_goes_to_error(
     make: Callable[..., EnvironmentManager], host: FakeHost
 ) -> None:
     host.export("p.Fail", _boom)
@@ -466,9 +486,45 @@ def test_failed_start_reports_done_error(
                                                         critical=True)]))
     drive(manager, env.id, ["DEPLOY", "CONFIGURE"])
     host.clear()
-    assert manager.transition(env.id, "START_ACTIVITY").state == "RUNNING"
-    done = run_events(host)[-1]
-    assert done.status is OpStatus.DONE_ERROR and "boom" in done.error
+    with pytest.raises(TransitionError, match="START_ACTIVITY failed: RuntimeError: boom"):
+        manager.transition(env.id, "START_ACTIVITY")
+    assert manager.get(env.id).state == "ERROR"
+    runs = run_events(host)
+    assert [(e.transition, e.status) for e in runs] == [
+        ("START_ACTIVITY", OpStatus.STARTED), ("START_ACTIVITY", OpStatus.DONE_ERROR),
+        ("GO_ERROR", OpStatus.STARTED), ("GO_ERROR", OpStatus.DONE_OK)]
+    assert "boom" in runs[1].error
+    envs = [e for e in host.of("on_env_transition_step") if not e.step]
+    assert [(e.transition, e.message, e.status, e.environment.state) for e in envs] == [
+        ("START_ACTIVITY", "transition starting", OpStatus.STARTED, "CONFIGURED"),
+        ("START_ACTIVITY", "transition error", OpStatus.DONE_ERROR, "RUNNING"),
+        ("", "a critical error occurred, GO_ERROR transition imminent", OpStatus.NULL,
+         "RUNNING"),
+        ("GO_ERROR", "transition starting", OpStatus.STARTED, "RUNNING"),
+        ("GO_ERROR", "transition completed successfully", OpStatus.DONE_OK, "ERROR"),
+    ]
+    assert envs[2].error == "transition START_ACTIVITY failed: RuntimeError: boom"
+
+
+def test_run_number_on_environment_events(
+    make: Callable[..., EnvironmentManager], host: FakeHost
+) -> None:
+    manager = make()
+    env = manager.create()
+    drive(manager, env.id, ["DEPLOY", "CONFIGURE"])
+    host.clear()
+    manager.transition(env.id, "START_ACTIVITY")
+    manager.transition(env.id, "STOP_ACTIVITY")
+    numbers = [(e.step or e.message, e.finished, e.environment.run_number or 0)
+               for e in host.of("on_env_transition_step")]
+    # 0 until before_START_ACTIVITY finished, then the run's number up to and including the
+    # after_STOP_ACTIVITY finished event, 0 again on its "transition completed successfully"
+    assert numbers[:3] == [("transition starting", False, 0),
+                           ("before_START_ACTIVITY", False, 0),
+                           ("before_START_ACTIVITY", True, 1)]
+    assert all(n == 1 for _, _, n in numbers[2:-1])
+    assert numbers[-2:] == [("after_STOP_ACTIVITY", True, 1),
+                            ("transition completed successfully", True, 0)]
 
 
 def test_cancelled_start_ends_the_run_and_cancelled_stop_keeps_it(
@@ -520,24 +576,36 @@ def test_create_steps(make: Callable[..., EnvironmentManager], host: FakeHost) -
     t0 = time.time_ns() // 1_000_000
     snap = manager.create(wf, detectors=["ITS", "TPC"], run_type="COSMICS", user=User("carol"))
     t1 = time.time_ns() // 1_000_000
-    assert host.trace == [
-        ("step", "before_CREATE", "started", "ONGOING"), *call_entries("p.X()", "before_CREATE"),
-        ("step", "before_CREATE", "finished", "ONGOING"),
-        ("step", "CREATE", "started", "ONGOING"), *call_entries("p.X()", "CREATE"),
-        ("step", "CREATE", "finished", "ONGOING"),
-        ("role", "STANDBY", "INACTIVE"),
-    ]
     steps: list[TransitionStepEvent] = host.of("on_env_transition_step")
-    assert {(e.transition, e.environment.state) for e in steps} == {("CREATE", "PENDING")}
-    assert steps[0].message == "transition step starting"
-    assert steps[1].message == "transition step finished"
+    assert [(e.transition, e.step, e.status, e.message, e.environment.state)
+            for e in steps] == [
+        ("CREATE", "", OpStatus.STARTED, "transition starting", "PENDING"),
+        ("CREATE", "before_CREATE", OpStatus.STARTED, "instantiating", "PENDING"),
+        ("CREATE", "before_CREATE", OpStatus.ONGOING, "running hooks", "PENDING"),
+        ("CREATE", "CREATE", OpStatus.ONGOING, "loading workflow", "PENDING"),
+        ("CREATE", "after_CREATE", OpStatus.DONE_OK, "workflow loaded", "STANDBY"),
+        ("CREATE", "", OpStatus.DONE_OK, "transition completed successfully", "STANDBY"),
+    ]
+    assert [e.include_vars for e in steps] == [False] * 4 + [True, False]
+    assert host.trace[3:6] == call_entries("p.X()", "before_CREATE")
+    assert host.trace[7:10] == call_entries("p.X()", "CREATE")
     assert snap.state == "STANDBY"
     assert t0 <= int(snap.variables["enter_state_time_ms"]) <= t1
     assert snap.workflow is not None and snap.workflow.name == "readout"
     assert snap.last_request_user == User("carol")
     assert [s.id for s in manager.list()] == [snap.id]
-    role = host.of("on_role_event")[0]
-    assert (role.name, role.role_path, role.environment_id) == ("readout", "readout", snap.id)
+    assert host.of("on_role_event") == []  # initial role values publish nothing
+
+
+def _creation_failure(host: FakeHost) -> tuple[TransitionStepEvent, TransitionStepEvent]:
+    steps: list[TransitionStepEvent] = host.of("on_env_transition_step")
+    error, cannot = steps[-2:]
+    assert (error.transition, error.message, error.status, error.environment.state) == (
+        "CREATE", "transition error", OpStatus.DONE_ERROR, "PENDING")
+    assert (cannot.transition, cannot.step, cannot.message, cannot.environment.state) == (
+        "", "", "cannot create new environment", "ERROR")
+    assert error.error == cannot.error
+    return error, cannot
 
 
 def test_create_cancelled_by_a_critical_call(
@@ -545,11 +613,44 @@ def test_create_cancelled_by_a_critical_call(
 ) -> None:
     host.export("p.Fail", _boom)
     manager = make()
-    with pytest.raises(TransitionError, match="creation cancelled at step CREATE"):
+    with pytest.raises(TransitionError, match="cannot create new environment"):
         manager.create(Workflow("wf", calls=[CallSpec("p.Fail()", "CREATE", critical=True)]))
+    assert _creation_failure(host)[0].error == "RuntimeError: boom"
     assert manager.list() == []
     with pytest.raises(ValueError, match="detectors listed twice"):
         manager.create(detectors=["ITS", "ITS"])
+
+
+def test_create_with_a_broken_template(
+    make: Callable[..., EnvironmentManager], host: FakeHost, tmp_path: Path
+) -> None:
+    from aliecs_integration.engine.workflow import TemplateRef
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: rd\nroles:\n  - name: a\n    task: {class: x}\n"
+                      "  - name: b\n    roles:\n      - name: c\n        call: {func: p.X()}\n")
+    manager = make()
+    with pytest.raises(TransitionError, match="cannot load workflow template"):
+        manager.create(TemplateRef(broken))
+    error, _ = _creation_failure(host)
+    assert error.error.startswith(f"cannot load workflow template: {broken}: role rd.b.c.call")
+    assert "trigger" in error.error
+    assert [e.message for e in host.of("on_env_transition_step")] == [
+        "transition starting", "transition error", "cannot create new environment"]
+    assert manager.list() == []
+
+
+def test_a_detector_is_held_by_one_environment(
+    make: Callable[..., EnvironmentManager], host: FakeHost
+) -> None:
+    manager = make()
+    first = manager.create(detectors=["ITS", "TPC"])
+    host.clear()
+    with pytest.raises(TransitionError, match=r"ITS \(environment " + first.id):
+        manager.create(detectors=["ITS"])
+    assert _creation_failure(host)[0].error.startswith("detector(s) already in use: ITS")
+    manager.destroy(first.id)
+    assert manager.create(detectors=["ITS"]).state == "STANDBY"
 
 
 def test_destroy_a_running_environment(
@@ -563,24 +664,30 @@ def test_destroy_a_running_environment(
     host.clear()
     last = manager.destroy(env.id)
     teardown = run_events(host)
-    assert [(e.transition, e.status, e.run_number, e.state) for e in teardown] == [
-        ("TEARDOWN", OpStatus.STARTED, 1, "RUNNING")] * 2
+    assert [(e.transition, e.status, e.run_number, e.state, e.last_request_user)
+            for e in teardown] == [("TEARDOWN", OpStatus.STARTED, 1, "RUNNING", None)]
     assert ms(teardown[0]) == last.variables["run_end_time_ms"]
-    assert ms(teardown[1]) == last.variables["run_end_completion_time_ms"]
-    assert host.trace == [
-        ("run", "TEARDOWN", "STARTED", 1), ("run", "TEARDOWN", "STARTED", 1),
-        ("step", "before_DESTROY", "started", "ONGOING"),
-        ("step", "before_DESTROY", "finished", "ONGOING"),
-        ("step", "leave_RUNNING", "started", "ONGOING"), ("leave", "RUNNING"),
-        *call_entries("kafka.PublishLeaveStateUpdate()", "leave_RUNNING"),
-        ("step", "leave_RUNNING", "finished", "ONGOING"),
-        ("step", "DESTROY", "started", "ONGOING"),
-        *call_entries("kafka.PublishEnterStateUpdate()", "DESTROY"),
-        ("step", "DESTROY", "finished", "ONGOING"),
-        ("step", "after_DESTROY", "started", "ONGOING"),
-        ("step", "after_DESTROY", "finished", "ONGOING"),
+    assert "run_end_completion_time_ms" in last.variables
+    steps: list[TransitionStepEvent] = host.of("on_env_transition_step")
+    assert [(e.step, e.status, e.message, e.environment.state) for e in steps] == [
+        ("before_DESTROY", OpStatus.STARTED, "workflow teardown started", "RUNNING"),
+        ("leave_RUNNING", OpStatus.ONGOING, "workflow teardown ongoing", "RUNNING"),
+        ("DESTROY", OpStatus.ONGOING, "releasing tasks", "RUNNING"),
+        ("after_DESTROY", OpStatus.ONGOING, "running DESTROY hooks", "RUNNING"),
+        ("after_DESTROY", OpStatus.DONE_OK, "environment teardown complete", "DONE"),
     ]
-    assert {e.transition for e in host.of("on_env_transition_step")} == {"DESTROY"}
+    assert {e.transition for e in steps} == {"DESTROY"}
+    assert {e.environment.run_number or 0 for e in steps} == {0}
+    order = [e for e in host.trace if e[0] in ("leave", "run", "call", "ran")]
+    assert order == [("leave", "RUNNING"), ("run", "TEARDOWN", "STARTED", 1),
+                     *call_entries("kafka.PublishLeaveStateUpdate()", "leave_RUNNING"),
+                     *call_entries("kafka.PublishEnterStateUpdate()", "DESTROY")]
+    # the EOR call of the teardown still sees the run number
+    leave = next(c for c in host.contexts if c.trigger == "leave_RUNNING")
+    assert leave.environment.variables["run_number"] == "1"
+    released = host.of("on_task_event")
+    assert released and all((t.state, t.status, t.environment_id, t.path) ==
+                            ("DONE", "INACTIVE", "", "") for t in released)
     assert manager.list() == []
     with pytest.raises(EnvironmentNotFound):
         manager.get(env.id)
@@ -590,32 +697,125 @@ def test_destroy_a_running_environment(
         manager.destroy(env.id)
 
 
-@pytest.mark.parametrize("state", sorted(PATHS))
-def test_destroy_from_any_state(
+@pytest.mark.parametrize("state", sorted(s for s in PATHS if s != "DONE"))
+def test_destroy_from_any_state_but_done(
     make: Callable[..., EnvironmentManager], host: FakeHost, state: str
 ) -> None:
     manager = make()
     env = manager.create()
     drive(manager, env.id, PATHS[state])
     host.clear()
-    manager.destroy(env.id)
-    assert [e[1] for e in host.trace if e[0] == "step"][::2] == [
-        "before_DESTROY", f"leave_{state}", "DESTROY", "after_DESTROY"]
+    assert manager.destroy(env.id).state == "DONE"
+    steps = [e for e in host.of("on_env_transition_step") if e.transition == "DESTROY"]
+    teardown_from = "DEPLOYED" if state == "CONFIGURED" else state  # RESET first
+    assert [e.step for e in steps] == ["before_DESTROY", f"leave_{teardown_from}", "DESTROY",
+                                       "after_DESTROY", "after_DESTROY"]
+    resets = {e.transition for e in host.of("on_env_transition_step")} - {"DESTROY"}
+    assert resets == ({"RESET"} if state == "CONFIGURED" else set())
     assert manager.list() == []
 
 
-def test_destroy_cancelled_unless_forced(
+def test_destroy_refused_from_done_without_events(
+    make: Callable[..., EnvironmentManager], host: FakeHost
+) -> None:
+    manager = make()
+    env = manager.create()
+    manager.transition(env.id, "EXIT")
+    host.clear()
+    with pytest.raises(TransitionError, match="is DONE: it cannot be destroyed"):
+        manager.destroy(env.id)
+    assert host.events == []
+    with pytest.raises(EnvironmentNotFound):
+        manager.destroy("NOSUCHID")
+    assert host.events == []
+
+
+def test_destroy_failure_finishes_with_error(
     make: Callable[..., EnvironmentManager], host: FakeHost
 ) -> None:
     host.export("p.Fail", _boom)
     manager = make()
     env = manager.create(Workflow("wf", calls=[CallSpec("p.Fail()", "before_DESTROY",
                                                         critical=True)]))
-    with pytest.raises(TransitionError, match="destroy cancelled at step before_DESTROY"):
-        manager.destroy(env.id)
-    assert manager.get(env.id).state == "STANDBY"
-    manager.destroy(env.id, force=True)
+    host.clear()
+    assert manager.destroy(env.id).state == "DONE"
+    last = host.of("on_env_transition_step")[-1]
+    assert (last.status, last.message, last.error, last.environment.state) == (
+        OpStatus.DONE_ERROR, "environment teardown finished with error", "RuntimeError: boom",
+        "DONE")
     assert manager.list() == []
+
+
+# ---------------------------------------------------------------- tasks and roles
+
+
+def test_tasks_and_roles_through_a_run(
+    make: Callable[..., EnvironmentManager], host: FakeHost
+) -> None:
+    manager = make()
+    env = manager.create()
+    host.clear()
+    manager.transition(env.id, "DEPLOY")
+    tasks = host.of("on_task_event")
+    assert [(t.state, t.status) for t in tasks] == [("LAUNCHED", "INACTIVE")] * 3 + [
+        ("STANDBY", "ACTIVE")] * 3
+    first = tasks[0]
+    assert first.class_name == "github.com/AliceO2Group/ControlWorkflows/tasks/readout@master"
+    assert first.name == f"{first.class_name}#{first.task_id}"
+    assert (first.path, first.environment_id) == ("default", env.id)
+    assert first.traits is not None and first.traits.critical
+    assert len({t.task_id for t in tasks}) == 3
+    roles = {(r.role_path, r.status, r.state) for r in host.of("on_role_event")}
+    assert ("default.readout", "INACTIVE", "") in roles
+    assert ("default.readout", "", "LAUNCHED") in roles
+    assert ("default.readout", "ACTIVE", "") in roles
+    assert ("default.kafka.enter_RUNNING", "ACTIVE", "") in roles
+    assert ("default", "ACTIVE", "") in roles and ("default", "", "STANDBY") in roles
+    for r in host.of("on_role_event"):  # one field per event
+        assert bool(r.status) != bool(r.state) and r.environment_id == env.id
+    host.clear()
+    manager.transition(env.id, "CONFIGURE")
+    assert [t.state for t in host.of("on_task_event")] == ["CONFIGURED"] * 3
+    # only changes: no status events, call roles have no state; the tasks moved together, so
+    # the root goes straight to CONFIGURED
+    assert [(r.role_path, r.state) for r in host.of("on_role_event")] == [
+        ("default.readout", "CONFIGURED"), ("default.stfb", "CONFIGURED"),
+        ("default.qc", "CONFIGURED"), ("default", "CONFIGURED")]
+    host.clear()
+    manager.transition(env.id, "GO_ERROR")  # tasks CONFIGURED stay CONFIGURED: no change
+    assert host.of("on_task_event") == [] and host.of("on_role_event") == []
+
+
+@pytest.mark.parametrize("critical", [True, False])
+def test_a_failing_task(
+    make: Callable[..., EnvironmentManager], host: FakeHost, critical: bool
+) -> None:
+    manager = make()
+    env = manager.create()
+    drive(manager, env.id, PATHS["RUNNING"])
+    host.clear()
+    path = "default.readout" if critical else "default.qc"
+    snap = manager.fail_task(env.id, path)
+    failed = host.of("on_task_event")[0]
+    assert (failed.state, failed.path) == ("ERROR", "default")
+    roles = [(r.role_path, r.state) for r in host.of("on_role_event") if r.state]
+    if critical:
+        assert snap.state == "ERROR"
+        assert roles[:2] == [(path, "ERROR"), ("default", "ERROR")]
+        imminent = next(e for e in host.of("on_env_transition_step")
+                        if e.message.startswith("a critical error"))
+        assert imminent.error == (f"critical task '{path}' on host '{failed.hostname}' "
+                                  "transitioned to ERROR")
+        assert [(e.transition, e.status) for e in run_events(host)] == [
+            ("GO_ERROR", OpStatus.STARTED), ("GO_ERROR", OpStatus.DONE_OK)]
+        # GO_ERROR stopped the RUNNING tasks; the failed one stays in ERROR
+        assert {t.state for t in host.of("on_task_event")[1:]} == {"CONFIGURED"}
+    else:
+        assert snap.state == "RUNNING"
+        assert roles == [(path, "ERROR")]  # the root combines critical children only
+        assert host.of("on_env_transition_step") == []
+    with pytest.raises(ValueError, match=r"no task for role 'default\.nope'"):
+        manager.fail_task(env.id, "default.nope")
 
 
 # ---------------------------------------------------------------- misc

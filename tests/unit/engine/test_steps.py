@@ -326,6 +326,7 @@ def test_run_call_events_for_an_inline_call(
         assert env.get("out") == host.calls[1].output == (
             f"published from {threading.current_thread().name}")
     else:
-        assert error is not None and "DONE_TIMEOUT: ran 0.0" in error
+        assert error is not None and "DONE_TIMEOUT: ran 0.0" in error[1]
+        assert error[0] == host.calls[1].error  # the call's own error, as steps publish it
         assert "past its timeout of 0.02s" in host.calls[1].error
         assert env.get("out") is None  # an overrun's output is not stored

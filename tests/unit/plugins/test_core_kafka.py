@@ -7,8 +7,9 @@ test_publisher.py and against the real broker in tests/integration.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
+import attrs
 import pluggy
 import pytest
 from aliecs_integration_plugins import core_kafka
@@ -113,7 +114,10 @@ def test_transition_step_maps_to_an_environment_event() -> None:
     assert (env.error, env.message) == ("boom", "transition step finished")
     assert (env.transition, env.transitionStep) == ("START_ACTIVITY", "before_START_ACTIVITY")
     assert env.transitionStatus == events_pb2.DONE_ERROR
-    assert dict(env.vars) == {"kafka_enabled": "true", "detectors": '["ITS","TPC"]'}
+    assert dict(env.vars) == {}  # vars go on the `workflow loaded` event only
+    with_vars = decode(core_kafka.encode(attrs.evolve(record, include_vars=True)).value)
+    assert dict(with_vars.environmentEvent.vars) == {
+        "kafka_enabled": "true", "detectors": '["ITS","TPC"]'}
     assert (env.lastRequestUser.name, env.lastRequestUser.externalId, env.lastRequestUser.id) == (
         "jdoe",
         1234,
@@ -435,44 +439,50 @@ def test_producing_on_uses_the_shared_publisher_and_closes_it(
     assert recorder.sent == []  # nothing after stop
 
 
-def test_environment_encoding_equals_the_canonical_message() -> None:
-    """The cached snapshot part appended to the envelope decodes to the very message a
-    straightforward encoder builds, and re-serializes to the same canonical bytes."""
+def _canonical(record: TransitionStepEvent) -> bytes:
+    """What a straightforward encoder writes for ``record``."""
+    env = record.environment
+    p = events_pb2.Ev_EnvironmentEvent(
+        environmentId=env.id, state=env.state, runNumber=env.run_number or 0,
+        error=record.error, message=record.message, transition=record.transition,
+        transitionStep=record.step, transitionStatus=cast(Any, int(record.status)),
+        vars=dict(env.variables) if record.include_vars else {})
+    if env.last_request_user is not None:
+        user = env.last_request_user
+        p.lastRequestUser.name = user.name
+        if user.external_id is not None:
+            p.lastRequestUser.externalId = user.external_id
+        if user.id is not None:
+            p.lastRequestUser.id = user.id
+    if env.workflow is not None:
+        w = env.workflow
+        p.workflowTemplateInfo.name, p.workflowTemplateInfo.description = w.name, w.description
+        p.workflowTemplateInfo.path, p.workflowTemplateInfo.public = w.path, w.public
+    return events_pb2.Event(timestamp=record.timestamp_ns // 1_000_000,
+                            timestampNano=record.timestamp_ns,
+                            environmentEvent=p).SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("include_vars", [False, True])
+@pytest.mark.parametrize("run_number", [None, 1, 300, 2**32 - 1])
+@pytest.mark.parametrize("error", ["", "boom", "é" * 200])
+@pytest.mark.parametrize("env", [ENV, EnvironmentSnapshot(id="", state="PENDING"),
+                                 attrs.evolve(ENV, id="x" * 300, last_request_user=None)])
+def test_environment_encoding_is_the_canonical_message(
+    include_vars: bool, run_number: int | None, error: str, env: EnvironmentSnapshot
+) -> None:
+    """Each field once, exactly the bytes a serializer writes (protobufjs keeps only the last
+    occurrence of a repeated embedded message, so a partial encoding appended twice loses
+    fields), equal to a parse and deterministic re-serialization of themselves."""
+    env = attrs.evolve(env, run_number=run_number)
     record = TransitionStepEvent(
-        environment=ENV,
-        transition="DEPLOY",
-        step="after_DEPLOY",
-        status=OpStatus.ONGOING,
-        finished=True,
-        message="done",
-        timestamp_ns=TS,
-    )
-    canonical = events_pb2.Event(
-        timestamp=TS // 1_000_000,
-        timestampNano=TS,
-        environmentEvent=events_pb2.Ev_EnvironmentEvent(
-            environmentId=ENV.id,
-            state=ENV.state,
-            message="done",
-            transition="DEPLOY",
-            transitionStep="after_DEPLOY",
-            transitionStatus=events_pb2.ONGOING,
-            vars=dict(ENV.variables),
-            lastRequestUser={"name": "jdoe", "externalId": 1234, "id": 5},
-            workflowTemplateInfo={
-                "name": "readout",
-                "description": "d",
-                "path": "git/readout",
-                "public": True,
-            },
-        ),
-    )
+        environment=env, transition="DEPLOY", step="after_DEPLOY" if error else "",
+        status=OpStatus.DONE_ERROR if error else OpStatus.ONGOING, finished=True,
+        message="done", error=error, timestamp_ns=TS, include_vars=include_vars)
     for _ in range(2):  # cache miss, then hit
-        decoded = decode(core_kafka.encode(record).value)
-        assert decoded == canonical
-        assert decoded.SerializeToString(deterministic=True) == canonical.SerializeToString(
-            deterministic=True
-        )
+        value = core_kafka.encode(record).value
+        assert value == _canonical(record)
+        assert decode(value).SerializeToString(deterministic=True) == value
 
 
 def test_a_changed_snapshot_is_never_served_from_the_cache() -> None:
@@ -487,10 +497,46 @@ def test_a_changed_snapshot_is_never_served_from_the_cache() -> None:
                     status=OpStatus.ONGOING,
                     finished=False,
                     message="m",
+                    include_vars=state.endswith("0"),
                 )
             ).value
         ).environmentEvent
 
     for i in range(50):  # new snapshot objects, possibly at recycled addresses
         got = event({"n": str(i)}, f"S{i}")
-        assert (dict(got.vars), got.state) == ({"n": str(i)}, f"S{i}")
+        assert got.state == f"S{i}"
+        assert dict(got.vars) == ({"n": str(i)} if i % 10 == 0 else {})
+
+
+def test_core_start_carries_the_framework_id() -> None:
+    enc = core_kafka.encode(HostStartEvent(plugin_names=("core-kafka",), timestamp_ns=TS,
+                                           framework_id="0b7e-instance"))
+    event = decode(enc.value)
+    assert (enc.topic, enc.key) == ("aliecs.core", None)
+    assert event.coreStartEvent.frameworkId == "0b7e-instance"
+
+
+@pytest.mark.parametrize("record", [
+    CallEvent("env", "trg.RunStart()", OpStatus.DONE_OK,
+              CallTraits("after_START_ACTIVITY+10", "after_START_ACTIVITY+10", "10s", True),
+              "readout-dataflow.trg.start", "ret", "out" * 60, "", TS),
+    CallEvent("", "p.F()", OpStatus.STARTED, CallTraits(""), timestamp_ns=TS),
+    RoleEvent("readout", "ACTIVE", "", "rd.readout", "env", TS),
+    RoleEvent("", "", "", "", "", TS),
+    TaskEvent("c/tasks/readout@master#t1", "t1", "RUNNING", "ACTIVE", "env", "host", "c", "rd",
+              CallTraits("", "", "", True), TS),
+    TaskEvent("n", "t2", "DONE", "INACTIVE", timestamp_ns=TS),
+])
+def test_cached_payloads_are_the_canonical_message(record: Any) -> None:
+    """Call, role and task events reuse their serialized payload: still exactly the bytes a
+    straightforward encoder writes, with this record's own timestamp."""
+    for ts in (TS, TS + 1_234_567):  # a cache miss, then a hit at another instant
+        record = attrs.evolve(record, timestamp_ns=ts)
+        event = events_pb2.Event(timestamp=ts // 1_000_000, timestampNano=ts)
+        field = {CallEvent: "callEvent", RoleEvent: "roleEvent", TaskEvent: "taskEvent"}[
+            type(record)]
+        core_kafka._ENCODERS[type(record)](record, event, TopicNames())
+        value = core_kafka.encode(record).value
+        assert value == event.SerializeToString(deterministic=True)
+        assert getattr(decode(value), field) == getattr(event, field)
+        assert decode(value).HasField(field)  # an all-empty payload is still present

@@ -1,10 +1,5 @@
-"""Unit tests of aliecs_integration.publish.publisher with in-process fakes of the Kafka clients.
-
-``FakeProducer`` mimics confluent_kafka.Producer: a bounded queue (BufferError when full,
-like librdkafka's ``queue.buffering.max.*``), delivery reports served by poll/flush while the
-"broker" is up, purge. ``FakeAdmin`` mimics the AdminClient calls the publisher makes, with a
-gate to hold topic creation and a switch to make the cluster unreachable.
-"""
+"""Unit tests of aliecs_integration.publish.publisher with in-process fakes of the Kafka clients
+(``FakeProducer`` and ``FakeAdmin`` from ``tests/fakes.py``)."""
 
 from __future__ import annotations
 
@@ -13,160 +8,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
 
 from aliecs_integration.errors import PublishError, SettingsError
 from aliecs_integration.publish import publisher as publisher_mod
 from aliecs_integration.publish.publisher import Publisher, shared_publisher
 from aliecs_integration.records import ConnectionState
 from aliecs_integration.settings.producer import ProducerConfig
-
-
-class FakeMessage:
-    def __init__(self, topic: str, value: bytes, key: bytes | None) -> None:
-        self._topic, self._value, self._key = topic, value, key
-
-    def topic(self) -> str:
-        return self._topic
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def latency(self) -> float:
-        return 0.002
-
-
-class FakeProducer:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-        self.max_messages = int(config["queue.buffering.max.messages"])
-        self.max_bytes = int(config["queue.buffering.max.kbytes"]) * 1024
-        self.default_cb: Callable[..., None] = config["on_delivery"]
-        self.error_cb: Callable[[KafkaError], None] = config["error_cb"]
-        self.cond = threading.Condition()
-        self.queue: list[tuple[FakeMessage, Callable[..., None]]] = []
-        self.delivered: list[tuple[str, bytes | None, bytes]] = []
-        self.up = True
-        self.fail_topics: set[str] = set()
-        self.refuse_bytes: int | None = None
-        self.closed = False
-        self.purged = 0
-        self.serving = 0
-        self.only_errors = False  # like delivery.report.only.error (tests turn it on)
-
-    def _bytes(self) -> int:
-        return sum(len(m.value()) + len(m.key() or b"") for m, _ in self.queue)
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        on_delivery: Callable[..., None] | None = None,
-    ) -> None:
-        assert not self.closed, "produce after close"
-        if self.refuse_bytes is not None and len(value) > self.refuse_bytes:
-            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
-        with self.cond:
-            size = len(value) + len(key or b"")
-            if len(self.queue) >= self.max_messages or self._bytes() + size > self.max_bytes:
-                raise BufferError("Local: Queue full")
-            self.queue.append((FakeMessage(topic, value, key), on_delivery or self.default_cb))
-            self.cond.notify_all()
-
-    def set_up(self, up: bool) -> None:
-        with self.cond:
-            self.up = up
-            self.cond.notify_all()
-
-    def poll(self, timeout: float = -1) -> int:
-        with self.cond:
-            if not (self.up and self.queue):
-                self.cond.wait(timeout if timeout >= 0 else None)
-            if not self.up:
-                return 0
-            batch, self.queue = self.queue, []
-            self.serving += len(batch)  # like librdkafka: counted until the report is served
-        for msg, cb in batch:
-            if msg.topic() in self.fail_topics:
-                cb(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), msg)
-            else:
-                self.delivered.append((msg.topic(), msg.key(), msg.value()))
-                if not self.only_errors:
-                    cb(None, msg)
-            with self.cond:
-                self.serving -= 1
-        return len(batch)
-
-    def flush(self, timeout: float = -1) -> int:
-        deadline = time.monotonic() + (timeout if timeout >= 0 else 3600)
-        while len(self) and time.monotonic() < deadline:
-            self.poll(min(0.02, max(0.0, deadline - time.monotonic())))
-        return len(self)
-
-    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
-        with self.cond:
-            batch, self.queue = self.queue, []
-        for msg, cb in batch:
-            self.purged += 1
-            cb(KafkaError(KafkaError._PURGE_QUEUE), msg)
-
-    def close(self) -> bool:
-        self.closed = True
-        return True
-
-    def __len__(self) -> int:
-        return len(self.queue) + self.serving
-
-
-class FakeAdmin:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-        self.brokers = 1
-        self.topics: set[str] = set()
-        self.gate = threading.Event()
-        self.gate.set()
-        self.up = True
-        self.errors: dict[str, int] = {}
-        self.requests: list[Any] = []
-        self.polls = 0
-
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
-        if not self.up:
-            time.sleep(0.01)
-            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
-        names = self.topics if topic is None else {topic} & self.topics
-        part = SimpleNamespace(leader=1)
-        return SimpleNamespace(
-            brokers={i: object() for i in range(1, self.brokers + 1)},
-            topics={t: SimpleNamespace(error=None, partitions={0: part}) for t in names},
-        )
-
-    def poll(self, timeout: float = -1) -> int:
-        self.polls += 1
-        return 0
-
-    def create_topics(self, new_topics: list[Any], **_: Any) -> dict[str, Future[None]]:
-        self.gate.wait(10)
-        out: dict[str, Future[None]] = {}
-        for spec in new_topics:
-            self.requests.append(spec)
-            fut: Future[None] = Future()
-            if spec.topic in self.errors:
-                fut.set_exception(KafkaException(KafkaError(self.errors[spec.topic])))
-            else:
-                self.topics.add(spec.topic)
-                fut.set_result(None)
-            out[spec.topic] = fut
-        return out
+from tests.fakes import FakeAdmin, FakeProducer
 
 
 class Clients:

@@ -1,58 +1,18 @@
 """Unit tests of aliecs_integration.publish.topic_admin: create_topics and the TopicCreator thread,
-against an in-process fake of the AdminClient."""
+against the in-process fake of the AdminClient (``tests/fakes.py``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from concurrent.futures import Future
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from aliecs_integration.publish.topic_admin import TopicCreator, create_topics
-
-
-class FakeAdmin:
-    """Enough of AdminClient for create_topics: metadata and CreateTopics futures."""
-
-    def __init__(
-        self, brokers: int, existing: tuple[str, ...] = (), errors: dict[str, int] | None = None
-    ) -> None:
-        self.brokers = brokers
-        self.topics = set(existing)
-        self.errors = errors or {}
-        self.requests: list[Any] = []
-        self.polls = 0
-
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
-        part = SimpleNamespace(leader=1)
-        names = self.topics if topic is None else {topic} & self.topics
-        return SimpleNamespace(
-            brokers={i: object() for i in range(1, self.brokers + 1)},
-            topics={t: SimpleNamespace(error=None, partitions={0: part}) for t in names},
-        )
-
-    def poll(self, timeout: float = -1) -> int:
-        self.polls += 1
-        return 0
-
-    def create_topics(self, new_topics: list[Any], **_: Any) -> dict[str, Future[None]]:
-        result: dict[str, Future[None]] = {}
-        for spec in new_topics:
-            self.requests.append(spec)
-            future: Future[None] = Future()
-            code = self.errors.get(spec.topic)
-            if code is None:
-                self.topics.add(spec.topic)
-                future.set_result(None)
-            else:
-                future.set_exception(KafkaException(KafkaError(code)))
-            result[spec.topic] = future
-        return result
+from tests.fakes import FakeAdmin
 
 
 def test_create_topics_creates_only_missing_ones_and_clamps_replication(
@@ -156,23 +116,9 @@ def test_topic_creator_creates_what_is_requested() -> None:
     assert rec.reachable == [True]
 
 
-class FlakyAdmin(FakeAdmin):
-    """Unreachable for the first ``failures`` metadata requests."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__(brokers=1)
-        self.failures = failures
-
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
-        if self.failures > 0:
-            self.failures -= 1
-            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
-        return super().list_topics(topic, timeout)
-
-
 def test_topic_creator_retries_while_unreachable_and_probes() -> None:
     rec = Recording()
-    worker = creator(FlakyAdmin(failures=2), rec)
+    worker = creator(FakeAdmin(unreachable_for=2), rec)
     try:
         worker.request(["t"])
         assert rec.event.wait(10)
@@ -183,7 +129,7 @@ def test_topic_creator_retries_while_unreachable_and_probes() -> None:
     assert worker.admin.polls == 3 + 1  # after each request and at stop: its log lines
     probed = Recording()
     prober = creator(
-        FlakyAdmin(failures=0), probed, wants_probe=lambda: True, probe_interval_s=0.05
+        FakeAdmin(unreachable_for=0), probed, wants_probe=lambda: True, probe_interval_s=0.05
     )
     try:
         time.sleep(0.3)
@@ -198,7 +144,7 @@ def test_an_unreachable_cluster_is_named_not_an_empty_topic_list(
 ) -> None:
     rec = Recording()
     with caplog.at_level(logging.WARNING, logger="aliecs_integration.publish.topics"):
-        worker = creator(FlakyAdmin(failures=1000), rec, wants_probe=lambda: True)
+        worker = creator(FakeAdmin(unreachable_for=1000), rec, wants_probe=lambda: True)
         try:
             deadline = time.monotonic() + 5
             while not rec.reachable and time.monotonic() < deadline:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from aliecs_integration.engine.workflow import TemplateRef
 from aliecs_integration.records import OpStatus
 from aliecs_integration.scenario.model import (
     Destroy,
+    FailTask,
     ScenarioError,
     ServiceOperation,
     Sleep,
@@ -45,10 +47,15 @@ def test_example_has_what_the_demo_promises() -> None:
     assert ServiceOperation in kinds and Sleep in kinds and Destroy in kinds
     enabled = {e.variables.get("kafka_enabled") for e in scenario.environments}
     assert {"true", "false"} <= enabled
+    assert FailTask in kinds
     physics = scenario.environments[0]
-    assert physics.workflow is not None
-    assert any(c.func == "nosuch.Call()" for c in physics.workflow.calls)
-    assert any(c.func == "kafka.PublishEnterStateUpdate()" for c in physics.workflow.calls)
+    assert isinstance(physics.workflow, TemplateRef)  # loaded at CREATE
+    workflow = physics.workflow.load()
+    assert any(c.func == "nosuch.Call()" for c in workflow.calls)
+    assert any(c.func == "kafka.PublishEnterStateUpdate()" for c in workflow.calls)
+    roles = {c.role_path for c in workflow.calls}
+    assert {"readout-dataflow.dcs.sor", "readout-dataflow.trg.start",
+            "readout-dataflow.odc.start"} <= roles
 
 
 def test_forms_of_actions(tmp_path: Path) -> None:
@@ -104,7 +111,6 @@ def test_forms_of_actions(tmp_path: Path) -> None:
         ("colour: red\n    actions: [DEPLOY]", "unknown key(s) colour"),
         ("calls: [{func: nope, trigger: enter_RUNNING}]\n    actions: [DEPLOY]",
          "calls[0].func"),
-        ("workflow: missing.yaml\n    actions: [DEPLOY]", "missing.yaml"),
     ],
 )
 def test_validation_errors_name_file_environment_and_action(

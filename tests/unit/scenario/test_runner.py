@@ -7,11 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aliecs_integration.engine.manager import EnvironmentManager
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.errors import TransitionError
 from aliecs_integration.records import CallFunction, OpStatus, RunEvent
-from aliecs_integration.scenario.model import Scenario, parse_scenario
+from aliecs_integration.scenario.model import Scenario, ScenarioError, parse_scenario
 from aliecs_integration.scenario.runner import CREATE_INDEX, Progress, ScenarioRunner
 
 
@@ -82,9 +84,13 @@ def test_real_manager_full_lifecycle_in_parallel(tmp_path: Path) -> None:
     assert {(r.transition, r.status) for r in host.runs} >= {
         ("START_ACTIVITY", OpStatus.STARTED), ("START_ACTIVITY", OpStatus.DONE_OK),
         ("STOP_ACTIVITY", OpStatus.DONE_OK), ("TEARDOWN", OpStatus.STARTED)}
-    statuses = [(e.operation_status, e.operation_step) for e in host.service_events]
-    assert statuses == [(OpStatus.STARTED, ""), (OpStatus.ONGOING, "s1"), (OpStatus.DONE_OK, "")]
-    assert host.service_events[0].payload == '{"k":1}'
+    statuses = [(e.operation_status, e.operation_step, e.operation_step_status)
+                 for e in host.service_events]
+    # a step and its status on every event, also the first and the last
+    assert statuses == [(OpStatus.STARTED, "s1", OpStatus.STARTED),
+                        (OpStatus.ONGOING, "s1", OpStatus.DONE_OK),
+                        (OpStatus.DONE_OK, "s1", OpStatus.DONE_OK)]
+    assert {e.payload for e in host.service_events} == {'{"k":1}'}
 
 
 class FakeManager:
@@ -147,13 +153,46 @@ def test_environments_run_in_parallel(tmp_path: Path) -> None:
 def test_unexpected_failure_stops_the_environment_and_cleans_up(tmp_path: Path) -> None:
     manager = FakeManager(fail={"CONFIGURE"})
     plan = scenario({"environments": [
-        {"id": "a", "actions": ["DEPLOY", "CONFIGURE", "EXIT", "destroy"]}]}, tmp_path)
+        {"id": "a", "actions": ["DEPLOY", "CONFIGURE", "RESET", "destroy"]}]}, tmp_path)
     result = ScenarioRunner(manager).run(plan)
     assert [p.action for p in result.failures] == ["CONFIGURE"]
     assert "cancelled: boom" in result.failures[0].error
-    assert ("transition", "env-1", "EXIT") not in manager.calls
+    assert ("transition", "env-1", "RESET") not in manager.calls
     assert manager.calls[-1] == ("destroy", "env-1", "True")
     assert result.progress[-1].action == "DESTROY (cleanup)"
+
+
+def test_destroy_from_done_must_be_expected_to_fail(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"actions\[2\]: destroy is refused from DONE"):
+        scenario({"environments": [{"id": "a", "actions": ["DEPLOY", "EXIT", "destroy"]}]},
+                 tmp_path)
+    plan = scenario({"environments": [
+        {"id": "a", "actions": ["DEPLOY", "EXIT", {"destroy": None, "expect": "error"}]}]},
+        tmp_path)
+    assert len(plan.environments[0].steps) == 3
+
+
+def test_fail_task_and_a_broken_template_with_the_real_manager(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("name: b\nroles:\n  - {name: x, roles: [], task: {}}\n")
+    host = StubHost()
+    manager = EnvironmentManager(host, settings_runtime_vars={},
+                                 run_numbers=RunNumberStore(tmp_path / "rn"))
+    plan = scenario({"environments": [
+        {"id": "broken", "workflow": "broken.yaml", "actions": ["DEPLOY"]},
+        {"id": "ok", "actions": ["DEPLOY", "CONFIGURE", {"fail_task": "default.qc"},
+                                 "START_ACTIVITY", {"fail_task": "default.readout"},
+                                 "RECOVER", "destroy"]},
+    ]}, tmp_path)
+    result = ScenarioRunner(manager).run(plan)
+    manager.close()
+    [broken] = result.failures
+    assert (broken.label, broken.action) == ("broken", "CREATE")
+    assert "cannot load workflow template" in broken.error and "role b.x" in broken.error
+    ok = [p for p in result.progress if p.label == "ok"]
+    assert [(p.action, p.state) for p in ok[3:6]] == [
+        ("fail task default.qc", "CONFIGURED"), ("START_ACTIVITY", "RUNNING"),
+        ("fail task default.readout", "ERROR")]
+    assert ok[5].ended_run == ok[4].run_number  # GO_ERROR ended the run
 
 
 def test_expected_failure_that_succeeds_is_a_failure(tmp_path: Path) -> None:

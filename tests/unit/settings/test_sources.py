@@ -56,7 +56,7 @@ def test_example_file_loads() -> None:
     settings = load_file(EXAMPLE)
     assert settings.kafka_endpoints == ("127.0.0.1:19092",)
     assert settings.kafka_endpoint == "127.0.0.1:19092"
-    assert settings.integration_plugins == ("kafka",)
+    assert settings.integration_plugins == ("kafka", "trg", "dcs", "odc")
     assert settings.enable_kafka is True
     assert dict(settings.runtime_vars) == {"kafka_enabled": "true"}
     assert settings.source == str(EXAMPLE)
