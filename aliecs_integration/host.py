@@ -23,7 +23,7 @@ import time
 import types
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -46,6 +46,8 @@ ALWAYS_ON = ("core-kafka",)
 """Plugins loaded whatever ``integrationPlugins`` says."""
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E")
 
 
 @attrs.frozen
@@ -160,7 +162,7 @@ class PluginHost:
         self._collect_variable_defaults()
         log.info("instance %s started with plugins: %s", self.instance_id,
                  ", ".join(self.plugin_names()) or "none")
-        self.fire("on_host_start", HostStartEvent(plugin_names=tuple(self.plugin_names()),
+        self.fire(hookspecs.on_host_start, HostStartEvent(plugin_names=tuple(self.plugin_names()),
                                                   framework_id=self.instance_id))
 
     def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
@@ -280,13 +282,16 @@ class PluginHost:
 
     # ----------------------------------------------------------------- dispatching
 
-    def fire(self, hook_name: str, event: object) -> list[PluginFailure]:
-        """Call every plugin's implementation of ``hook_name`` with ``event=event``.
+    def fire(self, hook: Callable[[E], None], event: E) -> list[PluginFailure]:
+        """Call every plugin's implementation of ``hook`` (a spec of
+        :mod:`aliecs_integration.hookspecs`, e.g. ``hookspecs.on_call``) with ``event=event``;
+        the type checker holds ``event`` to the record type the spec declares.
 
         Implementations run one after the other on the calling thread; an exception from one is
         logged with the plugin's name and returned, and the others still run. Never raises,
-        except ``KeyError`` for a hook name that no spec declares (a programming error).
+        except ``KeyError`` for a function that is not a hook spec (a programming error).
         """
+        hook_name = hook.__name__
         impls = self._dispatch.get(hook_name)
         if impls is None:
             if not isinstance(getattr(self.pm.hook, hook_name, None), pluggy.HookCaller):
@@ -381,7 +386,7 @@ class PluginHost:
         final delivery report, and unregister all plugins. Never raises because of a plugin."""
         if not self._started:
             return HostStopReport([], {})
-        failures = self.fire("on_host_stop", HostStopEvent(timeout_s=timeout_s))
+        failures = self.fire(hookspecs.on_host_stop, HostStopEvent(timeout_s=timeout_s))
         deliveries: dict[str, DeliveryReport] = {}
         for name, plugin in list(self.pm.list_name_plugin()):
             report = self._ask(plugin, name, "delivery_report", None)

@@ -1,6 +1,6 @@
 """Latency: hook fired -> delivery acknowledged, p50/p99/max, at fixed rates (paced loop).
 
-Host path: ``PluginHost.fire("on_env_transition_step", record)`` with core-kafka and the legacy
+Host path: ``PluginHost.fire(on_env_transition_step, record)`` with core-kafka and the legacy
 plugin loaded; each fire publishes one ``events.Event`` on the environment topic (one partition,
 so messages become readable in order: the i-th one read is the i-th fire). The moment of an
 acknowledgement is when a consumer in the same process (assigned at the partition's end offset,
@@ -31,6 +31,7 @@ import common as c
 from aliecs_integration_plugins.core_kafka import encode
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from aliecs_integration import hookspecs
 from aliecs_integration.engine.environment import Environment
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import OpStatus, TransitionStepEvent
@@ -118,14 +119,14 @@ def host_run(bootstrap: str, root: str, rate: float, seconds: float,
                                  OpStatus.ONGOING, False, "transition step starting")
     message = encode(record, TopicNames(settings.producer.topic_root))  # what core-kafka sends
     try:
-        host.fire("on_env_transition_step", record)
+        host.fire(hookspecs.on_env_transition_step, record)
         c.wait_ready(host)
         with Receiver(bootstrap, message.topic) as receiver:
-            host.fire("on_env_transition_step", record)  # the consumer is fetching: warm
+            host.fire(hookspecs.on_env_transition_step, record)  # the consumer fetches: warm
             receiver.wait_for(1)
             receiver.moments.clear()
-            fired = paced(rate, seconds, lambda: host.fire("on_env_transition_step", record),
-                          time.sleep)
+            fired = paced(rate, seconds,
+                          lambda: host.fire(hookspecs.on_env_transition_step, record), time.sleep)
             c.flush(host, 60)
             receiver.wait_for(len(fired))
     finally:

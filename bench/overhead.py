@@ -17,7 +17,7 @@ CPU time are both reported. Configurations:
 START_ACTIVITY/STOP_ACTIVITY cycles (both built-ins) are reported apart: START_ACTIVITY
 allocates a run number with a durable write (fsync of the file and its directory).
 
-Hook calls: ``PluginHost.fire("on_core_event", event)`` with 0, 1 and 5 third-party plugins of one
+Hook calls: ``PluginHost.fire(on_core_event, event)`` with 0, 1 and 5 third-party plugins of one
 trivial hookimpl each (no built-in loaded), against a bare pluggy ``pm.hook.on_core_event(event=)``
 with the same plugins.
 
@@ -119,7 +119,7 @@ def hook_calls(plugins: int, calls: int, repeat: int) -> dict[str, Any]:
 
     def via_host() -> int:
         for _ in range(calls):
-            fire("on_core_event", event)
+            fire(hookspecs.on_core_event, event)
         return calls
 
     def via_pluggy() -> int:

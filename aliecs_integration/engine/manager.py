@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import NoReturn
 
+from aliecs_integration import hookspecs
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine import workflow as workflows
 from aliecs_integration.engine.call_runner import CallRunner
@@ -337,7 +338,7 @@ class EnvironmentManager:
         if not name:
             slot = self._slots.get(env_id)
             name = slot.workflow.name if slot is not None else ""
-        self._host.fire("on_integrated_service_event", IntegratedServiceEvent(
+        self._host.fire(hookspecs.on_integrated_service_event, IntegratedServiceEvent(
             service=service, environment_id=env_id, operation_name=operation_name,
             operation_status=status, name=name, operation_step=step,
             operation_step_status=step_status, error=error, payload=payload,
@@ -366,7 +367,7 @@ class EnvironmentManager:
 
     def _env_event(self, env: Environment, transition: str, step: str, status: OpStatus,
                    message: str, error: str = "", *, include_vars: bool = False) -> None:
-        self._host.fire("on_env_transition_step", TransitionStepEvent(
+        self._host.fire(hookspecs.on_env_transition_step, TransitionStepEvent(
             env.snapshot(), transition, step, status, status in _DONE, message, error,
             include_vars=include_vars))
 
@@ -437,12 +438,12 @@ class EnvironmentManager:
             log.error("environment %s: GO_ERROR failed: %s", env.id, exc)
 
     def _leave(self, slot: _Slot, transition: str, state: str) -> None:
-        self._host.fire("on_env_leave_state",
+        self._host.fire(hookspecs.on_env_leave_state,
                         StateChangeEvent(slot.env.snapshot(), state, transition))
 
     def _enter(self, slot: _Slot, transition: str, state: str) -> None:
         env = slot.env
-        self._host.fire("on_env_enter_state", StateChangeEvent(
+        self._host.fire(hookspecs.on_env_enter_state, StateChangeEvent(
             env.snapshot(), state, transition, int(env.get("enter_state_time_ms") or 0)
             * 1_000_000))
 
@@ -476,7 +477,7 @@ class EnvironmentManager:
             if task.role_path in batch:
                 self._publish_roles(slot, slot.roles.update(batch))
                 batch = {}
-            fire("on_task_event", TaskEvent(
+            fire(hookspecs.on_task_event, TaskEvent(
                 task.name, task.task_id, task.state, task.status,
                 "" if released else task.environment_id, task.hostname, task.class_name,
                 "" if released else task.parent_path, _TRAITS[task.critical]))
@@ -487,7 +488,7 @@ class EnvironmentManager:
     def _publish_roles(self, slot: _Slot, changes: Sequence[RoleChange]) -> None:
         fire, env_id = self._host.fire, slot.env.id
         for change in changes:
-            fire("on_role_event", RoleEvent(change.name, change.status, change.state,
+            fire(hookspecs.on_role_event, RoleEvent(change.name, change.status, change.state,
                                             change.path, env_id))
 
     # ------------------------------------------------------------------ DESTROY
@@ -524,7 +525,7 @@ class EnvironmentManager:
             self._leave(slot, destroy, current)
             if run_number is not None:
                 moment = int(env.get("run_end_time_ms") or 0) * 1_000_000
-                self._host.fire("on_run_sor_eor", RunEvent(
+                self._host.fire(hookspecs.on_run_sor_eor, RunEvent(
                     env.id, run_number, current, TEARDOWN, OpStatus.STARTED, "", None, moment))
 
         self._env_event(env, destroy, before, OpStatus.STARTED, "workflow teardown started")
@@ -558,7 +559,7 @@ class EnvironmentManager:
     def _fire_run(self, env: Environment, transition: str, status: OpStatus, moment_ns: int,
                   error: str = "") -> None:
         assert env.run_number is not None
-        self._host.fire("on_run_sor_eor", RunEvent(
+        self._host.fire(hookspecs.on_run_sor_eor, RunEvent(
             env.id, env.run_number, env.state, transition, status, error, env.last_request_user,
             moment_ns))
 

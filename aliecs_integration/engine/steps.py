@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import attrs
 
+from aliecs_integration import hookspecs
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine.call_runner import (
     CallOutcome,
@@ -45,10 +46,13 @@ STEP_FINISHED = "transition step finished"
 
 
 
+E = TypeVar("E")
+
+
 class Host(Protocol):
     """What calls and the manager need from :class:`aliecs_integration.host.PluginHost`."""
 
-    def fire(self, hook_name: str, event: object) -> Sequence[object]: ...
+    def fire(self, hook: Callable[[E], None], event: E) -> Sequence[object]: ...
 
     def call_function(self, qualified_name: str) -> CallFunction | None: ...
 
@@ -116,7 +120,7 @@ def run_call(
     if not spec.condition(env.variables()):
         return None
     fire = host.fire
-    fire("on_call", CallEvent(env.id, spec.func, OpStatus.STARTED, call.traits,
+    fire(hookspecs.on_call, CallEvent(env.id, spec.func, OpStatus.STARTED, call.traits,
                               call.role_path, spec.return_var))
     fn = host.call_function(spec.qualified_name)
     if fn is None:
@@ -128,11 +132,11 @@ def run_call(
         context = CallContext(
             env.snapshot_with(call.call_vars), spec.func, step, spec.args, call.traits,
             role_path=call.role_path,
-            reporter=lambda event: fire("on_integrated_service_event", event))
+            reporter=lambda event: fire(hookspecs.on_integrated_service_event, event))
         outcome = runner.run(fn, context, call.timeout_s)
     if outcome.ok and spec.return_var:
         env.set_var(spec.return_var, outcome.output)
-    fire("on_call", CallEvent(env.id, spec.func, outcome.status, call.traits,
+    fire(hookspecs.on_call, CallEvent(env.id, spec.func, outcome.status, call.traits,
                               call.role_path, spec.return_var, outcome.output, outcome.error))
     if outcome.ok:
         return None
@@ -185,7 +189,7 @@ def run_step(
     :class:`StepCancelled` after the finished event.
     """
     fire = host.fire
-    fire("on_env_transition_step", TransitionStepEvent(
+    fire(hookspecs.on_env_transition_step, TransitionStepEvent(
         env.snapshot(), transition, step, OpStatus.ONGOING, False, STEP_STARTING))
     negative, positive = plan.at(step)
     failures: list[str] = []
@@ -204,7 +208,7 @@ def run_step(
     error = step_error(step, failures)
     if inherited_error:
         error = f"{inherited_error}; {error}" if error else inherited_error
-    fire("on_env_transition_step", TransitionStepEvent(
+    fire(hookspecs.on_env_transition_step, TransitionStepEvent(
         env.snapshot(), transition, step, OpStatus.DONE_ERROR if error else OpStatus.ONGOING,
         True, STEP_FINISHED, error))
     progress.critical += failures

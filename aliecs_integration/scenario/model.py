@@ -247,12 +247,13 @@ def _status(value: Any, where: str) -> OpStatus:
 
 
 def _payload(value: Any, where: str) -> str:
+    """JSON with sorted keys (``{}`` when none is given); a string is sent as written."""
     if value is None:
-        return ""
+        return "{}"
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, separators=(",", ":"), default=str)
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
     except (TypeError, ValueError) as exc:
         raise ScenarioError(f"{where}: payload is not JSON-serialisable: {exc}") from None
 

@@ -151,6 +151,20 @@ def test_bookkeeping_gets_the_user_who_started_the_run(demo: Run) -> None:
     assert teardown and all("lastRequestUser" not in t for t in teardown)
 
 
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_integrated_service_events_carry_steps_and_json(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    run = scenario_run(request, name)
+    events = [m.python for m in run.messages
+              if m.topic.startswith(f"{run.root}.integrated_service.")]
+    assert events
+    for event in events:
+        s = event["integratedServiceEvent"]
+        assert s["operationStep"] and s["operationStepStatus"] and s["name"], s
+        assert isinstance(service_payload(event), dict)  # JSON on every event
+
+
 def test_core_start_has_the_framework_id(demo: Run) -> None:
     [start] = demo.topic("core")
     assert len(start["coreStartEvent"]["frameworkId"]) == 36  # a UUID

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from aliecs_integration import hookspecs
 from aliecs_integration.host import PluginHost
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.publish.metrics import MetricsSnapshot
@@ -52,7 +53,7 @@ def numbered(i: int, environments: int = 8) -> IntegratedServiceEvent:
 def fire_numbered(host: PluginHost, numbers: Iterable[int]) -> None:
     """Fire each numbered event through the host; a hook failure fails the test."""
     for i in numbers:
-        failures = host.fire("on_integrated_service_event", numbered(i))
+        failures = host.fire(hookspecs.on_integrated_service_event, numbered(i))
         assert not failures, failures
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 
+from aliecs_integration import hookspecs
 from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.host import ENTRY_POINT_GROUP, PluginHost
@@ -158,7 +159,7 @@ def test_hook_exception_isolated_and_named(caplog: pytest.LogCaptureFixture) -> 
     host = host_with(("bad", "rec"), eps)
     event = CoreEvent(kind=CoreEventKind.FRAMEWORK, message="x")
     with caplog.at_level(logging.ERROR):
-        failures = host.fire("on_core_event", event)
+        failures = host.fire(hookspecs.on_core_event, event)
     assert [f.plugin for f in failures] == ["bad"]
     assert "plugin 'bad' failed in on_core_event" in caplog.text
     assert [(n, h) for n, h, _ in Recorder.seen if _ is event] == [("rec", "on_core_event")]
@@ -178,7 +179,7 @@ def test_invalid_hook_name_and_wrappers_refused() -> None:
 def test_fire_unknown_hook_is_a_programming_error() -> None:
     host = host_with((), [])
     with pytest.raises(KeyError):
-        host.fire("on_typo", object())
+        host.fire(lambda event: None, object())
 
 
 def test_call_functions_namespaced_by_plugin_name() -> None:
@@ -198,13 +199,13 @@ def test_start_twice_refused_and_stop_unregisters() -> None:
         host.start()
     host.stop(timeout_s=1)
     assert host.plugin_names() == []
-    assert host.fire("on_core_event", CoreEvent(kind=CoreEventKind.FRAMEWORK)) == []
+    assert host.fire(hookspecs.on_core_event, CoreEvent(kind=CoreEventKind.FRAMEWORK)) == []
 
 
 def test_extra_plugins_registered() -> None:
     host = PluginHost(FakeSettings(), entry_points=[], extra_plugins={"x": Recorder})
     host.start()
-    host.fire("on_core_event", CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT))
+    host.fire(hookspecs.on_core_event, CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT))
     assert [n for n, _, _ in Recorder.seen] == ["x"]
 
 
@@ -239,7 +240,7 @@ def test_entry_point_of_an_installed_distribution(
     assert status.pretty_name == "Third party demo"
     assert status.origin == "thirdparty-demo-plugin==1.2:thirdparty_demo_plugin"
     event = CoreEvent(kind=CoreEventKind.CORE_START, framework_id="f")
-    host.fire("on_core_event", event)
+    host.fire(hookspecs.on_core_event, event)
     assert sys.modules["thirdparty_demo_plugin"].received == [event]
     host.stop(timeout_s=1)
 
@@ -256,7 +257,7 @@ def test_slow_hook_logged_with_plugin_name(caplog: pytest.LogCaptureFixture) -> 
                       slow_hook_s=0.01)
     host.start()
     with caplog.at_level(logging.WARNING):
-        failures = host.fire("on_core_event", CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT))
+        failures = host.fire(hookspecs.on_core_event, CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT))
     assert failures == []
     assert "plugin 'slowpoke' took" in caplog.text and "in on_core_event" in caplog.text
     assert "plugin 'rec' took" not in caplog.text

@@ -39,7 +39,8 @@ class FakeHost:
         self.contexts: list[CallContext] = []
         self.functions: dict[str, CallFunction] = {}
 
-    def fire(self, hook_name: str, event: object) -> list[object]:
+    def fire(self, hook: Callable[..., None], event: object) -> list[object]:
+        hook_name = hook.__name__
         with self.lock:
             self.events.append((hook_name, event))
             self.trace.append(describe(hook_name, event))

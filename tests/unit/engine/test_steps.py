@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -295,8 +295,8 @@ class RecordingHost:
         self.functions = functions
         self.calls: list[CallEvent] = []
 
-    def fire(self, hook_name: str, event: object) -> list[object]:
-        assert hook_name == "on_call" and isinstance(event, CallEvent)
+    def fire(self, hook: Callable[..., None], event: object) -> list[object]:
+        assert hook.__name__ == "on_call" and isinstance(event, CallEvent)
         self.calls.append(event)
         return []
 

@@ -142,3 +142,16 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_scenario_errors_are_bad_input() -> None:
     assert ScenarioError.exit_code == 2
+
+
+def test_service_payloads_are_json_with_sorted_keys(tmp_path: Path) -> None:
+    scenario = load_scenario(write(tmp_path, """
+        environments:
+          - id: a
+            actions:
+              - {service: dcs, operation: dcs.X(), payload: {b: 1, a: [2]}}
+              - {service: dcs, operation: dcs.Y()}
+    """))
+    first, second = (s.action for s in scenario.environments[0].steps)
+    assert isinstance(first, ServiceOperation) and isinstance(second, ServiceOperation)
+    assert (first.payload, second.payload) == ('{"a":[2],"b":1}', "{}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ class StubHost:
         self.runs: list[RunEvent] = []
         self.service_events: list[Any] = []
 
-    def fire(self, hook_name: str, event: object) -> list[object]:
+    def fire(self, hook: Callable[..., None], event: object) -> list[object]:
+        hook_name = hook.__name__
         with self.lock:
             if isinstance(event, RunEvent):
                 self.runs.append(event)
