@@ -97,6 +97,30 @@ def _origin(ep: importlib.metadata.EntryPoint) -> str:
     return f"{where}{ep.value}"
 
 
+def declared_settings_keys(
+    entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+) -> frozenset[str]:
+    """The top-level settings keys the installed plugins declare (``endpoint_setting`` and
+    ``settings_keys``), read from each entry point's object without instantiating it. A plugin
+    that cannot be imported declares nothing (the host reports it when it loads plugins)."""
+    eps = entry_points
+    if eps is None:
+        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    keys: set[str] = set()
+    for ep in eps:
+        try:
+            obj = ep.load()
+        except Exception:
+            continue
+        endpoint = getattr(obj, "endpoint_setting", None)
+        if isinstance(endpoint, str) and endpoint:
+            keys.add(endpoint)
+        declared = getattr(obj, "settings_keys", ())
+        if isinstance(declared, tuple | list | frozenset | set):
+            keys.update(k for k in declared if isinstance(k, str))
+    return frozenset(keys)
+
+
 class PluginHost:
     """Loads plugins per the settings and dispatches hooks to them.
 
@@ -126,14 +150,17 @@ class PluginHost:
         self._started = False
         self._slow_hook_s = slow_hook_s
         self.failure_count: dict[str, int] = {}
+        self._last_failure: dict[str, PluginFailure] = {}
         self._variable_defaults: dict[str, str] = {}
         self.instance_id = str(uuid.uuid4())
         """This process's id (``coreStartEvent.frameworkId``), logged at start."""
 
     # ----------------------------------------------------------------- loading
 
-    def start(self) -> None:
-        """Discover, load and instantiate the enabled plugins, then fire ``on_host_start``.
+    def start(self, *, listing: bool = False) -> None:
+        """Discover, load and instantiate the enabled plugins, then fire ``on_host_start``
+        (with ``listing``: the host only lists plugins, they must publish nothing; see
+        :class:`~aliecs_integration.records.HostStartEvent`).
 
         Never raises because of a plugin: failures are reported in :meth:`list_plugins`.
         Raises :class:`PluginError` when called twice.
@@ -162,8 +189,9 @@ class PluginHost:
         self._collect_variable_defaults()
         log.info("instance %s started with plugins: %s", self.instance_id,
                  ", ".join(self.plugin_names()) or "none")
-        self.fire(hookspecs.on_host_start, HostStartEvent(plugin_names=tuple(self.plugin_names()),
-                                                  framework_id=self.instance_id))
+        self.fire(hookspecs.on_host_start,
+                  HostStartEvent(plugin_names=tuple(self.plugin_names()),
+                                 framework_id=self.instance_id, listing=listing))
 
     def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
         eps = self._entry_points
@@ -314,8 +342,18 @@ class PluginHost:
         failure = PluginFailure(plugin_name, hook_name, exc)
         with self._lock:
             self.failure_count[plugin_name] = self.failure_count.get(plugin_name, 0) + 1
+            self._last_failure[plugin_name] = failure
         log.error("%s", failure, exc_info=exc)
         return failure
+
+    def failures(self) -> dict[str, tuple[int, PluginFailure]]:
+        """Each plugin whose hooks raised: how many times, and the last failure."""
+        with self._lock:
+            return {
+                name: (count, self._last_failure[name])
+                for name, count in self.failure_count.items()
+                if name in self._last_failure
+            }
 
     def call_function(self, qualified_name: str) -> CallFunction | None:
         """The call function exported as ``plugin.Function`` (no parentheses), or None."""
@@ -382,11 +420,19 @@ class PluginHost:
         return found
 
     def stop(self, timeout_s: float = 10.0) -> HostStopReport:
-        """Fire ``on_host_stop`` (plugins flush within ``timeout_s``), collect each plugin's
-        final delivery report, and unregister all plugins. Never raises because of a plugin."""
+        """Fire ``on_host_stop`` (plugins flush, all within one ``timeout_s`` deadline: each
+        plugin gets what the ones before it left), collect each plugin's final delivery
+        report, and unregister all plugins. Never raises because of a plugin."""
         if not self._started:
             return HostStopReport([], {})
-        failures = self.fire(hookspecs.on_host_stop, HostStopEvent(timeout_s=timeout_s))
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        failures: list[PluginFailure] = []
+        for plugin_name, function in self._dispatch.get("on_host_stop", ()):
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                function(event=HostStopEvent(timeout_s=left))
+            except Exception as exc:
+                failures.append(self._record_failure(plugin_name, "on_host_stop", exc))
         deliveries: dict[str, DeliveryReport] = {}
         for name, plugin in list(self.pm.list_name_plugin()):
             report = self._ask(plugin, name, "delivery_report", None)

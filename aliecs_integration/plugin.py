@@ -10,6 +10,9 @@ Attributes the host reads, all optional:
 - ``pretty_name`` (str): shown in listings; defaults to the name.
 - ``endpoint_setting`` (str): a settings key that must be present for the plugin to load
   (``kafkaEndpoint`` for ``kafka``); read before instantiation, on the class or module.
+- ``settings_keys`` (tuple of str): top-level settings keys the plugin reads. Settings refuse a
+  key that differs from a known one only by case or one letter (a typo) unless a plugin
+  declares it here (or as its ``endpoint_setting``).
 - ``variable_defaults`` (mapping of str to str): lowest-precedence defaults of environment
   variables the plugin reads (the legacy ``kafka`` plugin: ``kafka_enabled: false``); collected
   by :meth:`PluginHost.variable_defaults <aliecs_integration.host.PluginHost.variable_defaults>`.
@@ -45,6 +48,7 @@ class Plugin:
 
     pretty_name: ClassVar[str] = ""
     endpoint_setting: ClassVar[str | None] = None
+    settings_keys: ClassVar[tuple[str, ...]] = ()
     variable_defaults: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, context: PluginContext) -> None:

@@ -280,12 +280,17 @@ class CoreEvent:
 
 @attrs.frozen
 class HostStartEvent:
-    """The host has loaded its plugins and is about to serve environments."""
+    """The host has loaded its plugins and is about to serve environments.
+
+    ``listing``: the host only lists the plugins (``aliecs-integration plugins``) and serves
+    no environment: a plugin may connect (to report its state) but must publish nothing (a
+    start event or an empty running list would mislead every consumer)."""
 
     plugin_names: tuple[str, ...]
     timestamp_ns: int = attrs.field(factory=now_ns)
     framework_id: str = ""
     """The id of this instance (a UUID, logged at start; ``coreStartEvent.frameworkId``)."""
+    listing: bool = False
 
 
 @attrs.frozen

@@ -84,7 +84,12 @@ def write_fdset(target: Path) -> tuple[Path, int]:
         target.mkdir(parents=True, exist_ok=True)
         target = target / FDSET_FILE_NAME
     data = file_descriptor_set().SerializeToString()
-    target.write_bytes(data)
+    try:
+        target.write_bytes(data)
+    except OSError as exc:  # a full device, a read-only file: name the file
+        if exc.filename is None:
+            exc.filename = str(target)
+        raise
     return target, len(data)
 
 

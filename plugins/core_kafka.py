@@ -433,8 +433,9 @@ class CoreKafkaPlugin(Plugin):
 
     @hookimpl
     def on_host_start(self, event: HostStartEvent) -> None:
-        """Publishes a coreStartEvent."""
-        self.publish(event)
+        """Publishes a coreStartEvent (nothing when the host only lists plugins)."""
+        if not event.listing:
+            self.publish(event)
 
     @hookimpl
     def on_host_stop(self, event: HostStopEvent) -> None:

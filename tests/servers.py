@@ -58,6 +58,10 @@ RUN_DIR = Path(
     os.environ.get("ALIECS_RUN") or Path.home() / ".cache" / "aliecs-integration" / "run"
 )
 
+CONSUL_ACL_ADDRESS = "127.0.0.1:18510"
+CONSUL_ACL_MANAGEMENT_TOKEN = "aliecs-dev-management-token"
+"""The management token of ``dev/consul start --acl`` (a test agent's, not a secret)."""
+
 # fixture name -> markers applied to every test that (transitively) uses it
 FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
     "kafka_bootstrap": ("kafka",),
@@ -67,6 +71,7 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
     "kafka_sasl": ("kafka", "kafka_sasl"),
     "consul_address": ("consul",),
     "consul_client": ("consul",),
+    "consul_acl_address": ("consul",),
 }
 
 MARKERS = {
@@ -401,6 +406,15 @@ def consul_address() -> Iterator[str]:
         return
     with _managed("consul", dev_consul()):
         yield DEV_CONSUL_ADDRESS
+
+
+@pytest.fixture(scope="session")
+def consul_acl_address() -> Iterator[str]:
+    """``host:port`` of a second Consul agent with ACLs on (default policy deny; management
+    token :data:`CONSUL_ACL_MANAGEMENT_TOKEN`), started by ``dev/consul start --acl``."""
+    plain = dev_consul()
+    with _managed("consul-acl", DevServer("consul-acl", plain.script, ("--acl",))):
+        yield CONSUL_ACL_ADDRESS
 
 
 @pytest.fixture(scope="session")

@@ -123,21 +123,35 @@ def options(ctx: click.Context) -> Options:
     return obj if obj is not None else Options()
 
 
-def load_settings(source: str | None) -> Settings:
-    """Settings from ``source`` (``consul://…`` or a file), or the built-in defaults when None.
+def load_settings(source: str | None, token: str | None = None) -> Settings:
+    """Settings from ``source`` (``consul://…`` or a file), or the built-in defaults when None;
+    ``token``: the Consul ACL token (else ``$CONSUL_HTTP_TOKEN``).
 
     Raises ``SettingsError`` as :func:`aliecs_integration.settings.sources.load` does.
     """
+    from aliecs_integration.host import declared_settings_keys
     from aliecs_integration.settings.sources import load
 
     if source is None or not source.strip():
         return Settings.from_dict({}, source="built-in defaults")
-    return load(source)
+    return load(source, token=token, declared_keys=declared_settings_keys())
 
 
-settings_option = click.option(
-    "--settings", "settings_source", metavar="SOURCE", envvar=SETTINGS_ENV, help=SETTINGS_HELP
+CONSUL_TOKEN_HELP = (
+    "Consul ACL token for consul:// sources (default: $CONSUL_HTTP_TOKEN); never printed."
 )
+consul_token_option = click.option(
+    "--consul-token", "consul_token", metavar="TOKEN", envvar="CONSUL_HTTP_TOKEN",
+    help=CONSUL_TOKEN_HELP,
+)
+
+
+def settings_option(fn: Any) -> Any:
+    """``--settings SOURCE`` (also ``$ALIECS_SETTINGS``) and ``--consul-token TOKEN``."""
+    return click.option(
+        "--settings", "settings_source", metavar="SOURCE", envvar=SETTINGS_ENV,
+        help=SETTINGS_HELP,
+    )(consul_token_option(fn))
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -25,6 +25,7 @@ from aliecs_integration.cli.common import (
     BadInput,
     CliError,
     Options,
+    consul_token_option,
     convert,
     format_table,
     load_settings,
@@ -62,8 +63,7 @@ class AliecsGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Terminated as terminated:
-            click.echo(f"error: {terminated}; what the producers held was flushed or counted "
-                       "as undelivered above", err=True)
+            click.echo(f"error: {terminated}; {terminated.outcome()}", err=True)
             ctx.exit(terminated.exit_code)
         except KeyboardInterrupt:
             raise click.Abort() from None
@@ -195,13 +195,13 @@ def hooks() -> None:
     "--wait", type=click.FloatRange(min=0), default=3.0, show_default=True,
     help="Seconds to wait for loaded plugins to leave the CONNECTING state before listing.",
 )
-def plugins_command(settings_source: str | None, wait: float) -> None:
+def plugins_command(settings_source: str | None, consul_token: str | None, wait: float) -> None:
     """List discovered and requested plugins: loaded or not (and why), endpoint, connection."""
     from aliecs_integration.host import PluginHost
 
-    settings = load_settings(settings_source)
+    settings = load_settings(settings_source, consul_token)
     host = PluginHost(settings)
-    host.start()
+    host.start(listing=True)  # plugins connect but publish nothing (no start event, no list)
     try:
         deadline = time.monotonic() + wait
         statuses = host.list_plugins()
@@ -232,7 +232,7 @@ def topics() -> None:
 @settings_option
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds to wait for the broker and the topics.")
-def topics_create(settings_source: str | None, timeout: float) -> None:
+def topics_create(settings_source: str | None, consul_token: str | None, timeout: float) -> None:
     """Create every standard topic (core and legacy) with the configured partitions and
     replication (kafkaProducer.topics; replication clamped to the number of brokers).
 
@@ -243,7 +243,7 @@ def topics_create(settings_source: str | None, timeout: float) -> None:
     from aliecs_integration.publish.topic_admin import ensure_topics
     from aliecs_integration.publish.topics import TopicNames
 
-    settings = load_settings(settings_source)
+    settings = load_settings(settings_source, consul_token)
     if not settings.kafka_endpoints:
         raise BadInput(f"{settings.source}: kafkaEndpoints is empty: no broker to create "
                        "topics on")
@@ -271,6 +271,24 @@ def _replicas(meta: Any) -> int:
     return min((len(p.replicas) for p in meta.partitions.values()), default=0)
 
 
+class _LastError(logging.Handler):
+    """Keeps the last warning or error the publisher logged (a refused message, an
+    authentication failure, a refused connection), to name the cause in the final line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.funcName == "close":  # the final count, not a cause
+            return
+        try:
+            text = " ".join(record.getMessage().split())
+        except Exception:  # a bad log call must not break the command
+            return
+        self.text = text if len(text) <= 300 else text[:300] + "..."
+
+
 def _progress_printer(width: int) -> Callable[[Any], None]:
     from aliecs_integration.cli.demo import format_progress
 
@@ -281,15 +299,18 @@ def _progress_printer(width: int) -> Callable[[Any], None]:
 @click.option("--settings", "settings_source", metavar="SOURCE", envvar=SETTINGS_ENV,
               required=True, help="consul://HOST:PORT[/KEY] or a YAML settings file.")
 @click.option("--scenario", "scenario_file", required=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="Scenario YAML file.")
+              type=click.Path(path_type=Path), help="Scenario YAML file.")
 @click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),
               help="Run-number file (default: $ALIECS_STATE_DIR/run_number or "
                    "~/.local/state/aliecs-integration/run_number).")
-@click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              help="Seconds to wait at the end for the broker to acknowledge everything.")
+@click.option("--flush-timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds to wait at the end (or after SIGTERM) for the broker to acknowledge "
+                   "everything, all plugins together [default: kafkaProducer."
+                   "flushTimeoutSeconds, 10].")
+@consul_token_option
 @click.pass_context
 def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbers: Path | None,
-        flush_timeout: float) -> None:
+        flush_timeout: float | None, consul_token: str | None) -> None:
     """Run a scenario with the configured plugins, against your own Kafka and Consul.
 
     The engine of `demo` without the dev stack: progress while it runs, then the messages
@@ -302,25 +323,40 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     from aliecs_integration.scenario.session import run_scenario
 
     scenario = load_scenario(scenario_file)
-    settings = load_settings(settings_source)
+    settings = load_settings(settings_source, consul_token)
+    if flush_timeout is None:
+        flush_timeout = settings.producer.flush_timeout_s
     quiet_progress_duplicates(ctx)
     count = len(scenario.environments)
     click.echo(f"settings: {settings.source}; scenario: {scenario_file} ({count} "
                f"environment{'s' if count > 1 else ''}{' in parallel' if count > 1 else ''})")
     width = max(len(e.label) for e in scenario.environments)
-    outcome = run_scenario(settings, scenario, run_numbers=RunNumberStore(run_numbers),
-                           on_progress=_progress_printer(width),
-                           flush_timeout_s=flush_timeout)
+    last_error = _LastError()
+    publish_log = logging.getLogger("aliecs_integration.publish")
+    publish_log.addHandler(last_error)
+    try:
+        outcome = run_scenario(settings, scenario, run_numbers=RunNumberStore(run_numbers),
+                               on_progress=_progress_printer(width),
+                               flush_timeout_s=flush_timeout)
+    finally:
+        publish_log.removeHandler(last_error)
     problems = [f"{p.label} actions[{p.index}] {p.action}" for p in outcome.result.failures]
     problems += [f"plugin {m}" for m in outcome.missing_plugins(settings)]
+    problems += list(outcome.hook_failures)
     if outcome.metrics is not None:
         click.echo(format_table(TOPIC_HEADERS,
                                 topic_rows(outcome.metrics)))
         m = outcome.metrics
-        if m.queued or m.failed or m.dropped:
+        if m.queued:  # not acknowledged: the broker (or the way to it) is the likely cause
             problems.append(f"{m.queued} message(s) not acknowledged within {flush_timeout:g} s,"
                             f" {m.failed} failed, {m.dropped} dropped (is Kafka at "
-                            f"{','.join(settings.kafka_endpoints)} reachable?)")
+                            f"{','.join(settings.kafka_endpoints)} reachable?"
+                            + (f" the last error: {last_error.text}" if last_error.text else "")
+                            + ")")
+        elif m.failed or m.dropped:  # refused: say by what, not "is Kafka reachable?"
+            problems.append(f"{m.failed} message(s) failed, {m.dropped} dropped"
+                            + (f" (the last error: {last_error.text})" if last_error.text
+                               else " (the errors above say why)"))
     else:
         click.echo("nothing was published (enableKafka false, kafkaEndpoints empty or "
                    "core-kafka not loaded)")
@@ -331,11 +367,11 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option("--keep-servers", is_flag=True,
               help="Leave Kafka and Consul running at the end (when the demo started them).")
-@click.option("--settings-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--settings-file", type=click.Path(path_type=Path),
               default=DEMO_EXAMPLES / "settings.yaml",
               show_default="examples/settings.yaml of the checkout, else the installed copy",
               help="Settings pushed to Consul before the run.")
-@click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--scenario", "scenario_file", type=click.Path(path_type=Path),
               default=DEMO_EXAMPLES / "scenario.yaml",
               show_default="examples/scenario.yaml of the checkout, else the installed copy")
 @click.option("--run-numbers", type=click.Path(dir_okay=False, path_type=Path),

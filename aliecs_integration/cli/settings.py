@@ -14,6 +14,7 @@ from aliecs_integration.cli.common import (
     SETTINGS_ENV,
     SETTINGS_HELP,
     BadInput,
+    consul_token_option,
     format_table,
     load_settings,
 )
@@ -31,6 +32,7 @@ PRODUCER_FIELDS: Mapping[str, str] = {
     "overflow": "queue.overflow",
     "block_timeout_s": "queue.blockTimeoutSeconds",
     "flush_timeout_s": "flushTimeoutSeconds",
+    "spool_path": "spool.path",
 }
 
 
@@ -92,9 +94,10 @@ def settings() -> None:
               help=SETTINGS_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-def show(source: str | None, fmt: str) -> None:
+@consul_token_option
+def show(source: str | None, fmt: str, consul_token: str | None) -> None:
     """Print every effective setting, where it came from, secrets masked as ***."""
-    loaded = load_settings(source)
+    loaded = load_settings(source, consul_token)
     rows = effective_rows(loaded)
     if fmt == "json":
         click.echo(json.dumps(
@@ -118,7 +121,7 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @settings.command(epilog=EXIT_CODES_HELP)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--consul", "address", envvar=CONSUL_ENV, required=True, metavar="HOST:PORT",
               help=f"Consul HTTP address (also ${CONSUL_ENV}).")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
@@ -126,27 +129,36 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--key", default=None, metavar="KEY",
               help="Consul key of the settings document "
                    "[default: o2/components/aliecs/ANY/any/settings].")
-def push(file: Path, address: str, variables: tuple[str, ...], key: str | None) -> None:
-    """Validate FILE, then write it to Consul with its runtime variables.
+@consul_token_option
+def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
+         consul_token: str | None) -> None:
+    """Validate FILE, then write it to Consul with its runtime variables, all or nothing.
 
-    Nothing is written unless FILE validates. The settings document goes to
-    o2/components/aliecs/ANY/any/settings unchanged; each runtimeVars entry (and --var) to
-    o2/runtime/aliecs/vars/NAME.
+    Nothing is written unless FILE validates. One Consul transaction writes the settings
+    document to o2/components/aliecs/ANY/any/settings unchanged and each runtimeVars entry
+    (and --var) to o2/runtime/aliecs/vars/NAME: either all of them are written or none.
+    Variable names: a letter or '_', then letters, digits, '_', '.' or '-'.
     """
+    from aliecs_integration.host import declared_settings_keys
+    from aliecs_integration.settings.secrets import is_secret_key, redact_url
     from aliecs_integration.settings.sources import (
         DEFAULT_SETTINGS_KEY,
-        DEFAULT_VARS_PREFIX,
         load_file,
         push_to_consul,
     )
 
     extra = _parse_vars(variables)
-    validated = load_file(file)
+    declared = declared_settings_keys()
+    validated = load_file(file, declared_keys=declared)
     key = (key or DEFAULT_SETTINGS_KEY).strip("/")
-    push_to_consul(address, file, runtime_vars=extra or None, settings_key=key)
-    runtime = {**validated.runtime_vars, **extra}
-    base = address.removeprefix("consul://").removeprefix("http://").rstrip("/")
+    written = push_to_consul(address, file, runtime_vars=extra or None, settings_key=key,
+                             token=consul_token, declared_keys=declared)
+    base = redact_url(address).removeprefix("consul://").removeprefix("http://").rstrip("/")
     click.echo(f"validated {file} ({len(validated.raw)} keys)")
-    for name, value in runtime.items():
-        click.echo(f"wrote consul://{base}/{DEFAULT_VARS_PREFIX}{name} = {value}")
+    for name, value in written.items():
+        if name == key:
+            continue
+        shown = "***" if is_secret_key(name) else value
+        click.echo(f"wrote consul://{base}/{name} = {shown}")
     click.echo(f"wrote consul://{base}/{key}")
+    click.echo(f"({len(written)} keys in one Consul transaction: all or nothing)")

@@ -1,9 +1,11 @@
 """Turning SIGTERM into an orderly shutdown.
 
 Inside :func:`sigterm_raises`, SIGTERM raises :class:`Terminated` in the main thread, so the
-``finally`` blocks on the way out run as for any error: the environment manager stops its call
-workers and the plugin host fires ``on_host_stop``, where the producers flush within their
-timeout and log how many messages were delivered and how many were not.
+``finally`` blocks on the way out run as for any error: the scenario's environment threads
+stop, the environment manager stops its call workers and the plugin host fires
+``on_host_stop``, where the producers flush within their timeout and log how many messages
+were delivered and how many were not. A second SIGTERM during that shutdown raises
+:class:`Terminated` again (``again``): the flush is cut short and nothing more is counted.
 """
 
 from __future__ import annotations
@@ -19,9 +21,21 @@ class Terminated(BaseException):
     """The process received a termination signal. A BaseException, like KeyboardInterrupt, so
     that ``except Exception`` handlers on the way out do not swallow it."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, *, again: bool = False) -> None:
         self.signum = signum
-        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.again = again
+        """A second signal, while the first one's orderly shutdown (the flush) was running."""
+        name = signal.Signals(signum).name
+        super().__init__(f"terminated by {name} again during shutdown" if again
+                         else f"terminated by {name}")
+
+    def outcome(self) -> str:
+        """What happened to the events the producers held, truthfully."""
+        if self.again:
+            return ("the shutdown was cut short: events the producers still held were neither "
+                    "flushed nor counted (they may be lost)")
+        return ("what the producers held was flushed within the flush timeout, or counted as "
+                "undelivered in the 'closed:' log line")
 
     @property
     def exit_code(self) -> int:
@@ -38,8 +52,11 @@ def sigterm_raises() -> Iterator[None]:
         yield
         return
 
+    received: list[int] = []
+
     def raise_terminated(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(signum)
+        received.append(signum)
+        raise Terminated(signum, again=len(received) > 1)
 
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:

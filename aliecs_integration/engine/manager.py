@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import NoReturn
 
-from aliecs_integration import hookspecs
+from aliecs_integration import hookspecs, names
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine import workflow as workflows
 from aliecs_integration.engine.call_runner import CallRunner
@@ -330,11 +330,10 @@ class EnvironmentManager:
     ) -> None:
         """Fire ``on_integrated_service_event`` for an operation not made by a workflow call;
         ``service`` is lower-cased (``DCS`` -> ``dcs``) and ``name`` defaults to the
-        environment's root role path when the environment exists. Raises ``ValueError`` for an
-        empty or non-identifier service name."""
-        service = service.strip().lower()
-        if not service.replace("-", "_").isidentifier():
-            raise ValueError(f"integrated service name must be a plain word, got {service!r}")
+        environment's root role path when the environment exists. Raises
+        :class:`~aliecs_integration.names.InvalidName` (a ``ValueError``) for a name that cannot
+        be part of a topic name (see :mod:`aliecs_integration.names`)."""
+        service = names.service_name(service)  # InvalidName (a ValueError) names the problem
         if not name:
             slot = self._slots.get(env_id)
             name = slot.workflow.name if slot is not None else ""

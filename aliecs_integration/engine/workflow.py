@@ -41,8 +41,8 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
-import yaml
 
+from aliecs_integration import safe_yaml
 from aliecs_integration.engine import fsm
 from aliecs_integration.errors import AliecsError
 from aliecs_integration.records import WorkflowTemplate
@@ -315,11 +315,9 @@ class Workflow:
         """Load a YAML file; raises :class:`WorkflowError` naming the file on any problem."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise WorkflowError(f"{path}: cannot read workflow: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise WorkflowError(f"{path}: malformed YAML: {exc}") from exc
+            data = safe_yaml.load_file(path)
+        except safe_yaml.YamlInputError as exc:
+            raise WorkflowError(f"{path}: {exc}") from None
         return attrs.evolve(cls.from_dict(data, source=str(path)), path=str(path))
 
 
@@ -417,10 +415,15 @@ _DURATION = re.compile(r"\s*(?P<n>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?\s*"
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
+MAX_TIMEOUT_S = 86_400.0
+"""The longest timeout accepted (a day); larger ones, ``.inf`` and ``.nan`` are refused."""
+
+
 def parse_timeout(value: Any) -> float:
     """Seconds from a number or a duration string (``500ms``, ``5s``, ``1.5m``, ``1h``).
 
-    Raises ``ValueError`` naming the value when it is malformed or not positive.
+    Raises ``ValueError`` naming the value when it is malformed, not positive, not finite or
+    longer than :data:`MAX_TIMEOUT_S`.
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
@@ -428,8 +431,10 @@ def parse_timeout(value: Any) -> float:
         seconds = float(match["n"]) * _UNIT[match["unit"]]
     else:
         raise ValueError(f"malformed timeout {value!r}: expected seconds or e.g. '500ms', '5s'")
-    if not seconds > 0:
-        raise ValueError(f"timeout must be positive, got {value!r}")
+    if not 0 < seconds <= MAX_TIMEOUT_S:  # also refuses nan and inf
+        raise ValueError(
+            f"timeout must be positive and at most {MAX_TIMEOUT_S:g} s (a day), got {value!r}"
+        )
     return seconds
 
 

@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -38,6 +38,11 @@ from aliecs_integration.records import ConnectionState
 _READY = ConnectionState.READY
 _DOWN = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+MISSING_TOPIC = frozenset(
+    {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+"""Delivery errors of a topic deleted under the producer: the message can go again once the
+topic is re-created (see ``on_missing_topic``)."""
 
 
 class DeliveryTracker:
@@ -51,8 +56,15 @@ class DeliveryTracker:
     :attr:`purged_by_topic`); :attr:`failed_by_topic` counts the failures served.
     """
 
-    def __init__(self, metrics: Metrics, name: str, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        name: str,
+        logger: logging.Logger,
+        on_missing_topic: Callable[[Any], bool] | None = None,
+    ) -> None:
         self.name, self.logger = name, logger
+        self._on_missing_topic = on_missing_topic
         self.state = ConnectionState.CONNECTING
         self.purged = 0
         self._count_sent, self._sample_latency = metrics.count_sent, metrics.sample_latency
@@ -60,6 +72,7 @@ class DeliveryTracker:
         self._metrics = metrics
         self.failed_by_topic: collections.Counter[str] = collections.Counter()
         self.purged_by_topic: collections.Counter[str] = collections.Counter()
+        self.retaken_by_topic: collections.Counter[str] = collections.Counter()
         self._acked: dict[str, int] = {}  # per topic: sum of acked_msgid in the last stats
         self._lock = threading.Lock()
         self._failures = RateLimitedLog(logger, logging.ERROR)
@@ -73,7 +86,7 @@ class DeliveryTracker:
                 self._sample_latency(topic, msg.latency() or 0.0)
             self.state = _READY
         else:
-            self._on_failure(err, msg.topic())
+            self._on_failure(err, msg.topic(), msg)
 
     def on_delivery_since(self, queued: float, err: KafkaError | None, msg: Any) -> None:
         """The delivery report of a message held by the publisher since ``queued``
@@ -84,12 +97,13 @@ class DeliveryTracker:
                 self._sample_latency(topic, time.monotonic() - queued)
             self.state = _READY
         else:
-            self._on_failure(err, msg.topic())
+            self._on_failure(err, msg.topic(), msg)
 
     def on_stats(self, stats_json: str) -> None:
         """librdkafka's statistics (``stats_cb``): raise each topic's acknowledged count to
-        the sum of its partitions' ``acked_msgid`` less its failures and purges served so
-        far; record the latency of the window (see :func:`window_latency`)."""
+        the sum of its partitions' ``acked_msgid`` less its failures, purges and messages
+        taken back for a deleted topic served so far; record the latency of the window (see
+        :func:`window_latency`)."""
         try:
             stats = json.loads(stats_json)
             topics: Mapping[str, Any] = stats.get("topics") or {}
@@ -106,7 +120,8 @@ class DeliveryTracker:
                     self._acked[topic] = acked
                     progressed.append((topic, leader))
                 with self._lock:
-                    lost = self.failed_by_topic[topic] + self.purged_by_topic[topic]
+                    lost = (self.failed_by_topic[topic] + self.purged_by_topic[topic]
+                            + self.retaken_by_topic[topic])
                 totals[topic] = acked - lost
         except (ValueError, TypeError, AttributeError) as exc:  # never raise into the client
             self._errors.note("%s: unreadable librdkafka statistics: %s", self.name, exc)
@@ -128,7 +143,16 @@ class DeliveryTracker:
         else:
             self._errors.note("%s: Kafka client error: %s", self.name, err.str())
 
-    def _on_failure(self, err: KafkaError, topic: str) -> None:
+    def _on_failure(self, err: KafkaError, topic: str, msg: Any = None) -> None:
+        if (
+            err.code() in MISSING_TOPIC
+            and self._on_missing_topic is not None
+            and msg is not None
+            and self._on_missing_topic(msg)
+        ):
+            with self._lock:
+                self.retaken_by_topic[topic] += 1
+            return  # taken back: it goes again once the topic is re-created
         if err.code() in _PURGED:
             with self._lock:
                 self.purged += 1

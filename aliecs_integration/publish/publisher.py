@@ -38,6 +38,13 @@ Contract of :meth:`Publisher.publish`:
   at most one per kind (facility and client) every 30 s with the count of those suppressed;
   the counts still pending are logged at :meth:`Publisher.close`.
 
+- A topic deleted while messages flow to it is re-created: messages the client reports (or
+  refuses) for a missing topic wait for it again instead of failing (see
+  :mod:`aliecs_integration.publish.topic_admin`).
+- With ``kafkaProducer.spool.path``, every message is journaled on disk before ``publish``
+  returns and until it is acknowledged; what a crash left is replayed at the next start
+  (:mod:`aliecs_integration.publish.spool`).
+
 Use :func:`shared_publisher` to share one producer between plugins with equal settings.
 """
 
@@ -57,9 +64,10 @@ from confluent_kafka.admin import AdminClient
 
 from aliecs_integration.errors import PublishError, SettingsError
 from aliecs_integration.log_limits import RateLimitFilter
-from aliecs_integration.publish.delivery_tracker import DeliveryTracker
+from aliecs_integration.publish.delivery_tracker import MISSING_TOPIC, DeliveryTracker
 from aliecs_integration.publish.held_messages import HeldMessages, size_of
 from aliecs_integration.publish.metrics import Metrics
+from aliecs_integration.publish.spool import Spool, SpooledDeliveries, journal_dir
 from aliecs_integration.publish.topic_admin import TopicCreator
 from aliecs_integration.records import ConnectionState, DeliveryReport
 from aliecs_integration.settings.producer import OverflowPolicy, ProducerConfig
@@ -96,7 +104,16 @@ class Publisher:
         self.config, self.name = config, name
         self.metrics = Metrics()
         self._count_published = self.metrics.count_published
-        self._deliveries = DeliveryTracker(self.metrics, name, log)
+        # issue 12: the optional on-disk spool (see publish/spool.py)
+        self._spool = (Spool(journal_dir(config.spool_path, self.bootstrap_servers),
+                             max_messages=config.max_messages, max_bytes=config.max_bytes)
+                       if config.spool_path else None)
+        self._deliveries = (
+            DeliveryTracker(self.metrics, name, log, on_missing_topic=self._topic_gone)
+            if self._spool is None else
+            SpooledDeliveries(self._spool, self.metrics, name, log,
+                              on_missing_topic=self._topic_gone)
+        )
         split = config.queue_split()
         self.max_message_bytes = split.max_message_bytes
         self._cond = threading.Condition()
@@ -137,6 +154,8 @@ class Publisher:
                 }
             )
         except KafkaException as exc:  # e.g. an unknown property or a bad value
+            if self._spool is not None:  # issue 12: release the journal for a next attempt
+                self._spool.close()
             raise SettingsError(
                 f"the Kafka client refused the configuration: {exc.args[0].str()}",
                 key="kafkaProducer.properties",
@@ -154,9 +173,13 @@ class Publisher:
             wants_probe=lambda: not self._closed
             and self._deliveries.state is not ConnectionState.READY,
             timeout_s=ADMIN_TIMEOUT_S,
+            refresh=lambda t: self._producer.list_topics(t, timeout=ADMIN_TIMEOUT_S),  # issue 12
         )
         self._poller = threading.Thread(target=self._poll_loop, name=f"{name}-poller", daemon=True)
         self._poller.start()
+        if self._spool is not None:  # issue 12: journal first, then what a crash left
+            setattr(self, "publish", self._spooled_publish)  # noqa: B010 (shadows the method)
+            self._replay_spool()
 
     # ------------------------------------------------------------------ public API
     def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -175,7 +198,8 @@ class Publisher:
                     self._when_full(topic, value, key)
                     return
             except KafkaException as exc:
-                self._refuse(topic, f"the Kafka client refused it: {exc}")
+                if not self._missing(exc, topic):  # issue 12: a deleted topic waits instead
+                    self._refuse(topic, f"the Kafka client refused it: {exc}")
             else:
                 self._settled = False
                 self._count_published(topic)
@@ -235,6 +259,8 @@ class Publisher:
             self._producer.flush(1.0)  # serves the purged messages' delivery reports
         self._settle()
         self._producer.close()
+        if self._spool is not None:  # issue 12: what was not acknowledged stays journaled
+            self._spool.close()
         self._deliveries.state = ConnectionState.SHUTDOWN
         _rdkafka_filter.release(_rdkafka_log)
         report = self._report(abandoned + self._deliveries.purged)
@@ -290,6 +316,8 @@ class Publisher:
         except BufferError:
             return False
         except KafkaException as exc:
+            if self._missing(exc, topic):  # issue 12: held, waiting for the topic again
+                return False
             self._refuse(topic, f"the Kafka client refused it: {exc}")
 
     def _when_full(self, topic: str, value: bytes, key: bytes | None) -> None:
@@ -320,6 +348,9 @@ class Publisher:
                         self._held.refuse_full(topic)
                 continue
             except KafkaException as exc:
+                if self._missing(exc, topic):  # issue 12: held, waiting for the topic again
+                    self._enqueue(topic, value, key)
+                    return
                 self._refuse(topic, f"the Kafka client refused it: {exc}")
             self._settled = False
             self._count_published(topic)
@@ -393,6 +424,11 @@ class Publisher:
             except BufferError:
                 break
             except KafkaException as exc:
+                if self._missing(exc, topic):  # issue 12: back to waiting for the topic
+                    item = self._backlog[0]
+                    self._held.pop_backlog()
+                    self._held.add(item, topic_exists=False)
+                    continue
                 self.metrics.record_dropped(topic)
                 log.error(
                     "%s: message to %s dropped: the Kafka client refused it: %s",
@@ -466,6 +502,65 @@ class Publisher:
             reason,
             len(lost),
         )
+
+    # --- issue 12: the spool (publish/spool.py) ---------------------------------------------
+    def _spooled_publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """:meth:`publish` with the spool on: journaled before anything else; a message
+        refused here (counted as dropped) leaves the journal."""
+        assert self._spool is not None
+        self._spool.append(topic, value, key)
+        try:
+            Publisher.publish(self, topic, value, key)
+        except PublishError:
+            self._spool.done(topic, value, key)
+            raise
+
+    def _replay_spool(self) -> None:
+        assert self._spool is not None
+        left = self._spool.replay()
+        refused = 0
+        for topic, value, key in left:
+            try:
+                self._spooled_publish(topic, value, key)
+            except PublishError:
+                refused += 1
+        if left:
+            log.warning("%s: spool %s: replayed %d message(s) a previous run left "
+                        "unacknowledged (%d refused)", self.name, self._spool.path, len(left),
+                        refused)
+
+    def spool_stats(self) -> dict[str, Any] | None:
+        """The spool's entries, bytes, replayed and trimmed counts; None without a spool."""
+        return None if self._spool is None else self._spool.stats()
+
+    # --- issue 12: a topic deleted while running is re-created (see topic_admin) -------------
+    def _missing(self, exc: KafkaException, topic: str) -> bool:
+        """True (and the topic asked for again) when ``exc`` says ``topic`` does not exist."""
+        if not exc.args or getattr(exc.args[0], "code", lambda: None)() not in MISSING_TOPIC:
+            return False
+        with self._cond:
+            if self._closed:
+                return False
+            self._created.discard(topic)
+            self._topics.request((topic,), again=True)
+        return True
+
+    def _topic_gone(self, msg: Any) -> bool:
+        """Delivery report of a message whose topic no longer exists (deleted under us): hold
+        it again, waiting for the topic, and ask for the topic to be re-created. False once
+        closed (the message then counts as failed)."""
+        topic = msg.topic()
+        with self._cond:
+            if self._closed:
+                return False
+            if topic in self._created:
+                self._created.discard(topic)
+                log.warning("%s: topic %s disappeared (deleted?): re-creating it; its "
+                            "messages wait for it", self.name, topic)
+            self._held.add((topic, msg.value(), msg.key(), time.monotonic()), topic_exists=False)
+            self._topics.request((topic,), again=True)
+        return True
+    # --- end issue 12 ---------------------------------------------------------------------
 
     def _mark_created(self, topics: set[str]) -> None:
         with self._cond:

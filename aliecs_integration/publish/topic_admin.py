@@ -83,11 +83,18 @@ def create_topics(
             replication_factor,
             brokers,
         )
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=replicas) for t in missing],
-        operation_timeout=timeout_s,
-        request_timeout=timeout_s,
-    )
+    try:
+        futures = admin.create_topics(
+            [NewTopic(t, num_partitions=partitions, replication_factor=replicas)
+             for t in missing],
+            operation_timeout=timeout_s,
+            request_timeout=timeout_s,
+        )
+    except ValueError as exc:  # the client refuses the request itself: retrying cannot help
+        reason = f"the Kafka client refused the request: {exc}"
+        return TopicCreation(existing=tuple(existing),
+                             failed=MappingProxyType({t: reason for t in missing}),
+                             replication_factor=replicas)
     created: list[str] = []
     failed: dict[str, str] = {}
     for topic, future in sorted(futures.items()):
@@ -165,7 +172,9 @@ class TopicCreator:
     metadata request. While ``wants_probe()`` is true the cluster is also asked for metadata
     every ``probe_interval_s`` even when no topic is wanted (to notice it is back).
     ``bootstrap_servers`` name the cluster in log messages. ``admin.poll(0)`` is called after
-    each request: it hands the client's log lines to its ``logger``.
+    each request: it hands the client's log lines to its ``logger``. A topic requested
+    ``again`` (deleted under the producer) is re-created, then ``refresh(topic)`` runs before
+    ``on_created`` so that the producer's own metadata knows the topic exists again.
     """
 
     def __init__(
@@ -182,8 +191,10 @@ class TopicCreator:
         wants_probe: Callable[[], bool] = lambda: False,
         timeout_s: float = 5.0,
         probe_interval_s: float = 5.0,
+        refresh: Callable[[str], object] = lambda topic: None,
     ) -> None:
         self.admin, self.name, self.timeout_s = admin, name, timeout_s
+        self._refresh = refresh
         self.servers = ",".join(bootstrap_servers)
         self.partitions, self.replication_factor = partitions, replication_factor
         self._on_created, self._on_failed = on_created, on_failed
@@ -191,16 +202,22 @@ class TopicCreator:
         self._probe_interval_s = probe_interval_s
         self._cond = threading.Condition()
         self._requested: set[str] = set()
+        self._recreate: set[str] = set()
         self._stop = threading.Event()
         self._errors = RateLimitedLog(log, logging.WARNING)
         self._unreachable = RateLimitedLog(log, logging.WARNING)
         self._thread = threading.Thread(target=self._run, name=f"{name}-topics", daemon=True)
         self._thread.start()
 
-    def request(self, topics: Iterable[str]) -> None:
-        """Ask for ``topics`` to exist (no-op for those already asked for)."""
+    def request(self, topics: Iterable[str], *, again: bool = False) -> None:
+        """Ask for ``topics`` to exist (no-op for those already asked for). ``again``: the
+        topics existed but were deleted since; they are checked and created anew even when
+        the cluster's metadata still lists them for a moment."""
         with self._cond:
-            new = set(topics) - self._requested
+            wanted = set(topics)
+            if again:
+                self._recreate |= wanted
+            new = wanted - self._requested
             if new:
                 self._requested |= new
                 self._cond.notify_all()
@@ -264,5 +281,14 @@ class TopicCreator:
                 log.info("%s: created topic %s", self.name, topic)
             for topic, reason in result.failed.items():
                 self._on_failed(topic, reason)
+            with self._cond:
+                again = done & self._recreate
+                self._recreate -= again
+            for topic in sorted(again):
+                log.warning("%s: topic %s re-created", self.name, topic)
+                try:
+                    self._refresh(topic)
+                except Exception as exc:  # the producer refreshes on its own, later
+                    log.debug("%s: metadata refresh of %s failed: %s", self.name, topic, exc)
             if done:
                 self._on_created(done)

@@ -10,11 +10,13 @@ are the names under the default root.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import attrs
 from google.protobuf.message import Message
 
+from aliecs_integration import names
 from aliecs_integration.pb import events_pb2, kafka_pb2
 
 DEFAULT_ROOT = "aliecs"
@@ -34,11 +36,22 @@ ENTER_STATES: tuple[str, ...] = (
 #: States the legacy plugin announces on ``env_leave_state.<STATE>``.
 LEAVE_STATES: tuple[str, ...] = ("STANDBY", "DEPLOYED", "CONFIGURED", "RUNNING", "ERROR")
 
-_SERVICE = re.compile(r"^[a-z0-9_-]+$")
 _STATE = re.compile(r"^[A-Z][A-Z_]*$")
 _ROOT = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _EVENT_SUFFIXES = ("core", "environment", "task", "role", "call", "run")
 _NOTIFICATION_SUFFIXES = ("before_start_activity", "after_start_activity", "start_activity")
+
+
+@functools.lru_cache(maxsize=1024)
+def _service_topic(root: str, service: str) -> str:
+    """The checked topic of ``service`` under ``root`` (cached: it is on every integrated-service
+    event's path; only valid names are cached, a bad one raises each time)."""
+    if not isinstance(service, str) or service != service.strip().lower():
+        raise names.InvalidName(
+            f"integrated service name {service!r}: expected non-empty lower-case "
+            "letters, digits, '_' or '-'"
+        )
+    return names.topic_name(f"{root}.integrated_service.{names.service_name(service)}")
 
 
 def _check_root(root: str) -> str:
@@ -80,12 +93,7 @@ class TopicNames:
     def integrated_service(self, service: str) -> str:
         """``<root>.integrated_service.<service>``; raises ``ValueError`` naming a bad service
         name (it must be non-empty lower-case ``[a-z0-9_-]``)."""
-        if not isinstance(service, str) or not _SERVICE.match(service):
-            raise ValueError(
-                f"integrated service name {service!r}: expected non-empty lower-case "
-                "letters, digits, '_' or '-'"
-            )
-        return f"{self.root}.integrated_service.{service}"
+        return _service_topic(self.root, service)
 
     def env_state(self, state: str) -> str:
         """Legacy ``<root>.env_state.<STATE>``; raises ``ValueError`` unless upper-case."""

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
+from aliecs_integration import names, safe_yaml
 from aliecs_integration.engine import fsm
 from aliecs_integration.engine.workflow import (
     TemplateRef,
@@ -51,6 +51,8 @@ from aliecs_integration.errors import AliecsError
 from aliecs_integration.records import OpStatus
 
 DESTROY = "destroy"
+MAX_SLEEP_S = 86_400.0
+"""The longest ``sleep`` action accepted (a day)."""
 _ENV_KEYS = {"id", "detectors", "run_type", "variables", "workflow", "calls", "actions", "user"}
 _EXPECT = {"ok": False, "error": True}
 
@@ -153,17 +155,9 @@ def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file. Raises :class:`ScenarioError` naming the file, the
     environment (label and position) and the action index of the first problem."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScenarioError(f"{path}: malformed YAML{where}: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: malformed YAML: {exc}") from exc
+        data = safe_yaml.load_file(path)
+    except safe_yaml.YamlInputError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
     return parse_scenario(data, source=str(path), base_dir=path.parent)
 
 
@@ -226,7 +220,10 @@ def _environment(item: Any, where: str, base_dir: Path) -> EnvironmentPlan:
 def _workflow(
     item: Mapping[str, Any], where: str, base_dir: Path
 ) -> Workflow | TemplateRef | None:
-    """None for the manager's default; a template file is only referenced (loaded at CREATE)."""
+    """None for the manager's default; a template file is referenced (loaded at CREATE, where
+    an invalid template fails that environment's CREATE), and read once here through the one
+    YAML reader so that a missing, unreadable, binary or malformed file is bad input of the
+    scenario, named before anything starts."""
     name = item.get("workflow", "default")
     if not isinstance(name, str) or not name:
         raise ScenarioError(f"{where}: key 'workflow': expected 'default' or a YAML file path")
@@ -235,7 +232,12 @@ def _workflow(
         raise ScenarioError(f"{where}: key 'calls': expected a list of workflow calls")
     extra = Workflow.from_dict({"name": "calls", "calls": raw_calls}, source=where).calls
     if name != "default":
-        return TemplateRef(base_dir / name, extra)
+        path = base_dir / name
+        try:
+            safe_yaml.load_file(path)
+        except safe_yaml.YamlInputError as exc:
+            raise ScenarioError(f"{where}: key 'workflow': {path}: {exc}") from None
+        return TemplateRef(path, extra)
     return default_workflow().with_calls(extra) if extra else None
 
 
@@ -265,8 +267,10 @@ def _service(data: Mapping[str, Any], where: str) -> ServiceOperation:
         raise ScenarioError(f"{where}: unknown key(s) {', '.join(unknown)} in a service "
                             f"operation; allowed: {', '.join(sorted(allowed))}")
     service, operation = data.get("service"), data.get("operation")
-    if not isinstance(service, str) or not service.replace("-", "_").isidentifier():
-        raise ScenarioError(f"{where}: key 'service': expected a service name such as dcs")
+    try:
+        service = names.service_name(service)
+    except names.InvalidName as exc:
+        raise ScenarioError(f"{where}: key 'service': {exc}") from None
     if not isinstance(operation, str) or not operation:
         raise ScenarioError(f"{where}: key 'operation': expected an operation name "
                             "such as dcs.StartOfRun()")
@@ -285,7 +289,7 @@ def _service(data: Mapping[str, Any], where: str) -> ServiceOperation:
         raise ScenarioError(f"{where}: key 'error': expected a string")
     if status in (OpStatus.DONE_ERROR, OpStatus.DONE_TIMEOUT) and not error:
         raise ScenarioError(f"{where}: status {status.name} needs an 'error' text")
-    return ServiceOperation(service.lower(), operation, tuple(steps), status, error,
+    return ServiceOperation(service, operation, tuple(steps), status, error,
                             _payload(data.get("payload"), f"{where}: payload"))
 
 
@@ -314,8 +318,13 @@ def _step(raw: Any, index: int, where: str) -> Step:
         action = _transition(data["transition"], where)
     elif set(data) == {"sleep"}:
         seconds = data["sleep"]
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise ScenarioError(f"{where}: sleep: expected seconds >= 0, got {seconds!r}")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds <= MAX_SLEEP_S  # also refuses nan and inf
+        ):
+            raise ScenarioError(f"{where}: key 'sleep': expected seconds from 0 to "
+                                f"{MAX_SLEEP_S:g}, got {seconds!r}")
         action = Sleep(float(seconds))
     elif set(data) == {"destroy"} or set(data) == {DESTROY}:
         action = Destroy()

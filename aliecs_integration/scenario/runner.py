@@ -109,16 +109,21 @@ class ScenarioRunner:
     ``on_progress`` is called (serialised by a lock, from the environment's thread) after each
     action. An action that does not go as expected ends its environment's actions; the
     environment, if it still exists, is then destroyed (forced) so nothing is left behind.
-    :meth:`run` never raises because of an action: outcomes are in the result.
+    :meth:`run` never raises because of an action: outcomes are in the result. When :meth:`run`
+    is interrupted (SIGTERM, Ctrl-C), the environment threads stop before their next action
+    (a ``sleep`` action is cut short) and are joined, up to ``stop_timeout_s``, before the
+    interruption propagates: nothing transitions after the caller goes on to stop the plugins.
     """
 
     def __init__(
         self, manager: Manager, *, on_progress: ProgressCallback | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None, stop_timeout_s: float = 10.0,
     ) -> None:
         self._manager = manager
         self._on_progress = on_progress
-        self._sleep = sleep
+        self._stopping = threading.Event()
+        self._sleep = sleep if sleep is not None else self._interruptible_sleep
+        self._stop_timeout_s = stop_timeout_s
         self._lock = threading.Lock()
         self._progress: list[Progress] = []
         self._ids: dict[str, str] = {}
@@ -131,11 +136,35 @@ class ScenarioRunner:
                              daemon=True)
             for plan in scenario.environments
         ]
+        self._stopping.clear()
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:  # interrupted: stop the environments before anything else
+            self.stop(threads)
+            raise
         return ScenarioResult(tuple(self._progress), dict(self._ids))
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`run` was interrupted: environment threads start no new action."""
+        return self._stopping.is_set()
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def stop(self, threads: Sequence[threading.Thread]) -> None:
+        """Ask the environment threads to stop and join them within ``stop_timeout_s``."""
+        self._stopping.set()
+        deadline = time.monotonic() + self._stop_timeout_s
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in threads if t.is_alive()]
+        if alive:
+            log.warning("scenario: %d environment thread(s) still inside a transition after "
+                        "%.0f s: %s", len(alive), self._stop_timeout_s, ", ".join(alive))
 
     def _report(self, progress: Progress) -> None:
         with self._lock:
@@ -208,8 +237,11 @@ class _EnvironmentRun:
         self.track(snapshot)
         self.report(CREATE_INDEX, "CREATE", ok=True, notes=self.notes(), started=started)
         for step in plan.steps:
+            if self.runner.stopping:
+                return
             if not self.perform(step):
-                self.cleanup()
+                if not self.runner.stopping:
+                    self.cleanup()
                 return
 
     def perform(self, step: Step) -> bool:

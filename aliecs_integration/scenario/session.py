@@ -34,6 +34,9 @@ class EngineOutcome:
     metrics: MetricsSnapshot | None
     plugins: tuple[PluginStatus, ...]
     elapsed_s: float
+    hook_failures: tuple[str, ...] = ()
+    """One line per plugin whose hooks raised: count and the last failure (an event a plugin
+    refused is not delivered: the run did not go as expected)."""
 
     def missing_plugins(self, settings: Settings) -> list[str]:
         """``name: reason`` of each plugin the settings ask for that is not loaded."""
@@ -52,10 +55,15 @@ def run_scenario(
     run_numbers: RunNumberStore,
     on_progress: ProgressCallback | None = None,
     on_started: Callable[[list[PluginStatus]], None] | None = None,
-    flush_timeout_s: float = 10.0,
+    flush_timeout_s: float | None = None,
     require_plugins: bool = False,
 ) -> EngineOutcome:
     """Start the plugins, run ``scenario`` through an environment manager, flush, stop.
+
+    ``flush_timeout_s`` (default: the settings' ``kafkaProducer.flushTimeoutSeconds``) is one
+    deadline for the whole shutdown: the final flush and every plugin's ``on_host_stop``
+    share it, also when the run is interrupted (SIGTERM), after the environment threads
+    stopped.
 
     ``on_started`` sees the plugin list once the host started. With ``require_plugins``, a
     plugin the settings ask for (core-kafka, ``integrationPlugins``) that did not load raises
@@ -64,6 +72,14 @@ def run_scenario(
     reported by the host.
     """
     started = time.monotonic()
+    budget = settings.producer.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
+    deadline: list[float] = []
+
+    def left() -> float:
+        if not deadline:  # the shutdown starts now
+            deadline.append(time.monotonic() + budget)
+        return max(0.0, deadline[0] - time.monotonic())
+
     host = PluginHost(settings)
     host.start()
     try:
@@ -79,9 +95,19 @@ def run_scenario(
             result = ScenarioRunner(manager, on_progress=on_progress).run(scenario)
         finally:
             manager.close()
-        host.flush(flush_timeout_s)
+        host.flush(left())
         metrics = host.metrics().get(CORE_PLUGIN) if settings.producing else None
         plugins = tuple(host.list_plugins())
     finally:
-        host.stop(timeout_s=flush_timeout_s)
-    return EngineOutcome(result, metrics, plugins, time.monotonic() - started)
+        host.stop(timeout_s=left())
+    failed = tuple(
+        f"plugin {name}: {count} hook call(s) failed, the last: {last.hook}: "
+        f"{_one_line(last.error)}"
+        for name, (count, last) in sorted(host.failures().items())
+    )
+    return EngineOutcome(result, metrics, plugins, time.monotonic() - started, failed)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "..."

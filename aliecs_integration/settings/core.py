@@ -10,15 +10,20 @@ kept in ``Settings.raw`` for third-party plugins.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+import difflib
+import logging
+from collections.abc import Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
+from aliecs_integration import names
 from aliecs_integration.errors import SettingsError
 from aliecs_integration.settings.producer import ProducerConfig
 from aliecs_integration.settings.secrets import MASK, is_secret_key, masked
+
+log = logging.getLogger(__name__)
 
 KAFKA_ENDPOINTS = "kafkaEndpoints"
 KAFKA_ENDPOINT = "kafkaEndpoint"
@@ -26,6 +31,13 @@ INTEGRATION_PLUGINS = "integrationPlugins"
 ENABLE_KAFKA = "enableKafka"
 KAFKA_PRODUCER = "kafkaProducer"
 RUNTIME_VARS = "runtimeVars"
+
+KNOWN_KEYS: tuple[str, ...] = (
+    KAFKA_ENDPOINTS, KAFKA_ENDPOINT, INTEGRATION_PLUGINS, ENABLE_KAFKA, KAFKA_PRODUCER,
+    RUNTIME_VARS,
+)
+"""The top-level keys of the core settings."""
+LEGACY_PLUGIN = "kafka"
 
 DEFAULT_KAFKA_ENDPOINTS: tuple[str, ...] = ("localhost:9092",)
 DEFAULT_ORIGIN = "default"
@@ -43,6 +55,50 @@ def _type_name(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "list"
     return type(value).__name__
+
+
+def _within_one_edit(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` differ by at most one insertion, deletion or substitution."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + (len(a) == len(b)):] == b[i + 1:]
+
+
+def check_keys(data: Mapping[str, Any], *, source: str, declared: Collection[str] = ()) -> None:
+    """Typos in top-level keys: a key that differs from a known one (core or ``declared`` by a
+    plugin) only by case or one edit is refused with ``SettingsError`` ("did you mean");
+    another unknown key close to a known one is kept (third-party plugins may read it) with a
+    logged warning naming the nearest known key. Also warns when ``kafkaEndpoint`` (the legacy
+    plugin's broker) is set but neither ``kafkaEndpoints`` nor the legacy plugin is."""
+    known = (*KNOWN_KEYS, *sorted(set(declared) - set(KNOWN_KEYS)))
+    for key in data:
+        if not isinstance(key, str) or key in known:
+            continue
+        near = [k for k in known if k.lower() == key.lower() or _within_one_edit(k, key)]
+        if near:
+            raise SettingsError(
+                f"unknown key; did you mean `{near[0]}`? (a key that differs from a known one "
+                "only by case or one letter is refused unless a plugin declares it)",
+                source=source,
+                key=key,
+            )
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+        if close:
+            log.warning("%s: key '%s': unknown key, kept for plugins; did you mean `%s`?",
+                        source, key, close[0])
+    plugins = data.get(INTEGRATION_PLUGINS)
+    legacy_on = isinstance(plugins, list) and LEGACY_PLUGIN in plugins
+    if KAFKA_ENDPOINT in data and KAFKA_ENDPOINTS not in data and not legacy_on:
+        log.warning(
+            "%s: key '%s' is the legacy kafka plugin's broker and that plugin is not in "
+            "integrationPlugins; did you mean `%s`? (core-kafka uses %s)",
+            source, KAFKA_ENDPOINT, KAFKA_ENDPOINTS, ",".join(DEFAULT_KAFKA_ENDPOINTS),
+        )
 
 
 def _check_endpoint(value: Any, *, source: str, key: str) -> str:
@@ -144,6 +200,10 @@ def runtime_vars_from(data: Mapping[str, Any], *, source: str) -> dict[str, str]
                 source=source,
                 key=RUNTIME_VARS,
             )
+        try:
+            names.variable_name(name)
+        except names.InvalidName as exc:
+            raise SettingsError(str(exc), source=source, key=f"{RUNTIME_VARS}") from None
         result[name] = _var_string(item, source=source, key=f"{RUNTIME_VARS}.{name}")
     return result
 
@@ -192,12 +252,15 @@ class Settings:
         *,
         source: str,
         runtime_vars: Mapping[str, str] | None = None,
+        declared_keys: Collection[str] = (),
     ) -> Settings:
         """Validate a parsed settings document.
 
         ``runtime_vars`` (e.g. read from Consul's ``o2/runtime/aliecs/vars/``) override the
         document's own ``runtimeVars``. Raises ``SettingsError`` naming the key, ``source`` and
-        what was expected when the document is not a mapping or a key has a wrong type.
+        what was expected when the document is not a mapping, a key has a wrong type, or a key
+        looks like a typo of a known one (see :func:`check_keys`; ``declared_keys``: the keys
+        plugins declare).
         """
         if not isinstance(data, Mapping):
             raise SettingsError(
@@ -210,6 +273,7 @@ class Settings:
                     f"expected string keys at the top level, got {_type_name(key)} ({key!r})",
                     source=source,
                 )
+        check_keys(data, source=source, declared=declared_keys)
         variables = runtime_vars_from(data, source=source)
         for name, value in (runtime_vars or {}).items():
             if not isinstance(name, str) or not name or not isinstance(value, str):

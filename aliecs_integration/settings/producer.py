@@ -20,6 +20,8 @@ The key is optional; every sub-key has a default::
         overflow: block           # block | drop_oldest | drop_newest
         blockTimeoutSeconds: 5.0
       flushTimeoutSeconds: 10
+      spool:                      # optional: keep every message on disk until acknowledged
+        path: /var/lib/aliecs/spool      # a directory; replayed at the next start after a crash
 
 Producer defaults are ``acks=all``, ``enable.idempotence=true`` and ``message.timeout.ms=0``
 (a message waits out a broker outage instead of failing). A user property overrides any of
@@ -38,7 +40,7 @@ from typing import Any
 import attrs
 
 from aliecs_integration.errors import SettingsError
-from aliecs_integration.settings.secrets import MASK, is_secret_key
+from aliecs_integration.settings.secrets import MASK, is_secret_key, masked_text
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,17 @@ STATISTICS_INTERVAL_MS = 500
 """How often librdkafka reports its statistics, from which the publisher counts deliveries
 when idempotence is on (see :meth:`ProducerConfig.counts_from_statistics`)."""
 
+MAX_PARTITIONS = 10_000
+"""More partitions per topic than any broker is configured for; larger values are refused
+(a broker refusing 100,000,000 partitions made topic creation retry forever)."""
+MAX_REPLICATION = 100
+MAX_QUEUE_MESSAGES = 100_000_000
+"""librdkafka's own ceiling on ``queue.buffering.max.messages`` is 2,147,483,647; this is
+the publisher's: twice the most librdkafka queues."""
+MAX_QUEUE_BYTES = 2**40
+MAX_SECONDS = 86_400.0
+"""The longest timeout accepted (a day); ``.inf`` and ``.nan`` are refused."""
+
 _TOPIC_ROOT = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
@@ -78,7 +91,10 @@ class OverflowPolicy(enum.Enum):
 
 def mask_properties(properties: Mapping[str, PropertyValue]) -> dict[str, PropertyValue]:
     """A copy of ``properties`` with every secret value replaced by ``***``."""
-    return {k: MASK if is_secret_key(k) else v for k, v in properties.items()}
+    return {
+        k: MASK if is_secret_key(k) else masked_text(v) if isinstance(v, str) else v
+        for k, v in properties.items()
+    }
 
 
 def _frozen(value: Mapping[str, PropertyValue]) -> Mapping[str, PropertyValue]:
@@ -128,6 +144,10 @@ class ProducerConfig:
     overflow: OverflowPolicy = OverflowPolicy.BLOCK
     block_timeout_s: float = 5.0
     flush_timeout_s: float = 10.0
+    spool_path: str | None = None
+    """``spool.path``: the directory of the on-disk journal of unacknowledged messages (off
+    when None); see
+    :mod:`aliecs_integration.publish.spool`."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, *, source: str) -> ProducerConfig:
@@ -144,7 +164,7 @@ class ProducerConfig:
                 f"expected a mapping, got {_type_name(data)}", source=source, key=KEY
             )
         p = _Reader(data, source, KEY)
-        p.only("properties", "topics", "topicRoot", "queue", "flushTimeoutSeconds")
+        p.only("properties", "topics", "topicRoot", "queue", "flushTimeoutSeconds", "spool")
         properties = _properties(data.get("properties"), source)
         topics = p.mapping("topics")
         t = _Reader(topics, source, f"{KEY}.topics")
@@ -162,6 +182,12 @@ class ProducerConfig:
                 source=source,
                 key=f"{KEY}.queue.overflow",
             ) from None
+        spool = _Reader(p.mapping("spool"), source, f"{KEY}.spool")
+        spool.only("path")
+        spool_path = spool.data.get("path")
+        if spool_path is not None and (not isinstance(spool_path, str) or not spool_path.strip()
+                                       or "\x00" in spool_path):
+            raise spool._error("path", f"expected a file path, got {_type_name(spool_path)}")
         root = p.string("topicRoot", "aliecs")
         if not _TOPIC_ROOT.match(root):
             raise SettingsError(
@@ -171,15 +197,20 @@ class ProducerConfig:
             )
         config = cls(
             properties=properties,
-            partitions=t.integer("partitions", 1, minimum=1),
-            replication_factor=t.integer("replicationFactor", 3, minimum=1),
+            partitions=t.integer("partitions", 1, minimum=1, maximum=MAX_PARTITIONS),
+            replication_factor=t.integer("replicationFactor", 3, minimum=1,
+                                         maximum=MAX_REPLICATION),
             topic_root=root,
-            max_messages=q.integer("maxMessages", 100_000, minimum=2),
-            max_bytes=q.integer("maxBytes", 64 * 1024 * 1024, minimum=4096),
+            max_messages=q.integer("maxMessages", 100_000, minimum=2,
+                                   maximum=MAX_QUEUE_MESSAGES),
+            max_bytes=q.integer("maxBytes", 64 * 1024 * 1024, minimum=4096,
+                                maximum=MAX_QUEUE_BYTES),
             overflow=overflow,
             block_timeout_s=q.number("blockTimeoutSeconds", 5.0),
             flush_timeout_s=p.number("flushTimeoutSeconds", 10.0),
+            spool_path=spool_path.strip() if spool_path else None,
         )
+        _check_with_client(config, source)
         config.warn_weak_delivery(source)
         return config
 
@@ -202,9 +233,12 @@ class ProducerConfig:
         )
 
     def counts_from_statistics(self) -> bool:
-        """True when idempotence is on: librdkafka then reports only failed deliveries
-        (``delivery.report.only.error``) and the acknowledged ones are counted from its
-        statistics (each partition's last acknowledged message id), not one by one."""
+        """True when idempotence is on and no spool is configured: librdkafka then reports
+        only failed deliveries (``delivery.report.only.error``) and the acknowledged ones are
+        counted from its statistics (each partition's last acknowledged message id), not one
+        by one. The spool marks each message done from its own delivery report."""
+        if self.spool_path:
+            return False
         value = self.producer_properties().get("enable.idempotence", True)
         return str(value).lower() not in ("false", "0")
 
@@ -253,6 +287,37 @@ class ProducerConfig:
                 where,
                 KEY,
             )
+
+
+_QUIET = logging.getLogger(f"{__name__}.check")
+_QUIET.setLevel(logging.CRITICAL + 1)
+_QUIET.propagate = False
+_PROPERTY = re.compile(r'property:? "([^"]+)"')
+
+
+def _check_with_client(config: ProducerConfig, source: str) -> None:
+    """Let the Kafka client itself judge the librdkafka properties (names and values) by
+    building a producer that connects nowhere (no bootstrap servers); a refusal becomes
+    ``SettingsError`` naming the property, so a typo such as ``lingerms`` is caught when the
+    settings are validated, not when the publisher starts."""
+    from confluent_kafka import KafkaException, Producer
+
+    split = config.queue_split()
+    try:
+        Producer({**config.producer_properties(),
+                  "queue.buffering.max.messages": split.client_messages,
+                  "queue.buffering.max.kbytes": split.client_kbytes,
+                  "logger": _QUIET})
+    except KafkaException as exc:
+        text = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        named = _PROPERTY.search(text)
+        key = f"{KEY}.properties"
+        if named and named[1] in config.properties:
+            key = f"{key}.{named[1]}"
+        raise SettingsError(
+            f"the Kafka client refused the properties: {masked_text(text)}", source=source,
+            key=key,
+        ) from None
 
 
 def _type_name(value: Any) -> str:
@@ -332,18 +397,20 @@ class _Reader:
             raise self._error(sub, f"expected a string, got {_type_name(value)}")
         return value
 
-    def integer(self, sub: str, default: int, *, minimum: int) -> int:
+    def integer(self, sub: str, default: int, *, minimum: int, maximum: int) -> int:
         value = self.data.get(sub, default)
+        expected = f"expected an integer from {minimum} to {maximum}"
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self._error(sub, f"expected an integer >= {minimum}, got {_type_name(value)}")
-        if value < minimum:
-            raise self._error(sub, f"expected an integer >= {minimum}, got {value}")
+            raise self._error(sub, f"{expected}, got {_type_name(value)}")
+        if not minimum <= value <= maximum:
+            raise self._error(sub, f"{expected}, got {value}")
         return value
 
     def number(self, sub: str, default: float) -> float:
         value = self.data.get(sub, default)
+        expected = f"expected a number of seconds from 0 to {MAX_SECONDS:g}"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._error(sub, f"expected a number of seconds >= 0, got {_type_name(value)}")
-        if value < 0:
-            raise self._error(sub, f"expected a number of seconds >= 0, got {value}")
+            raise self._error(sub, f"{expected}, got {_type_name(value)}")
+        if not 0 <= value <= MAX_SECONDS:  # also refuses nan and inf
+            raise self._error(sub, f"{expected}, got {value}")
         return float(value)

@@ -9,19 +9,23 @@ document. Every failure raises ``SettingsError`` naming the file path or ``consu
 
 from __future__ import annotations
 
+import base64
+import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import consul
 import requests
-import yaml
 
+from aliecs_integration import names, safe_yaml
 from aliecs_integration.errors import SettingsError
 from aliecs_integration.settings.core import Settings
+from aliecs_integration.settings.secrets import redact_url
 
 DEFAULT_SETTINGS_KEY = "o2/components/aliecs/ANY/any/settings"
 DEFAULT_VARS_PREFIX = "o2/runtime/aliecs/vars/"
@@ -31,59 +35,17 @@ DEFAULT_TIMEOUT_S = 5.0
 _T = TypeVar("_T")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-        except TypeError:  # unhashable key: construct_mapping reports it
-            continue
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _at(mark: yaml.Mark | None) -> str:
-    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-
-
-def _describe_yaml_error(exc: yaml.MarkedYAMLError) -> str:
-    """`` at line L, column C: <problem> (<context> at line L', column C')``."""
-    mark = exc.problem_mark or exc.context_mark
-    text = f"{_at(mark)}: {exc.problem or exc.context or 'unparsable'}"
-    if exc.context and exc.problem:
-        text += f" ({exc.context}{_at(exc.context_mark)})"
-    return text
-
-
 def parse_yaml(text: str, *, source: str) -> Any:
-    """Parse one YAML document (safe tags only, duplicate keys refused).
+    """Parse one YAML document with :mod:`aliecs_integration.safe_yaml`'s limits (safe tags
+    only, duplicate keys refused, size, depth and alias limits).
 
     Raises ``SettingsError`` naming ``source`` and the line and column of the problem, or
     saying the document is empty.
     """
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        raise SettingsError(f"malformed YAML{_describe_yaml_error(exc)}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"malformed YAML: {exc}", source=source) from exc
+        data = safe_yaml.parse(text)
+    except safe_yaml.YamlInputError as exc:
+        raise SettingsError(str(exc), source=source) from None
     if data is None:
         raise SettingsError(
             "the settings document is empty; expected a mapping of settings keys "
@@ -96,20 +58,14 @@ def parse_yaml(text: str, *, source: str) -> Any:
 def _read_file(path: Path) -> tuple[str, str]:
     source = os.path.abspath(path)
     try:
-        return path.read_text(encoding="utf-8"), source
-    except FileNotFoundError as exc:
-        raise SettingsError("settings file not found", source=source) from exc
-    except UnicodeDecodeError as exc:
-        raise SettingsError(
-            f"settings file is not UTF-8 text (byte {exc.start})", source=source
-        ) from exc
-    except OSError as exc:
-        raise SettingsError(
-            f"cannot read settings file: {exc.strerror or exc}", source=source
-        ) from exc
+        return safe_yaml.read_text(path), source
+    except safe_yaml.YamlInputError as exc:
+        text = str(exc)
+        what = f"settings {text}" if text.startswith("file ") else f"settings file: {text}"
+        raise SettingsError(what, source=source) from None
 
 
-def load_file(path: Path) -> Settings:
+def load_file(path: Path, *, declared_keys: Collection[str] = ()) -> Settings:
     """Read and validate a YAML settings file (source: its absolute path).
 
     Runtime variables come from the file's optional top-level ``runtimeVars`` mapping (it also
@@ -117,7 +73,19 @@ def load_file(path: Path) -> Settings:
     YAML is malformed (with line and column) or a key has a wrong type.
     """
     text, source = _read_file(path)
-    return Settings.from_dict(parse_yaml(text, source=source), source=source)
+    return Settings.from_dict(parse_yaml(text, source=source), source=source,
+                              declared_keys=declared_keys)
+
+
+def _split(url: str, *, shown: str) -> SplitResult:
+    """``urlsplit`` that raises ``SettingsError`` (credentials masked) instead of ValueError."""
+    try:
+        return urlsplit(url)
+    except ValueError as exc:
+        raise SettingsError(
+            f"bad Consul address {shown!r}: {exc}; expected [http://|https://]host[:port]",
+            source=shown,
+        ) from None
 
 
 def _parse_address(address: str) -> tuple[str, str, int]:
@@ -125,19 +93,20 @@ def _parse_address(address: str) -> tuple[str, str, int]:
     text = address.strip()
     if "://" not in text:
         text = f"http://{text}"
-    parts = urlsplit(text)
+    shown = redact_url(address)
+    parts = _split(text, shown=shown)
     scheme = "http" if parts.scheme == "consul" else parts.scheme
     try:
         port = parts.port or DEFAULT_CONSUL_PORT
     except ValueError as exc:
         raise SettingsError(
-            f"bad Consul address {address!r}: expected host:port with a port in 0..65535",
-            source=address,
+            f"bad Consul address {shown!r}: expected host:port with a port in 0..65535",
+            source=shown,
         ) from exc
     if scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
         raise SettingsError(
-            f"bad Consul address {address!r}: expected [http://|https://]host[:port]",
-            source=address,
+            f"bad Consul address {shown!r}: expected [http://|https://]host[:port]",
+            source=shown,
         )
     return scheme, parts.hostname, port
 
@@ -164,65 +133,165 @@ def _reason(exc: BaseException) -> str:
     return found or str(exc)
 
 
+TOKEN_ENV = "CONSUL_HTTP_TOKEN"
+"""The environment variable holding a Consul ACL token (Consul's own convention)."""
+TOKEN_HINT = f"pass a token with --consul-token or ${TOKEN_ENV}"
+
+
+def resolve_token(token: str | None) -> str | None:
+    """``token`` when given, else ``$CONSUL_HTTP_TOKEN``, else None (anonymous)."""
+    if token:
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
 class _ConsulKV:
-    """A py-consul client bound to one address; every failure becomes ``SettingsError``."""
+    """A py-consul client bound to one address; every failure becomes ``SettingsError``.
+
+    Every request ends within ``timeout_s`` in total, even against a server that answers one
+    byte at a time (the per-read timeout of the HTTP client alone would not end it).
+    """
 
     def __init__(self, address: str, *, timeout_s: float, token: str | None) -> None:
         scheme, host, port = _parse_address(address)
         self.hostport = f"{host}:{port}"
-        self.token = token
+        self.token = resolve_token(token)
+        self.timeout_s = timeout_s
         self.client = consul.Consul(
-            host=host, port=port, scheme=scheme, token=token, connections_timeout=timeout_s
+            host=host, port=port, scheme=scheme, token=self.token, connections_timeout=timeout_s
         )
 
     def url(self, key: str) -> str:
         return f"consul://{self.hostport}/{key}"
 
-    def call(self, what: str, key: str, fn: Callable[[], _T]) -> _T:
-        try:
-            return fn()
-        except requests.RequestException as exc:
+    def _denied(self, what: str, key: str, permission: str) -> SettingsError:
+        who = "the token given" if self.token else "no token was given (anonymous)"
+        return SettingsError(
+            f"Consul at {self.hostport} denied permission to {what} (ACL): {who}; it needs "
+            f"{permission} on {key!r}; {TOKEN_HINT}",
+            source=self.url(key),
+        )
+
+    def call(self, what: str, key: str, fn: Callable[[], _T], *, permission: str = "") -> _T:
+        """``fn()`` within the total deadline; its failures as ``SettingsError``."""
+        result: list[_T] = []
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                result.append(fn())
+            except BaseException as exc:  # handed to the calling thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=target, name="consul-request", daemon=True)
+        worker.start()
+        worker.join(self.timeout_s)
+        if worker.is_alive():
+            self.close()
+            raise SettingsError(
+                f"Consul at {self.hostport} did not answer within {self.timeout_s:g} s "
+                f"(to {what})",
+                source=self.url(key),
+            )
+        if not failure:
+            return result[0]
+        exc = failure[0]
+        if isinstance(exc, requests.RequestException):
             raise SettingsError(
                 f"cannot reach Consul at {self.hostport}: {_reason(exc)}", source=self.url(key)
             ) from exc
-        except consul.ConsulException as exc:
+        if isinstance(exc, consul.ACLPermissionDenied):
+            raise self._denied(what, key, permission or what) from exc
+        if isinstance(exc, consul.ConsulException):
             raise SettingsError(
-                f"Consul at {self.hostport} refused to {what}: {type(exc).__name__} {exc}",
+                f"Consul at {self.hostport} refused to {what}: {type(exc).__name__} "
+                f"{' '.join(str(exc).split())[:300]}",
                 source=self.url(key),
             ) from exc
+        if isinstance(exc, Exception):  # e.g. JSON of an unexpected shape
+            raise SettingsError(
+                f"unexpected answer from Consul at {self.hostport} (to {what}): "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
+                source=self.url(key),
+            ) from exc
+        raise exc
 
     def get(self, key: str) -> bytes | None:
         """The value of ``key`` (``b""`` when empty), ``None`` when the key does not exist."""
-        _, item = self.call("read", key, lambda: self.client.kv.get(key, token=self.token))
+        _, item = self.call("read", key, lambda: self.client.kv.get(key, token=self.token),
+                            permission="key:read")
         if item is None:
             return None
+        if not isinstance(item, Mapping):
+            raise SettingsError(f"unexpected answer from Consul at {self.hostport}: "
+                                f"expected a key entry, got {type(item).__name__}",
+                                source=self.url(key))
         value = item.get("Value")
         return value if isinstance(value, bytes) else b""
 
     def get_prefix(self, prefix: str) -> dict[str, bytes]:
         """Every key under ``prefix`` (folder markers skipped) → its value."""
         _, items = self.call(
-            "read", prefix, lambda: self.client.kv.get(prefix, recurse=True, token=self.token)
+            "read", prefix, lambda: self.client.kv.get(prefix, recurse=True, token=self.token),
+            permission="key_prefix:read",
         )
+        if items is not None and not isinstance(items, list):
+            raise SettingsError(f"unexpected answer from Consul at {self.hostport}: "
+                                f"expected a list of keys, got {type(items).__name__}",
+                                source=self.url(prefix))
         result: dict[str, bytes] = {}
         for item in items or ():
-            key, value = item["Key"], item.get("Value")
+            key = item.get("Key") if isinstance(item, Mapping) else None
+            if not isinstance(key, str):
+                raise SettingsError(f"unexpected answer from Consul at {self.hostport}: "
+                                    "a key entry without a key", source=self.url(prefix))
+            value = item.get("Value")
             if key.endswith("/") and value is None:
                 continue
             result[key] = value if isinstance(value, bytes) else b""
         return result
 
-    def put(self, key: str, value: str) -> None:
-        ok = self.call("write", key, lambda: self.client.kv.put(key, value, token=self.token))
-        if not ok:
+    def put_all(self, entries: Mapping[str, str], *, first: str) -> None:
+        """Write every ``key: value`` of ``entries`` in one KV transaction: all or nothing.
+        ``first`` names the key shown in errors."""
+        payload = [
+            {"KV": {"Verb": "set", "Key": key,
+                    "Value": base64.b64encode(value.encode("utf-8")).decode("ascii")}}
+            for key, value in entries.items()
+        ]
+        headers = self.client.prepare_headers(self.token)
+        body = json.dumps(payload)
+        answer = self.call(
+            "write", first,
+            lambda: self.client.http.put(_txn_callback, "/v1/txn", data=body, headers=headers),
+            permission="key:write",
+        )
+        if answer is not True:
+            denied = "permission denied" in str(answer).lower()
+            who = "the token given" if self.token else "no token was given (anonymous)"
             raise SettingsError(
-                f"Consul at {self.hostport} did not store the key", source=self.url(key)
+                f"Consul at {self.hostport} rolled the transaction back, nothing was written: "
+                f"{answer}" + (f" ({who}; {TOKEN_HINT})" if denied else ""),
+                source=self.url(first),
             )
 
     def close(self) -> None:
         session = getattr(self.client.http, "session", None)
         if session is not None:
             session.close()
+
+
+def _txn_callback(response: Any) -> Any:
+    """py-consul's response of ``PUT /v1/txn``: True when committed; the errors of a rolled
+    back transaction (HTTP 409) as text; ACL and other failures raised as py-consul does."""
+    if response.code == 409:
+        try:
+            errors = json.loads(response.body).get("Errors") or []
+            return "; ".join(f"{e.get('What', '?')}" for e in errors) or response.body
+        except (ValueError, AttributeError):
+            return str(response.body)[:300]
+    consul.callback.CB._status(response)
+    return True
 
 
 @contextmanager
@@ -253,6 +322,7 @@ def load_consul(
     vars_prefix: str = DEFAULT_VARS_PREFIX,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
+    declared_keys: Collection[str] = (),
 ) -> Settings:
     """Read the settings document at ``settings_key`` and the runtime variables under
     ``vars_prefix`` (name = key minus prefix, value = UTF-8 text) from Consul at ``address``.
@@ -280,12 +350,17 @@ def load_consul(
             if key != prefix
         }
     return Settings.from_dict(
-        parse_yaml(text, source=source), source=source, runtime_vars=variables
+        parse_yaml(text, source=source), source=source, runtime_vars=variables,
+        declared_keys=declared_keys,
     )
 
 
 def load(
-    source: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None
+    source: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
+    declared_keys: Collection[str] = (),
 ) -> Settings:
     """Load settings from ``consul://host:port[/settings/key]`` or a YAML file path.
 
@@ -298,18 +373,19 @@ def load(
             "no settings source given: expected consul://host:port[/key] or a YAML file path"
         )
     if "://" in text:
-        parts = urlsplit(text)
+        parts = _split(text, shown=redact_url(text))
         if parts.scheme == "consul":
             key = parts.path.strip("/") or DEFAULT_SETTINGS_KEY
-            return load_consul(parts.netloc, settings_key=key, timeout_s=timeout_s, token=token)
+            return load_consul(parts.netloc, settings_key=key, timeout_s=timeout_s, token=token,
+                               declared_keys=declared_keys)
         if parts.scheme == "file":
-            return load_file(Path(parts.path))
+            return load_file(Path(parts.path), declared_keys=declared_keys)
         raise SettingsError(
             f"unknown settings source scheme {parts.scheme!r}: "
             "expected consul://host:port[/key], file:///path or a YAML file path",
-            source=source,
+            source=redact_url(source),
         )
-    return load_file(Path(text))
+    return load_file(Path(text), declared_keys=declared_keys)
 
 
 def push_to_consul(
@@ -321,22 +397,48 @@ def push_to_consul(
     vars_prefix: str = DEFAULT_VARS_PREFIX,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
-) -> None:
-    """Validate ``settings_file`` and write it to Consul at ``address``.
+    declared_keys: Collection[str] = (),
+) -> dict[str, str]:
+    """Validate ``settings_file`` and write it to Consul at ``address``, all or nothing.
 
-    Nothing is written unless the file (and ``runtime_vars``) validate. Then each runtime
-    variable (the file's ``runtimeVars``, overridden by ``runtime_vars``) is written under
-    ``vars_prefix``, and finally the file's YAML text, unchanged, at ``settings_key``. Existing
-    variables not named are left alone. Raises ``SettingsError`` as :func:`load_file` does, or
-    when Consul cannot be reached or refuses a write.
+    Nothing is written unless the file (and ``runtime_vars``) validate; variable names must
+    be safe key components (:func:`aliecs_integration.names.variable_name`: no ``/``, no
+    ``..``). Then one KV transaction writes each runtime variable (the file's
+    ``runtimeVars``, overridden by ``runtime_vars``) under ``vars_prefix`` and the file's YAML
+    text, unchanged, at ``settings_key``: Consul applies all of them or none. Existing
+    variables not named are left alone. Returns the keys written with their values. Raises
+    ``SettingsError`` as :func:`load_file` does, or when Consul cannot be reached, denies
+    the write (naming the permission needed) or rolls the transaction back.
     """
     text, source = _read_file(settings_file)
+    for name in (runtime_vars or {}):
+        _safe_variable(name, source="--var")
     settings = Settings.from_dict(
-        parse_yaml(text, source=source), source=source, runtime_vars=runtime_vars
+        parse_yaml(text, source=source), source=source, runtime_vars=runtime_vars,
+        declared_keys=declared_keys,
     )
     settings_key = settings_key.strip("/")
     prefix = _normalise_prefix(vars_prefix)
+    entries = {f"{prefix}{name}": value for name, value in settings.runtime_vars.items()}
+    entries[settings_key] = text
+    if len(entries) > MAX_TXN_OPERATIONS:
+        raise SettingsError(
+            f"{len(entries) - 1} runtime variables: more than the "
+            f"{MAX_TXN_OPERATIONS - 1} one Consul transaction can write",
+            source=source,
+            key="runtimeVars",
+        )
     with _consul(address, timeout_s=timeout_s, token=token) as kv:
-        for name, value in settings.runtime_vars.items():
-            kv.put(f"{prefix}{name}", value)
-        kv.put(settings_key, text)
+        kv.put_all(entries, first=settings_key)
+    return entries
+
+
+MAX_TXN_OPERATIONS = 64
+"""Consul's limit on the operations of one transaction."""
+
+
+def _safe_variable(name: str, *, source: str) -> None:
+    try:
+        names.variable_name(name)
+    except names.InvalidName as exc:
+        raise SettingsError(str(exc), source=source) from None

@@ -146,11 +146,15 @@ class KafkaPlugin(Plugin):
 
     @hookimpl
     def on_host_start(self, event: HostStartEvent) -> None:
-        """Create the publisher, pre-create the legacy topics, publish the (empty) running list."""
+        """Create the publisher, pre-create the legacy topics, publish the (empty) running list
+        (only create the publisher when the host only lists plugins: it reports the
+        connection, and an empty list would tell every dashboard that no run is active)."""
         if not self._enabled:
             log.info("%s: enableKafka is false: nothing will be published", self.name)
             return
         publisher = self._get_publisher()
+        if event.listing:
+            return
         publisher.prepare(self.topics.legacy_topics())
         with self.active_runs.lock:
             self._send(self.topics.env_list_running, self.active_runs.listing(self._clock()))

@@ -27,7 +27,8 @@ BAD_FILES = {
     "endpoints not a list": ("kafkaEndpoints: 5\n", "key 'kafkaEndpoints': expected a list"),
     "queue cap a string": (
         "kafkaEndpoints: [127.0.0.1:19092]\nkafkaProducer:\n  queue:\n    maxMessages: many\n",
-        "key 'kafkaProducer.queue.maxMessages': expected an integer >= 2, got string 'many'"),
+        "key 'kafkaProducer.queue.maxMessages': expected an integer from 2 to 100000000, "
+        "got string 'many'"),
     "enableKafka a string": ('enableKafka: "yes"\n', "key 'enableKafka': expected a boolean"),
     "reserved librdkafka property": (
         "kafkaProducer:\n  properties:\n    bootstrap.servers: x:1\n",

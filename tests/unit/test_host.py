@@ -27,6 +27,8 @@ from aliecs_integration.records import (
     CoreEvent,
     CoreEventKind,
     EnvironmentSnapshot,
+    HostStartEvent,
+    HostStopEvent,
     PluginContext,
 )
 
@@ -277,6 +279,39 @@ def test_flushing_at_stop_is_not_reported_as_slow(caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.WARNING):
         assert host.stop(timeout_s=1).failures == []
     assert "took" not in caplog.text
+
+
+class UsesItsTimeout(Plugin):
+    """Uses every second ``on_host_stop`` offers (a flush against a dead broker)."""
+
+    @hookimpl
+    def on_host_stop(self, event: HostStopEvent) -> None:
+        time.sleep(event.timeout_s)
+
+
+def test_stop_shares_one_deadline_between_plugins() -> None:
+    host = PluginHost(FakeSettings(), entry_points=[],
+                      extra_plugins={"slow1": UsesItsTimeout, "slow2": UsesItsTimeout,
+                                     "slow3": UsesItsTimeout})
+    host.start()
+    started = time.monotonic()
+    host.stop(timeout_s=0.6)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"{elapsed:.2f} s: each plugin got the whole timeout"
+
+
+def test_listing_start_tells_plugins_not_to_publish() -> None:
+    seen: list[HostStartEvent] = []
+
+    class Recorder2(Plugin):
+        @hookimpl
+        def on_host_start(self, event: HostStartEvent) -> None:
+            seen.append(event)
+
+    host = PluginHost(FakeSettings(), entry_points=[], extra_plugins={"rec": Recorder2})
+    host.start(listing=True)
+    host.stop()
+    assert [e.listing for e in seen] == [True]
 
 
 class WithDefaults(Plugin):

@@ -54,7 +54,7 @@ def test_exhausted(tmp_path: Path) -> None:
 def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(RunNumberError, match="cannot open lock file"):
+    with pytest.raises(RunNumberError, match="cannot open lock"):
         RunNumberStore(blocker / "run_number").next()
 
 

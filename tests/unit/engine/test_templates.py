@@ -92,7 +92,8 @@ def test_a_role_containing_itself_is_a_cycle(tmp_path: Path) -> None:
     path = tmp_path / "cycle.yaml"
     path.write_text("name: rd\nroles:\n  - &loop\n    name: a\n    roles:\n      - *loop\n")
     assert isinstance(yaml.safe_load(path.read_text()), dict)  # YAML itself accepts it
-    with pytest.raises(WorkflowError, match=rf"{path}: role rd\.a\.a: cycle"):
+    # the one YAML reader (safe_yaml) refuses a recursive alias before any role is built
+    with pytest.raises(WorkflowError, match=rf"{path}: recursive alias at line 3"):
         TemplateRef(path).load()
 
 
@@ -100,7 +101,7 @@ def test_template_ref_loads_at_use_and_appends_calls(tmp_path: Path) -> None:
     path = tmp_path / "rd.yaml"
     ref = TemplateRef(path, default_workflow().calls[:1])
     assert (ref.template_info().name, ref.template_info().path) == ("rd", str(path))
-    with pytest.raises(WorkflowError, match="cannot read workflow"):
+    with pytest.raises(WorkflowError, match=r"rd\.yaml: file not found"):
         ref.load()
     path.write_text(TEMPLATE)
     assert len(ref.load().calls) == 4

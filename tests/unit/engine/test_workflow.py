@@ -154,7 +154,7 @@ def test_from_yaml_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed")
     with pytest.raises(WorkflowError, match=f"{bad}: malformed YAML"):
         Workflow.from_yaml(bad)
-    with pytest.raises(WorkflowError, match="cannot read workflow"):
+    with pytest.raises(WorkflowError, match=r"missing\.yaml: file not found"):
         Workflow.from_yaml(tmp_path / "missing.yaml")
 
 

@@ -164,3 +164,26 @@ def test_an_unreachable_cluster_is_named_not_an_empty_topic_list(
         m.startswith("test: cannot create topics t0, t1 yet (cluster at b1:9092,b2:9092)")
         for m in messages[1:]
     ), messages
+
+
+def test_a_request_the_client_refuses_is_a_permanent_failure() -> None:
+    """librdkafka refuses more than 100,000 partitions before sending anything (ValueError):
+    that used to be retried forever."""
+    from confluent_kafka.admin import AdminClient
+
+    from aliecs_integration.publish.topic_admin import create_topics
+
+    class Meta:
+        def __init__(self) -> None:
+            self.topics: dict[str, object] = {}
+            self.brokers = {1: object()}
+
+    class Admin(AdminClient):  # the real client's create_topics, a fake metadata answer
+        def list_topics(self, *args: object, **kwargs: object) -> Meta:  # type: ignore[override]
+            return Meta()
+
+    admin = Admin({"bootstrap.servers": "127.0.0.1:1"})
+    result = create_topics(admin, ["t.x"], partitions=100_000_000, replication_factor=1,
+                           timeout_s=1)
+    assert set(result.failed) == {"t.x"}
+    assert "num_partitions out of expected range" in result.failed["t.x"]

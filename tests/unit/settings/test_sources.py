@@ -4,6 +4,8 @@ exercised in tests/integration/test_settings_consul.py)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -82,16 +84,17 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory_is_unreadable(tmp_path: Path) -> None:
-    file_error(tmp_path, "cannot read settings file")
+    file_error(tmp_path, "a directory, not a regular file")
 
 
 def test_non_utf8_file(tmp_path: Path) -> None:
-    file_error(write(tmp_path, b"kafkaEndpoint: \xff\xfe\n"), "not UTF-8", "byte 15")
+    file_error(write(tmp_path, b"kafkaEndpoint: \xff\xfe\n"), "not UTF-8", "byte offset 15")
 
 
 def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
     text = "enableKafka: true\nkafkaEndpoints:\n  - a:1\n  oops: 2\n"
-    message = file_error(write(tmp_path, text), "malformed YAML at line 4, column 3: expected")
+    message = file_error(write(tmp_path, text),
+                         "malformed YAML at line 4, column 3: did not find expected")
     assert "(while parsing a block collection at line 3, column 3)" in message
 
 
@@ -187,7 +190,8 @@ def test_load_dispatches_consul(
 
     monkeypatch.setattr(settings_sources, "load_consul", fake_load_consul)
     assert load(source, timeout_s=2.0, token="t") is sentinel
-    assert calls == [(address, {"settings_key": key, "timeout_s": 2.0, "token": "t"})]
+    assert calls == [(address, {"settings_key": key, "timeout_s": 2.0, "token": "t",
+                                "declared_keys": ()})]
 
 
 @pytest.mark.parametrize(
@@ -248,8 +252,25 @@ class FakeConsulFactory:
         self.kv.fail = self.fail
         client = type("FakeConsul", (), {})()
         client.kv = self.kv
-        client.http = type("FakeHTTP", (), {})()
+        client.http = FakeHTTP(self.kv)
+        client.prepare_headers = lambda token: {"X-Consul-Token": token} if token else {}
         return client
+
+
+class FakeHTTP:
+    """``PUT /v1/txn`` of a fake agent: every KV set of the payload, or none."""
+
+    def __init__(self, kv: FakeKV) -> None:
+        self.kv = kv
+
+    def put(self, callback: Any, path: str, *, data: str, headers: dict[str, str]) -> Any:
+        assert path == "/v1/txn"
+        self.kv.tokens.append(headers.get("X-Consul-Token"))
+        if self.kv.fail is not None:
+            raise self.kv.fail
+        for op in json.loads(data):
+            self.kv.store[op["KV"]["Key"]] = base64.b64decode(op["KV"]["Value"])
+        return True
 
 
 @pytest.fixture
@@ -348,20 +369,34 @@ def test_timeout_is_cannot_reach(fake: FakeConsulFactory) -> None:
 def test_acl_denied_is_a_settings_error(fake: FakeConsulFactory) -> None:
     fake.fail = consul.ACLPermissionDenied("Permission denied")
     message = str(consul_error())
-    assert "refused to read" in message
-    assert "ACLPermissionDenied" in message
+    assert "denied permission to read (ACL): no token was given (anonymous)" in message
+    assert "needs key:read on 'o2/components/aliecs/ANY/any/settings'" in message
+    assert "--consul-token or $CONSUL_HTTP_TOKEN" in message
 
 
-def test_push_writes_vars_then_settings(fake: FakeConsulFactory, tmp_path: Path) -> None:
+def test_push_writes_vars_and_settings_in_one_transaction(
+    fake: FakeConsulFactory, tmp_path: Path
+) -> None:
     text = "# demo\nkafkaEndpoints: [b:1]\nruntimeVars: {kafka_enabled: true, a: x}\n"
     path = write(tmp_path, text)
-    push_to_consul("c:1", path, runtime_vars={"a": "arg"}, vars_prefix="v")
+    written = push_to_consul("c:1", path, runtime_vars={"a": "arg"}, vars_prefix="v")
     assert fake.store == {
         "v/kafka_enabled": b"true",
         "v/a": b"arg",
         DEFAULT_SETTINGS_KEY: text.encode(),
     }
-    assert list(fake.store)[-1] == DEFAULT_SETTINGS_KEY
+    assert written == {k: (v or b"").decode() for k, v in fake.store.items()}
+
+
+@pytest.mark.parametrize("name", ["../../../../evil", "a/b", "..", "x y"])
+def test_push_refuses_unsafe_variable_names(
+    fake: FakeConsulFactory, tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(SettingsError, match="variable name"):
+        push_to_consul("c:1", write(tmp_path, "{}\n"), runtime_vars={name: "PWNED"})
+    with pytest.raises(SettingsError, match="variable name"):
+        push_to_consul("c:1", write(tmp_path, f"runtimeVars: {{'{name}': PWNED}}\n"))
+    assert fake.store == {} and fake.kwargs == []
 
 
 @pytest.mark.parametrize(
