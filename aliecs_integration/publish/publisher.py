@@ -29,8 +29,9 @@ Contract of :meth:`Publisher.publish`:
 - Deliveries are counted per topic in :attr:`metrics`, exactly (see
   :mod:`aliecs_integration.publish.delivery_tracker` for how): with idempotence on (the
   default, without a spool) librdkafka reports failures one by one and acknowledgements
-  through its statistics, so no Python code runs per acknowledged message. The counts are a lower bound
-  that lags by at most ``statistics.interval.ms`` while messages are outstanding, and exact
+  through its statistics, so no Python code runs per acknowledged message. The counts are a
+  lower bound that lags by at most ``statistics.interval.ms`` while messages are outstanding,
+  and exact
   whenever none is: after :meth:`Publisher.flush`, at :meth:`Publisher.close`, and within a
   poll interval of the queue becoming empty. A background poller thread serves the client's
   reports and statistics.
