@@ -30,13 +30,18 @@ if str(REPO) not in sys.path:  # run as `python bench/x.py` from anywhere
     sys.path.insert(0, str(REPO))
 
 import confluent_kafka  # noqa: E402
+from aliecs_integration_plugins.core_kafka import encode  # noqa: E402
+from aliecs_integration_plugins.kafka.plugin import KafkaPlugin  # noqa: E402
 
 from aliecs_integration.engine.manager import EnvironmentManager  # noqa: E402
 from aliecs_integration.engine.run_numbers import RunNumberStore  # noqa: E402
 from aliecs_integration.engine.workflow import Workflow  # noqa: E402
+from aliecs_integration.hookspecs import hookimpl  # noqa: E402
 from aliecs_integration.host import PluginHost  # noqa: E402
-from aliecs_integration.publish.publisher import Publisher  # noqa: E402
+from aliecs_integration.publish.metrics import MetricsSnapshot  # noqa: E402
+from aliecs_integration.records import ConnectionState, DeliveryReport  # noqa: E402
 from aliecs_integration.settings.core import Settings  # noqa: E402
+from aliecs_integration.settings.producer import ProducerConfig  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
@@ -137,33 +142,133 @@ def start_host(settings: Settings, extra_plugins: Mapping[str, object] | None = 
     return host
 
 
-def publisher_of(host: PluginHost) -> Publisher:
-    """The producer core-kafka (and the legacy plugin, sharing it) publishes through."""
-    publisher = getattr(host.plugin("core-kafka"), "publisher", None)
-    if not isinstance(publisher, Publisher):
-        raise SystemExit("core-kafka is not loaded or not producing: is the package installed "
-                         "(pip install -e .)?")
-    return publisher
+def core_metrics(host: PluginHost) -> MetricsSnapshot:
+    """core-kafka's metrics (the producer it shares with the legacy plugin)."""
+    snapshot = host.metrics().get("core-kafka")
+    if snapshot is None:
+        raise SystemExit("core-kafka is not loaded: is the package installed (pip install -e .)?")
+    return snapshot
 
 
-def wait_ready(publisher: Publisher, timeout_s: float = 60.0) -> None:
+def flush(host: PluginHost, timeout_s: float) -> DeliveryReport:
+    """Flush every plugin within ``timeout_s``; core-kafka's report (shared producer)."""
+    reports = host.flush(timeout_s)
+    if "core-kafka" not in reports:
+        raise SystemExit("core-kafka is not loaded or not producing")
+    return reports["core-kafka"]
+
+
+def wait_ready(host: PluginHost, timeout_s: float = 60.0) -> None:
     """Flush until everything published so far is acknowledged (topics created, warm)."""
-    report = publisher.flush(timeout_s)
+    report = flush(host, timeout_s)
     if report.undelivered:
         raise SystemExit(f"{report.undelivered} warm-up message(s) not acknowledged within "
-                         f"{timeout_s} s: is the broker at {publisher.bootstrap_servers} up?")
+                         f"{timeout_s} s: is the broker at {host.settings.kafka_endpoints} up?")
 
 
-def raw_config(publisher: Publisher) -> dict[str, Any]:
-    """The librdkafka config the publisher gave its producer, minus its callbacks: the same
-    properties (acks=all, idempotence, message.timeout.ms=0, user's) and queue window."""
-    config = publisher.config
-    return {
-        **config.producer_properties(),
-        "bootstrap.servers": ",".join(publisher.bootstrap_servers),
-        "queue.buffering.max.messages": max(1, config.max_messages // 2),
-        "queue.buffering.max.kbytes": max(1, config.max_bytes // 2048),
-    }
+def raw_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka config the publisher gives its producer for ``settings``, without its
+    callbacks: the same properties (acks=all, idempotence, message.timeout.ms=0, failures-only
+    delivery reports, user's) and queue window."""
+    config: ProducerConfig = settings.producer
+    return dict(config.client_config(settings.kafka_endpoints))
+
+
+Message = tuple[str, bytes, bytes | None]
+
+
+class _CoreRecorder:
+    """Stands in for core-kafka: records the message core-kafka would publish for each hook
+    (its own ``encode``), publishes nothing."""
+
+    def __init__(self, sink: list[Message], settings: Settings) -> None:
+        from aliecs_integration.publish.topics import TopicNames
+
+        self.sink, self.topics = sink, TopicNames(settings.producer.topic_root)
+
+    def _record(self, record: object) -> None:
+        m = encode(record, self.topics)
+        self.sink.append((m.topic, m.value, m.key))
+
+    @hookimpl
+    def on_env_transition_step(self, event: Any) -> None:
+        self._record(event)
+
+    @hookimpl
+    def on_call(self, event: Any) -> None:
+        self._record(event)
+
+    @hookimpl
+    def on_run_sor_eor(self, event: Any) -> None:
+        self._record(event)
+
+    @hookimpl
+    def on_role_event(self, event: Any) -> None:
+        self._record(event)
+
+    @hookimpl
+    def on_task_event(self, event: Any) -> None:
+        self._record(event)
+
+    @hookimpl
+    def on_integrated_service_event(self, event: Any) -> None:
+        self._record(event)
+
+
+class _RecordingPublisher:
+    """The legacy plugin's publisher, recording instead of producing."""
+
+    def __init__(self, sink: list[Message]) -> None:
+        self.sink = sink
+
+    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.sink.append((topic, value, key))
+
+    def prepare(self, topics: Any) -> None:
+        pass
+
+    def close(self, timeout_s: float | None = None) -> DeliveryReport:
+        return DeliveryReport(len(self.sink), 0, 0, 0)
+
+    def connection_state(self) -> ConnectionState:
+        return ConnectionState.READY
+
+
+def capture_cycle(settings: Settings, pair: tuple[str, str] = ("CONFIGURE", "RESET"),
+                  workflow: Workflow | None = None, envs: int = 1) -> list[Message]:
+    """The messages one ``pair`` cycle publishes through both built-ins with ``settings``,
+    byte for byte, recorded by an in-process host whose core-kafka and legacy plugin publish
+    nothing (core-kafka's ``encode``; the legacy plugin with a recording publisher)."""
+    sink: list[Message] = []
+    host = PluginHost(settings, entry_points=[], extra_plugins={
+        "core-kafka": lambda context: _CoreRecorder(sink, context.settings),
+        "kafka": lambda context: KafkaPlugin(
+            context, publisher_factory=lambda servers, config: _RecordingPublisher(sink)),
+    })
+    host.start()
+    try:
+        with manager_for(host, workflow) as manager:
+            ids = deployed_environments(manager, envs)
+            sink.clear()
+            for env_id in ids:
+                manager.transition(env_id, pair[0])
+                manager.transition(env_id, pair[1])
+    finally:
+        host.stop(timeout_s=1)
+    return list(sink)
+
+
+def delete_topics(bootstrap: str, root: str, timeout_s: float = 60.0) -> int:
+    """Delete every topic under ``root.`` on ``bootstrap`` (bench hygiene); how many."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(f"{root}.")]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=timeout_s).values():
+            with contextlib.suppress(Exception):
+                future.result()
+    return len(names)
 
 
 @contextlib.contextmanager

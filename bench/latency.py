@@ -2,12 +2,14 @@
 
 Host path: ``PluginHost.fire(on_env_transition_step, record)`` with core-kafka and the legacy
 plugin loaded; each fire publishes one ``events.Event`` on the environment topic (one partition,
-so acknowledgements come back in order: the i-th acknowledgement is the i-th fire). The moment of
-an acknowledgement is taken when the publisher's delivery callback records it
-(``Metrics.record_sent`` is wrapped for that), i.e. what the process itself can observe.
+so messages become readable in order: the i-th one read is the i-th fire). The moment of an
+acknowledgement is when a consumer in the same process (assigned at the partition's end offset,
+``fetch.wait.max.ms`` 1) reads the message: the publisher reports only failures one by one, so
+that outside view is used for both paths.
 
 Baseline: a bare confluent_kafka.Producer with the Publisher's exact librdkafka config, the same
 bytes to the same topic at the same rate, ``poll()`` serving callbacks while the loop waits.
+Topics are deleted at the end.
 
 The paced loop fires event i at ``t0 + i / rate`` (late events are fired at once, never
 skipped); latency is measured from the actual fire moment. librdkafka's ``linger.ms`` (default 5
@@ -20,16 +22,18 @@ ms) holds a message up to that long to batch it, so each rate is run with the de
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import common as c
-from confluent_kafka import Producer
+from aliecs_integration_plugins.core_kafka import encode
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aliecs_integration import hookspecs
 from aliecs_integration.engine.environment import Environment
-from aliecs_integration.publish.metrics import Metrics
+from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import OpStatus, TransitionStepEvent
 
 TARGET_P99_MS_AT_1K = 5.0
@@ -64,85 +68,91 @@ def summary(fired: list[float], acked: list[float], seconds: float) -> dict[str,
     }
 
 
-class AckTimes:
-    """Wraps ``Metrics.record_sent`` (the publisher's delivery callback calls it once per
-    acknowledged message) to note the moment of each acknowledgement, while active."""
+class Receiver:
+    """Notes the moment each new message of ``topic`` (one partition) can be read: a consumer
+    assigned at the partition's end offset, fetching with a 1 ms wait, on its own thread. A message
+    is readable once the broker acknowledged it (acks=all: the high watermark passed it), so
+    the i-th moment is the i-th acknowledgement as seen from outside the producer, the same
+    way for both paths."""
 
-    def __init__(self) -> None:
+    def __init__(self, bootstrap: str, topic: str) -> None:
         self.moments: list[float] = []
-        self._original = Metrics.record_sent
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency",
+                                   "enable.auto.commit": False, "fetch.wait.max.ms": 1,
+                                   "fetch.min.bytes": 1})
+        _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        self._consumer.assign([TopicPartition(topic, 0, high)])  # nothing fired yet is read
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> AckTimes:
-        original, moments = self._original, self.moments
-
-        def record_sent(metrics: Metrics, topic: str, latency_s: float) -> None:
-            moments.append(time.perf_counter())
-            original(metrics, topic, latency_s)
-
-        Metrics.record_sent = record_sent  # type: ignore[method-assign,assignment]
+    def __enter__(self) -> Receiver:
+        self._consumer.poll(0.2)  # connect and start fetching before anything is fired
+        self._thread.start()
         return self
 
+    def _run(self) -> None:
+        now, moments, poll = time.perf_counter, self.moments, self._consumer.poll
+        while not self._stop.is_set():
+            message = poll(0.05)  # returns as soon as one message is there
+            if message is not None and message.error() is None:
+                moments.append(now())
+
+    def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.moments) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def __exit__(self, *exc: object) -> None:
-        Metrics.record_sent = self._original  # type: ignore[method-assign]
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
 
 
 def host_run(bootstrap: str, root: str, rate: float, seconds: float,
              properties: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bytes, str]:
-    with AckTimes() as acks:  # before the publisher exists: it may keep the bound method
-        return _host_run(acks, bootstrap, root, rate, seconds, properties)
-
-
-def _host_run(acks: AckTimes, bootstrap: str, root: str, rate: float, seconds: float,
-              properties: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bytes, str]:
-    host = c.start_host(c.settings_for(bootstrap, root, properties=properties))
-    publisher = c.publisher_of(host)
+    settings = c.settings_for(bootstrap, root, properties=properties)
+    host = c.start_host(settings)
     env = Environment("LATENCYENV01", detectors=("TPC",), run_type="PHYSICS",
                       user_vars=c.ENV_VARIABLES, runtime_vars={}, defaults={}, workflow=None,
                       user=None)
     record = TransitionStepEvent(env.snapshot(), "CONFIGURE", "enter_CONFIGURED",
                                  OpStatus.ONGOING, False, "transition step starting")
-    captured: list[tuple[str, bytes]] = []
-    publish = publisher.publish
-
-    def capture(topic: str, value: bytes, key: bytes | None = None) -> None:
-        captured.append((topic, value))
-        publish(topic, value, key)
-
-    publisher.publish = capture  # type: ignore[method-assign]
-    host.fire(hookspecs.on_env_transition_step, record)
-    publisher.publish = publish  # type: ignore[method-assign]
-    c.wait_ready(publisher)
-    acked = acks.moments
-    acked.clear()
+    message = encode(record, TopicNames(settings.producer.topic_root))  # what core-kafka sends
     try:
-        fired = paced(rate, seconds, lambda: host.fire(hookspecs.on_env_transition_step, record),
-                      time.sleep)
-        publisher.flush(60)
+        host.fire(hookspecs.on_env_transition_step, record)
+        c.wait_ready(host)
+        with Receiver(bootstrap, message.topic) as receiver:
+            host.fire(hookspecs.on_env_transition_step, record)  # the consumer fetches: warm
+            receiver.wait_for(1)
+            receiver.moments.clear()
+            fired = paced(rate, seconds,
+                          lambda: host.fire(hookspecs.on_env_transition_step, record), time.sleep)
+            c.flush(host, 60)
+            receiver.wait_for(len(fired))
     finally:
         host.stop()
-    topic, value = captured[0]
-    return summary(fired, acked, seconds), c.raw_config(publisher), value, topic
+    return (summary(fired, receiver.moments, seconds), c.raw_config(settings), message.value,
+            message.topic)
 
 
-def raw_run(config: dict[str, Any], topic: str, value: bytes, key: bytes, rate: float,
-            seconds: float) -> dict[str, Any]:
-    acked: list[float] = []
-
-    def on_delivery(err: Any, msg: Any) -> None:
-        if err is None:
-            acked.append(time.perf_counter())
-
-    producer = Producer({**config, "on_delivery": on_delivery})
+def raw_run(config: dict[str, Any], bootstrap: str, topic: str, value: bytes, key: bytes,
+            rate: float, seconds: float) -> dict[str, Any]:
+    producer = Producer(config)
     producer.produce(topic, value, key)
     producer.flush(30)
-    acked.clear()
 
     def wait(seconds_ahead: float) -> None:
         producer.poll(seconds_ahead)
 
-    fired = paced(rate, seconds, lambda: producer.produce(topic, value, key), wait)
-    producer.flush(60)
-    return summary(fired, acked, seconds)
+    with Receiver(bootstrap, topic) as receiver:
+        producer.produce(topic, value, key)  # the consumer is fetching: warm
+        producer.flush(30)
+        receiver.wait_for(1)
+        receiver.moments.clear()
+        fired = paced(rate, seconds, lambda: producer.produce(topic, value, key), wait)
+        producer.flush(60)
+        receiver.wait_for(len(fired))
+    return summary(fired, receiver.moments, seconds)
 
 
 def main() -> None:
@@ -167,7 +177,8 @@ def main() -> None:
                 h, config, value, topic = host_run(args.bootstrap, root, rate, seconds,
                                                    properties)
                 hosts.append(h)
-                raws.append(raw_run(config, topic, value, b"LATENCYENV01", rate, seconds))
+                raws.append(raw_run(config, args.bootstrap, topic, value, b"LATENCYENV01", rate,
+                                    seconds))
             row: dict[str, Any] = {"config": label, "properties": properties, "rate": rate}
             for side, runs in (("host", hosts), ("raw", raws)):
                 row[side] = {k: c.median([r[k] for r in runs])
@@ -185,6 +196,7 @@ def main() -> None:
     targets = {row["config"]: row["host"]["p99_ms"] <= TARGET_P99_MS_AT_1K for row in at_1k}
     for label, met in targets.items():
         print(f"target p99 <= {TARGET_P99_MS_AT_1K:g} ms at 1k/s with {label}: {c.verdict(met)}")
+    print(f"deleted {c.delete_topics(args.bootstrap, root)} topic(s) under {root}.")
     c.write_result("latency-quick" if args.quick else "latency", {
         "quick": args.quick, "seconds_per_run": seconds, "repeat": repeat,
         "broker_started_by_bench": started_broker, "results": results,

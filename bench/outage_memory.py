@@ -107,16 +107,16 @@ def main() -> None:
     print(f"default cap: {cap.max_messages:,} messages / {cap.max_bytes:,} bytes, overflow "
           f"{cap.overflow.value} ({cap.block_timeout_s:g} s); {args.rate:g} events/s; "
           f"{warmup:g} s warm-up, {minutes:g} min outage")
-    host = c.start_host(c.settings_for(args.bootstrap, c.topic_root()))
-    publisher = c.publisher_of(host)
+    root = c.topic_root()
+    host = c.start_host(c.settings_for(args.bootstrap, root))
     sampler = Sampler()
     sampler.start()
     state = {"fired": 0, "refused": 0}
-    at_start = publisher.metrics.snapshot()  # host start published a coreStart + a list
+    at_start = c.core_metrics(host)  # host start published a coreStart + a list
     state["fired"] = at_start.sent + at_start.queued
     try:
         drive(host, args.rate, warmup, state)
-        c.wait_ready(publisher)
+        c.wait_ready(host)
         warm = [rss for _, phase, rss in sampler.samples if phase == "warmup"]
         baseline = int(c.median(warm[len(warm) // 2:]))
         print(f"baseline RSS {baseline / 1e6:.1f} MB; stopping the broker")
@@ -125,20 +125,21 @@ def main() -> None:
         outage_started = time.monotonic()
         drive(host, args.rate, minutes * 60, state)
         outage_s = time.monotonic() - outage_started
-        held = publisher.metrics.snapshot().queued
+        held = c.core_metrics(host).queued
         sampler.phase = "recovery"
         print(f"outage over after {outage_s:.0f} s: {held:,} messages held; starting the broker")
         recovered = time.monotonic()
         broker.start()
         start_s = time.monotonic() - recovered
-        report = publisher.flush(300)
+        report = c.flush(host, 300)
         drain_s = time.monotonic() - recovered
-        snap = publisher.metrics.snapshot()
+        snap = c.core_metrics(host)
     finally:
         sampler.stopped.set()
         host.stop()
         if not broker.running():
             broker.start()
+        print(f"deleted {c.delete_topics(args.bootstrap, root)} topic(s) under {root}.")
     outage = [rss for _, phase, rss in sampler.samples if phase == "outage"]
     peak = max(outage) if outage else baseline
     after = [rss for _, phase, rss in sampler.samples if phase == "recovery"]

@@ -86,7 +86,8 @@ class FakeProducer:
     ``produce`` queues (``BufferError`` past ``queue.buffering.max.messages``/``.kbytes``,
     ``MSG_SIZE_TOO_LARGE`` above ``refuse_bytes``); ``poll``/``flush`` serve delivery reports
     while :attr:`up` (``set_up(False)`` holds them), failing topics in :attr:`fail_topics`;
-    delivered messages are recorded in :attr:`delivered` as ``(topic, key, value)``. ``len()``
+    delivered messages are recorded in :attr:`delivered` as ``(topic, key, value)`` (with
+    :attr:`only_errors`, like ``delivery.report.only.error``, only failures are reported). ``len()``
     counts queued messages and reports being served, like librdkafka.
     """
 
@@ -105,6 +106,7 @@ class FakeProducer:
         self.closed = False
         self.purged = 0
         self.serving = 0
+        self.only_errors = False  # like delivery.report.only.error (tests turn it on)
 
     def _bytes(self) -> int:
         return sum(len(m.value() or b"") + len(m.key() or b"") for m, _ in self.queue)
@@ -144,7 +146,8 @@ class FakeProducer:
                 cb(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), msg)
             else:
                 self.delivered.append((msg.topic(), msg.key(), msg.value() or b""))
-                cb(None, msg)
+                if not self.only_errors:
+                    cb(None, msg)
             with self.cond:
                 self.serving -= 1
         return len(batch)

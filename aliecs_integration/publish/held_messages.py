@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import NoReturn
 
 from aliecs_integration.errors import PublishError
 from aliecs_integration.log_limits import RateLimitedLog
@@ -87,14 +88,32 @@ class HeldMessages:
         while self.over_cap(size):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or closed():
-                self._dropped(topic, policy)
-                raise PublishError(
-                    f"{self.name}: message to {topic!r} dropped: queue full "
-                    f"({self.config.max_messages} messages / {self.config.max_bytes} bytes) "
-                    f"for {self.config.block_timeout_s} s (broker unreachable?)"
-                )
+                self.refuse_full(topic)
             self._cond.wait(min(remaining, 0.05))  # room also frees as librdkafka delivers
         return True
+
+    def drop(self, topic: str) -> None:
+        """Count and log one new message of ``topic`` dropped by ``drop_newest`` because
+        librdkafka's queue is full."""
+        self._dropped(topic, self.config.overflow)
+
+    def refuse_full(self, topic: str) -> NoReturn:
+        """Count and log a new message of ``topic`` refused by ``block`` after
+        ``blockTimeoutSeconds``; raise ``PublishError``."""
+        self._dropped(topic, self.config.overflow)
+        raise PublishError(
+            f"{self.name}: message to {topic!r} dropped: queue full "
+            f"({self.config.max_messages} messages / {self.config.max_bytes} bytes) "
+            f"for {self.config.block_timeout_s} s (broker unreachable?)"
+        )
+
+    def per_topic(self) -> collections.Counter[str]:
+        """How many messages are held per topic."""
+        counts: collections.Counter[str] = collections.Counter(
+            {topic: len(queue) for topic, queue in self.waiting.items()}
+        )
+        counts.update(item[0] for item in self.backlog)
+        return counts
 
     def log_pending_drops(self) -> None:
         """Log the drops not reported yet by the rate-limited warning (at close)."""

@@ -9,11 +9,19 @@ per topic.
   the per-topic counters; every snapshot folds first, so a snapshot is exact. Whoever calls
   ``count_*`` must call ``fold`` regularly (the publisher's poller does after each poll) to
   keep the lists short.
-- Delivery latency is sampled per topic: the first acknowledged message of each topic, then
-  one in ``sample_every`` (default 16). Samples feed Prometheus histogram buckets (cumulative
-  since start: their ``_count``/``_sum`` are over samples, not over every delivery), the
-  maximum, and a ring of the last ``reservoir_size`` samples from which the snapshot's
-  p50/p99 are computed.
+- When the publisher counts deliveries from librdkafka's statistics (idempotence on, see
+  :mod:`aliecs_integration.publish.delivery_tracker`), no call is made per acknowledged
+  message: :meth:`Metrics.raise_sent` raises each topic's count to a lower bound known to be
+  acknowledged, and :meth:`Metrics.record_latency_window` records the latency of each
+  statistics window (p50, p99 and maximum of the topic's leader broker); the snapshot's
+  p50/p99 are then those of the last window.
+- Otherwise delivery latency is sampled per topic: the first acknowledged message of each
+  topic, then one in ``sample_every`` (default 16).
+
+Samples feed Prometheus histogram buckets (cumulative since start: their ``_count``/``_sum``
+are over samples, not over every delivery), the maximum, and a ring of the last
+``reservoir_size`` samples from which the snapshot's p50/p99 are computed (when no statistics
+window set them).
 
 The Prometheus text exposition format (version 0.0.4) is written here by hand: a handful of
 counters, one gauge and one histogram do not justify a runtime dependency of the always-on
@@ -103,6 +111,7 @@ class _Topic:
         "ring_pos",
         "samples",
         "sent",
+        "window",
     )
 
     def __init__(self) -> None:
@@ -112,8 +121,17 @@ class _Topic:
         self.max = 0.0
         self.ring: list[float] = []
         self.ring_pos = 0
+        self.window: tuple[float, float] | None = None  # p50, p99 of the last statistics
 
     def summary(self) -> LatencySummary:
+        if self.window is not None:
+            return LatencySummary(
+                count=self.sent,
+                p50_s=self.window[0],
+                p99_s=self.window[1],
+                max_s=self.max,
+                samples=self.samples,
+            )
         if not self.ring:
             return LatencySummary(count=self.sent, max_s=self.max, samples=self.samples)
         ordered = sorted(self.ring)
@@ -194,6 +212,35 @@ class Metrics:
         self.fold()
         if sample:
             self.sample_latency(topic, latency_s)
+
+    def raise_sent(self, totals: Mapping[str, int]) -> None:
+        """Each topic of ``totals`` has at least that many acknowledged messages: raise its
+        count to it (counts never go down)."""
+        with self._lock:
+            for topic, total in totals.items():
+                if total > 0:
+                    t = self._topics.get(topic) or self._topic(topic)
+                    if total > t.sent:
+                        t.sent = total
+
+    def outcomes(self) -> dict[str, tuple[int, int, int, int]]:
+        """Per topic: (published, sent, failed, dropped), after a fold."""
+        with self._lock:
+            self._fold()
+            return {
+                name: (t.published, t.sent, t.failed, t.dropped)
+                for name, t in self._topics.items()
+            }
+
+    def record_latency_window(self, topic: str, p50_s: float, p99_s: float, max_s: float) -> None:
+        """The delivery latency of ``topic`` over one statistics window: its p50 is one
+        sample (histogram, reservoir); p50/p99 become the snapshot's; the maximum counts."""
+        self.sample_latency(topic, p50_s)
+        with self._lock:
+            t = self._topics.get(topic) or self._topic(topic)
+            t.window = (p50_s, p99_s)
+            if max_s > t.max:
+                t.max = max_s
 
     def record_failed(self, topic: str, count: int = 1) -> None:
         """``count`` messages of ``topic`` were reported failed by the client."""

@@ -8,21 +8,33 @@ Contract of :meth:`Publisher.publish`:
 - Per-key order is kept for messages published from one thread: a message never overtakes an
   earlier one (librdkafka keeps order per partition with idempotence on).
 - Undelivered messages are capped by ``queue.maxMessages`` and ``queue.maxBytes``, held in two
-  queues. librdkafka's own (``queue.buffering.max.*``) has half of each: messages handed to
-  the client, batched, sent and retried through an outage (``message.timeout.ms`` is 0).
-  The publisher's (:class:`~aliecs_integration.publish.held_messages.HeldMessages`) holds messages
-  waiting for their topic to exist, or for room in librdkafka's queue: the other half of
-  ``maxBytes``, and whatever librdkafka's queue leaves of ``maxMessages`` (at least half).
-  So with the broker down since start (no topic can be created, librdkafka's queue stays
-  empty) every message waits in the publisher's queue: all of ``maxMessages`` is usable
-  (less a few client events not served yet), but only half of ``maxBytes``.
-  Past the cap the ``overflow`` policy applies to the publisher's queue: ``block`` waits up
-  to ``blockTimeoutSeconds`` then raises ``PublishError``; ``drop_oldest`` discards its
-  oldest message; ``drop_newest`` discards the new one. Every drop is counted in :attr:`metrics`
-  and logged (at most every few seconds, with counts). A message larger than half of
-  ``maxBytes`` can never fit and is refused with ``PublishError``.
-- Delivery reports are served by a background poller thread and update :attr:`metrics`
-  (counts exact; latency sampled, see :mod:`aliecs_integration.publish.metrics`).
+  queues. librdkafka's own (``queue.buffering.max.*``) has half of ``maxBytes`` and, under
+  ``block`` and ``drop_newest``, all of ``maxMessages`` (half under ``drop_oldest``):
+  messages handed to the client, batched, sent and retried through an outage
+  (``message.timeout.ms`` is 0). The publisher's
+  (:class:`~aliecs_integration.publish.held_messages.HeldMessages`) holds messages waiting for
+  their topic to exist (and, under ``drop_oldest``, for room in librdkafka's queue): the
+  other half of ``maxBytes``, and whatever librdkafka's queue leaves of ``maxMessages``.
+  The sum of both never exceeds ``maxMessages``. So with the broker down since start (no
+  topic can be created, librdkafka's queue stays empty) every message waits in the
+  publisher's queue: all of ``maxMessages`` is usable (less a few client events not served
+  yet), but only half of ``maxBytes``.
+  Past the cap the ``overflow`` policy applies: ``block`` makes the publishing thread wait
+  for room (librdkafka's queue drains as the broker acknowledges; no other thread relays
+  messages) up to ``blockTimeoutSeconds``, then raises ``PublishError``; ``drop_newest``
+  discards the new message; ``drop_oldest`` discards the publisher's oldest held message
+  (messages already handed to librdkafka are never dropped). Every drop is counted in
+  :attr:`metrics` and logged (at most every few seconds, with counts). A message larger than
+  half of ``maxBytes`` can never fit and is refused with ``PublishError``.
+- Deliveries are counted per topic in :attr:`metrics`, exactly (see
+  :mod:`aliecs_integration.publish.delivery_tracker` for how): with idempotence on (the
+  default, without a spool) librdkafka reports failures one by one and acknowledgements
+  through its statistics, so no Python code runs per acknowledged message. The counts are a
+  lower bound that lags by at most ``statistics.interval.ms`` while messages are outstanding,
+  and exact
+  whenever none is: after :meth:`Publisher.flush`, at :meth:`Publisher.close`, and within a
+  poll interval of the queue becoming empty. A background poller thread serves the client's
+  reports and statistics.
 - librdkafka's own log lines go to the logger ``aliecs_integration.publish.publisher.librdkafka``,
   at most one per kind (facility and client) every 30 s with the count of those suppressed;
   the counts still pending are logged at :meth:`Publisher.close`.
@@ -39,6 +51,7 @@ Use :func:`shared_publisher` to share one producer between plugins with equal se
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import threading
@@ -58,7 +71,7 @@ from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.publish.spool import Spool, SpooledDeliveries, journal_dir
 from aliecs_integration.publish.topic_admin import TopicCreator
 from aliecs_integration.records import ConnectionState, DeliveryReport
-from aliecs_integration.settings.producer import ProducerConfig
+from aliecs_integration.settings.producer import OverflowPolicy, ProducerConfig
 
 log = logging.getLogger(__name__)
 _rdkafka_log = logging.getLogger(f"{__name__}.librdkafka")
@@ -106,6 +119,7 @@ class Publisher:
         self.max_message_bytes = split.max_message_bytes
         self._cond = threading.Condition()
         self._created: set[str] = set()
+        self._abandoned: collections.Counter[str] = collections.Counter()  # held at close
         self._held = HeldMessages(
             config,
             name=name,
@@ -114,7 +128,11 @@ class Publisher:
             record_dropped=self.metrics.record_dropped,
             logger=log,
         )
-        self._backlog = self._held.backlog  # read on the hot path of publish
+        self._backlog = self._held.backlog
+        self._per_message = not config.counts_from_statistics()
+        self._blocks = config.overflow is OverflowPolicy.BLOCK
+        self._holds_overflow = config.overflow is OverflowPolicy.DROP_OLDEST
+        self._settled = True  # nothing published since the last exact count
         self._closed, self._users = False, 1
         self._stop = threading.Event()
         log.info(
@@ -122,10 +140,12 @@ class Publisher:
             *(name, ",".join(self.bootstrap_servers), config.masked_properties()),
             *(config.max_messages, config.max_bytes, config.overflow.value),
         )
-        callbacks = {
+        callbacks: dict[str, Any] = {
             "on_delivery": self._deliveries.on_delivery,
             "error_cb": self._deliveries.on_error,
         }
+        if not self._per_message:
+            callbacks["stats_cb"] = self._deliveries.on_stats
         try:
             self._producer = producer_factory(
                 {
@@ -169,17 +189,22 @@ class Publisher:
         Returns quickly unless the cap is reached under the ``block`` policy. Raises
         ``PublishError`` when the message is refused: publisher closed, message too large,
         or cap still reached after ``blockTimeoutSeconds`` (each counted as dropped).
+        A message is counted as published once it is queued, dropped or refused.
         """
-        self._count_published(topic)
-        if topic in self._created and not self._backlog:
+        if topic in self._created and not self._held.count:
             try:
                 self._producer.produce(topic, value, key)
-                return
-            except BufferError:
-                pass  # librdkafka's queue is full: queue it ourselves
+            except BufferError:  # librdkafka's queue is full
+                if not self._holds_overflow:
+                    self._when_full(topic, value, key)
+                    return
             except KafkaException as exc:
                 if not self._missing(exc, topic):  # issue 12: a deleted topic waits instead
                     self._refuse(topic, f"the Kafka client refused it: {exc}")
+            else:
+                self._settled = False
+                self._count_published(topic)
+                return
         self._enqueue(topic, value, key)
 
     def prepare(self, topics: Iterable[str]) -> None:
@@ -202,6 +227,7 @@ class Publisher:
             else:
                 self._producer.poll(min(0.05, remaining))
                 self._drain()
+        self._settle()
         return self._report(self._held.count + len(self._producer))
 
     def close(self, timeout_s: float | None = None) -> DeliveryReport:
@@ -224,6 +250,7 @@ class Publisher:
         with self._cond:
             self._closed = True
             self._created.clear()
+            self._abandoned.update(self._held.per_topic())
             abandoned = self._held.clear()
             self._cond.notify_all()
         self._poller.join()
@@ -231,6 +258,7 @@ class Publisher:
         if len(self._producer):
             self._producer.purge(in_queue=True, in_flight=True, blocking=True)
             self._producer.flush(1.0)  # serves the purged messages' delivery reports
+        self._settle()
         self._producer.close()
         if self._spool is not None:  # issue 12: what was not acknowledged stays journaled
             self._spool.close()
@@ -264,10 +292,23 @@ class Publisher:
         return DeliveryReport(snap.sent, snap.failed, snap.dropped, undelivered)
 
     def _refuse(self, topic: str, why: str) -> NoReturn:
+        """Refuse a new message: counted as published and dropped, logged, raised."""
+        self._count_published(topic)
+        raise self._refusal(topic, why)
+
+    def _refuse_oversized(self, topic: str, size: int) -> NoReturn:
+        self._refuse(
+            topic,
+            f"{size} bytes is more than half of queue.maxBytes "
+            f"({self.max_message_bytes} bytes may be queued per message)",
+        )
+
+    def _refusal(self, topic: str, why: str) -> PublishError:
+        """Count a refused message as dropped (not as published), log it; the error to raise."""
         self.metrics.record_dropped(topic)
         self.metrics.fold()  # after close no poller folds the published counts
         log.error("%s: message to %s refused: %s", self.name, topic, why)
-        raise PublishError(f"{self.name}: message to {topic!r} refused: {why}")
+        return PublishError(f"{self.name}: message to {topic!r} refused: {why}")
 
     def _try_produce(self, topic: str, value: bytes, key: bytes | None) -> bool:
         try:
@@ -280,68 +321,151 @@ class Publisher:
                 return False
             self._refuse(topic, f"the Kafka client refused it: {exc}")
 
+    def _when_full(self, topic: str, value: bytes, key: bytes | None) -> None:
+        """librdkafka's queue had no room for a message to an existing topic: under ``block``
+        wait for room on this thread (bounded by ``blockTimeoutSeconds``), under
+        ``drop_newest`` drop it. A message that can never fit is refused."""
+        size = size_of(value, key)
+        if size > self.max_message_bytes:
+            self._refuse_oversized(topic, size)
+        if not self._blocks:
+            with self._cond:
+                self._held.drop(topic)
+            self._count_published(topic)
+            return
+        deadline = time.monotonic() + self.config.block_timeout_s
+        while True:
+            time.sleep(0.0005)  # room frees as the broker acknowledges
+            if self._closed:
+                self._refuse(topic, "the publisher is closed")
+            try:
+                if not self._room_in_client():
+                    raise BufferError
+                self._producer.produce(topic, value, key)
+            except BufferError:
+                if time.monotonic() >= deadline:
+                    self._count_published(topic)
+                    with self._cond:
+                        self._held.refuse_full(topic)
+                continue
+            except KafkaException as exc:
+                if self._missing(exc, topic):  # issue 12: held, waiting for the topic again
+                    self._enqueue(topic, value, key)
+                    return
+                self._refuse(topic, f"the Kafka client refused it: {exc}")
+            self._settled = False
+            self._count_published(topic)
+            return
+
+    def _room_in_client(self) -> bool:
+        """True when one more message handed to librdkafka keeps both queues within
+        ``maxMessages`` (only in doubt while the publisher holds messages)."""
+        return (
+            not self._held.count
+            or self._held.count + len(self._producer) < self.config.max_messages
+        )
+
     def _enqueue(self, topic: str, value: bytes, key: bytes | None) -> None:
         size = size_of(value, key)
+        full = False
         with self._cond:
             if self._closed:
                 self._refuse(topic, "the publisher is closed")
             if size > self.max_message_bytes:
-                self._refuse(
-                    topic,
-                    f"{size} bytes is more than half of queue.maxBytes "
-                    f"({self.max_message_bytes} bytes may be queued per message)",
-                )
-            if (
-                topic in self._created
-                and not self._backlog
-                and self._try_produce(topic, value, key)
-            ):
+                self._refuse_oversized(topic, size)
+            if self._backlog:
+                self._drain_locked()  # this thread hands the backlog over first
+            if topic in self._created and not self._backlog:
+                if self._room_in_client() and self._try_produce(topic, value, key):
+                    self._settled = False
+                    self._count_published(topic)
+                    return
+                full = not self._holds_overflow
+            if not full:
+                try:
+                    self._hold(topic, value, key, size)
+                finally:
+                    self._count_published(topic)
                 return
-            if self._held.over_cap(size) and not self._held.make_room(
-                topic, size, lambda: self._closed
-            ):
-                return
-            if self._closed:  # closed while blocked for room
-                self._refuse(topic, "the publisher is closed")
-            exists = topic in self._created
-            self._held.add((topic, value, key, time.monotonic()), topic_exists=exists)
-            if not exists:
-                self._request(topic)
+        self._when_full(topic, value, key)  # outside the lock: others may go on
+
+    def _hold(self, topic: str, value: bytes, key: bytes | None, size: int) -> None:
+        """Hold a message in the publisher's queue (lock held), applying the overflow policy."""
+        if self._held.over_cap(size) and not self._held.make_room(
+            topic, size, lambda: self._closed
+        ):
+            return
+        if self._closed:  # closed while blocked for room
+            raise self._refusal(topic, "the publisher is closed")
+        exists = topic in self._created
+        self._held.add((topic, value, key, time.monotonic()), topic_exists=exists)
+        if not exists:
+            self._request(topic)
 
     def _drain(self) -> None:
         """Hand the backlog to librdkafka, oldest first, while it has room."""
         with self._cond:
-            if self._closed:
-                return
-            moved = False
-            while self._backlog:
-                topic, value, key, queued = self._backlog[0]
-                try:
+            if not self._closed:
+                self._drain_locked()
+
+    def _drain_locked(self) -> None:
+        moved = False
+        while self._backlog:
+            topic, value, key, queued = self._backlog[0]
+            try:
+                if self._per_message:
                     self._producer.produce(
                         topic,
                         value,
                         key,
                         on_delivery=functools.partial(self._deliveries.on_delivery_since, queued),
                     )
-                except BufferError:
-                    break
-                except KafkaException as exc:
-                    if self._missing(exc, topic):  # issue 12: back to waiting for the topic
-                        item = self._backlog[0]
-                        self._held.pop_backlog()
-                        self._held.add(item, topic_exists=False)
-                        continue
-                    self.metrics.record_dropped(topic)
-                    log.error(
-                        "%s: message to %s dropped: the Kafka client refused it: %s",
-                        self.name,
-                        topic,
-                        exc,
-                    )
-                self._held.pop_backlog()
-                moved = True
-            if moved:
-                self._cond.notify_all()
+                else:
+                    self._producer.produce(topic, value, key)
+            except BufferError:
+                break
+            except KafkaException as exc:
+                if self._missing(exc, topic):  # issue 12: back to waiting for the topic
+                    item = self._backlog[0]
+                    self._held.pop_backlog()
+                    self._held.add(item, topic_exists=False)
+                    continue
+                self.metrics.record_dropped(topic)
+                log.error(
+                    "%s: message to %s dropped: the Kafka client refused it: %s",
+                    self.name,
+                    topic,
+                    exc,
+                )
+            self._held.pop_backlog()
+            self._settled = False
+            moved = True
+        if moved:
+            self._cond.notify_all()
+
+    def _settle(self) -> None:
+        """Make the acknowledged counts exact when nothing is outstanding in librdkafka:
+        every message counted as published is then acknowledged, failed, purged, dropped or
+        still held by the publisher (abandoned at close). Counts read in that order, so a
+        message published meanwhile can only make the result smaller (counts never go
+        down: :meth:`Metrics.raise_sent`)."""
+        if self._per_message:
+            return  # every delivery is counted as it is reported
+        published = {topic: counts[0] for topic, counts in self.metrics.outcomes().items()}
+        with self._cond:  # drops of held messages are counted with this lock held
+            if len(self._producer):
+                return
+            held = self._held.per_topic()
+            held.update(self._abandoned)
+            dropped = {topic: counts[3] for topic, counts in self.metrics.outcomes().items()}
+        failed, purged = self._deliveries.failed_by_topic, self._deliveries.purged_by_topic
+        self.metrics.raise_sent(
+            {
+                topic: count - dropped.get(topic, 0) - failed[topic] - purged[topic] - held[topic]
+                for topic, count in published.items()
+            }
+        )
+        self._settled = True
 
     # ------------------------------------------------------------------ threads
     def _poll_loop(self) -> None:
@@ -351,6 +475,8 @@ class Publisher:
                 self.metrics.fold()
                 if self._backlog:
                     self._drain()
+                if not self._settled and not len(self._producer):
+                    self._settle()
             except Exception:  # the poller must survive: it serves every delivery report
                 log.exception("%s: error while serving delivery reports", self.name)
 
@@ -367,9 +493,9 @@ class Publisher:
     def _give_up(self, topic: str, reason: str) -> None:
         with self._cond:
             lost = self._held.take_waiting(topic)
+            if lost:
+                self.metrics.record_dropped(topic, len(lost))
             self._cond.notify_all()
-        if lost:
-            self.metrics.record_dropped(topic, len(lost))
         log.error(
             "%s: cannot create topic %s: %s; %d waiting message(s) dropped",
             self.name,

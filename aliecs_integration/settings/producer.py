@@ -54,13 +54,18 @@ RESERVED_PROPERTIES: Mapping[str, str] = MappingProxyType(
         "metadata.broker.list": "set from kafkaEndpoints",
         "queue.buffering.max.messages": f"set from {KEY}.queue.maxMessages",
         "queue.buffering.max.kbytes": f"set from {KEY}.queue.maxBytes",
-        "delivery.report.only.error": "the publisher counts deliveries from every report",
+        "delivery.report.only.error": "set by the publisher (it counts deliveries itself)",
+        "statistics.interval.ms": "set by the publisher (it counts deliveries from statistics)",
     }
 )
 
 DEFAULT_PROPERTIES: Mapping[str, PropertyValue] = MappingProxyType(
     {"acks": "all", "enable.idempotence": True, "message.timeout.ms": 0}
 )
+
+STATISTICS_INTERVAL_MS = 500
+"""How often librdkafka reports its statistics, from which the publisher counts deliveries
+when idempotence is on (see :meth:`ProducerConfig.counts_from_statistics`)."""
 
 MAX_PARTITIONS = 10_000
 """More partitions per topic than any broker is configured for; larger values are refused
@@ -102,10 +107,16 @@ def _repr_properties(value: Mapping[str, PropertyValue]) -> str:
 
 @attrs.frozen
 class QueueSplit:
-    """How the cap on undelivered messages is split: half for librdkafka's own queue
-    (``queue.buffering.max.messages`` / ``.kbytes``), the rest for the publisher's queue
-    (``own_bytes``; ``own_messages`` is its guaranteed share: it may also use what
-    librdkafka's queue leaves of the whole, see :mod:`aliecs_integration.publish.held_messages`)."""
+    """How the cap on undelivered messages is split between librdkafka's own queue
+    (``queue.buffering.max.messages`` / ``.kbytes``) and the publisher's queue (``own_bytes``;
+    ``own_messages`` is its guaranteed share: it may also use what librdkafka's queue leaves
+    of the whole, see :mod:`aliecs_integration.publish.held_messages`).
+
+    Bytes: half each. Messages: under ``drop_oldest`` half each (the publisher's queue is
+    where the oldest are dropped); under ``block`` and ``drop_newest`` librdkafka may hold the
+    whole count (the publishing thread waits for room in it, or drops the new message) and
+    the publisher's queue holds only messages waiting for their topic, within what
+    librdkafka's queue leaves."""
 
     client_messages: int
     client_kbytes: int
@@ -209,7 +220,10 @@ class ProducerConfig:
 
     def queue_split(self) -> QueueSplit:
         """The cap ``max_messages``/``max_bytes`` split between librdkafka and the publisher."""
-        client_messages = max(1, self.max_messages // 2)
+        if self.overflow is OverflowPolicy.DROP_OLDEST:
+            client_messages = max(1, self.max_messages // 2)
+        else:
+            client_messages = self.max_messages
         client_kbytes = max(1, self.max_bytes // 2048)
         return QueueSplit(
             client_messages,
@@ -218,16 +232,32 @@ class ProducerConfig:
             self.max_bytes - client_kbytes * 1024,
         )
 
+    def counts_from_statistics(self) -> bool:
+        """True when idempotence is on and no spool is configured: librdkafka then reports
+        only failed deliveries (``delivery.report.only.error``) and the acknowledged ones are
+        counted from its statistics (each partition's last acknowledged message id), not one
+        by one. The spool marks each message done from its own delivery report."""
+        if self.spool_path:
+            return False
+        value = self.producer_properties().get("enable.idempotence", True)
+        return str(value).lower() not in ("false", "0")
+
     def client_config(self, bootstrap_servers: Sequence[str]) -> dict[str, PropertyValue]:
-        """The producer's librdkafka config: :meth:`producer_properties`, the bootstrap servers
-        and librdkafka's share of the queue cap (callbacks are the publisher's to add)."""
+        """The producer's librdkafka config: :meth:`producer_properties`, the bootstrap servers,
+        librdkafka's share of the queue cap and, when :meth:`counts_from_statistics`,
+        failures-only delivery reports and the statistics interval (callbacks are the
+        publisher's to add)."""
         split = self.queue_split()
-        return {
+        config: dict[str, PropertyValue] = {
             **self.producer_properties(),
             "bootstrap.servers": ",".join(bootstrap_servers),
             "queue.buffering.max.messages": split.client_messages,
             "queue.buffering.max.kbytes": split.client_kbytes,
         }
+        if self.counts_from_statistics():
+            config["delivery.report.only.error"] = True
+            config["statistics.interval.ms"] = STATISTICS_INTERVAL_MS
+        return config
 
     def admin_config(self, bootstrap_servers: Sequence[str]) -> dict[str, PropertyValue]:
         """The AdminClient's config: the user's properties (security...) and the servers."""

@@ -15,7 +15,9 @@ first within each"), so the stable sort is well defined.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import threading
 from collections.abc import Iterable
 
@@ -37,6 +39,30 @@ def compare_runs(a: kafka_pb2.EnvInfo, b: kafka_pb2.EnvInfo) -> int:
     return len(b.detectors) - len(a.detectors)
 
 
+def listing_key(run: kafka_pb2.EnvInfo) -> tuple[int, int]:
+    """The order of :func:`compare_runs` as a key: multi-detector runs with ITS, then the other
+    multi-detector runs, then the rest; more detectors first within each."""
+    count = len(run.detectors)
+    group = (0 if ITS in run.detectors else 1) if count >= 2 else 2
+    return group, -count
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+_RUN_TAG = b"\x0a"  # ActiveRunsList.activeRuns: field 1, length-delimited
+_TIMESTAMP_TAG = b"\x10"  # ActiveRunsList.timestamp: field 2, varint
+
+
 def sort_runs(runs: Iterable[kafka_pb2.EnvInfo]) -> list[kafka_pb2.EnvInfo]:
     """Copies of ``runs`` in listing order, each with its detectors sorted alphabetically."""
     listed = []
@@ -54,12 +80,22 @@ class ActiveRuns:
     ``lock`` is exposed so a caller can make "update, then publish the list" atomic with
     respect to other environments (it is re-entrant). The sorted list is computed once per
     change of the set, not per :meth:`listing`.
+
+    :meth:`encoded_listing` keeps each running environment's entry encoded (once, when it
+    enters RUNNING) in listing order: a change of the set costs one insertion or removal in
+    that order, a listing one join of the encoded entries, both linear in the number of
+    running environments; nothing is re-encoded.
     """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._runs: dict[str, kafka_pb2.EnvInfo] = {}
         self._sorted: kafka_pb2.ActiveRunsList | None = None  # without timestamp; None: stale
+        self._seq = itertools.count()
+        self._order: list[tuple[int, int, int, str]] = []  # (group, -detectors, seq, id)
+        self._keys: dict[str, tuple[int, int, int, str]] = {}
+        self._entries: dict[str, bytes] = {}  # id -> tag + length + EnvInfo bytes
+        self._body: bytes | None = None  # the entries joined in listing order; None: stale
 
     def entered(self, info: kafka_pb2.EnvInfo) -> None:
         """Record that ``info.environmentId`` entered ``info.state``.
@@ -67,15 +103,29 @@ class ActiveRuns:
         RUNNING adds it (re-entering moves it to the end of the entry order); any other state,
         UNKNOWN included, removes it (absent ids are ignored).
         """
+        env_id = info.environmentId
         with self.lock:
-            removed = self._runs.pop(info.environmentId, None)
+            removed = self._runs.pop(env_id, None)
+            if removed is not None:
+                key = self._keys.pop(env_id)
+                del self._order[bisect.bisect_left(self._order, key)]
+                del self._entries[env_id]
             if info.state == RUNNING:
                 copy = kafka_pb2.EnvInfo()
                 copy.CopyFrom(info)
-                self._runs[info.environmentId] = copy
+                self._runs[env_id] = copy
+                key = (*listing_key(copy), next(self._seq), env_id)
+                bisect.insort(self._order, key)
+                self._keys[env_id] = key
+                listed = kafka_pb2.EnvInfo()
+                listed.CopyFrom(copy)
+                listed.detectors[:] = sorted(copy.detectors)
+                entry = listed.SerializeToString()
+                self._entries[env_id] = _RUN_TAG + _varint(len(entry)) + entry
             elif removed is None:
                 return  # not running before nor now: the list is unchanged
             self._sorted = None
+            self._body = None
 
     def ids(self) -> tuple[str, ...]:
         """The running environment ids, in order of entry."""
@@ -91,3 +141,16 @@ class ActiveRuns:
             listing.CopyFrom(self._sorted)
         listing.timestamp = timestamp_ms
         return listing
+
+    def encoded_listing(self, timestamp_ms: int) -> tuple[bytes, int]:
+        """:meth:`listing` serialized (the same bytes as its ``SerializeToString()``), and the
+        number of runs listed."""
+        with self.lock:
+            body = self._body
+            if body is None:
+                entries = self._entries
+                body = self._body = b"".join(entries[key[3]] for key in self._order)
+            count = len(self._order)
+        if timestamp_ms:
+            return body + _TIMESTAMP_TAG + _varint(timestamp_ms), count
+        return body, count

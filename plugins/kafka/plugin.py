@@ -195,9 +195,9 @@ class KafkaPlugin(Plugin):
         with self.active_runs.lock:
             self.active_runs.entered(info)
             self._send(topic, _notification(info, self._clock()))
-            listing = self.active_runs.listing(self._clock())
-            self._send(list_topic, listing)
-        return f"published {topic}; {list_topic} with {len(listing.activeRuns)} run(s)"
+            listing, count = self.active_runs.encoded_listing(self._clock())
+            self._get_publisher().publish(list_topic, listing)
+        return f"published {topic}; {list_topic} with {count} run(s)"
 
     @nonblocking
     def publish_leave_state_update(self, call: CallContext) -> str:

@@ -86,23 +86,36 @@ class Outcome:
     max_rss_kb: int
 
 
+# Runs the command given as its arguments and prints the command's peak RSS (kB) on stdout.
+# Linux carries a parent's high-water RSS into a vfork()ed child across exec (signal->maxrss),
+# so a child spawned straight from this (large) pytest process would report pytest's peak; the
+# small wrapper process starts the command instead, and its wait4 sees the command's own peak.
+_MEASURE = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(usage.ru_maxrss, flush=True)
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
 def run_cli(args: list[str], cwd: Path) -> Outcome:
     """One CLI run in its own process: exit code, stderr, wall time and peak memory (RSS of
-    that process, from wait4), killed at the time limit."""
+    that process, from wait4 in a small wrapper), killed at the time limit."""
     started = time.monotonic()
     child = subprocess.Popen(
-        [sys.executable, "-m", "aliecs_integration.cli.main", *args], cwd=cwd,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-c", _MEASURE, sys.executable, "-m", "aliecs_integration.cli.main",
+         *args], cwd=cwd, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "ALIECS_SETTINGS": "", "CONSUL_HTTP_TOKEN": ""})
-    timer = threading.Timer(TIME_LIMIT_S + 5, lambda: child.send_signal(signal.SIGKILL))
+    timer = threading.Timer(TIME_LIMIT_S + 5, lambda: os.killpg(child.pid, signal.SIGKILL))
     timer.start()
-    assert child.stderr is not None
-    err = child.stderr.read().decode("utf-8", "replace")
-    _, status, usage = os.wait4(child.pid, 0)
+    out, err_bytes = child.communicate()
     timer.cancel()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return Outcome(tuple(args), child.returncode, err, time.monotonic() - started,
-                   usage.ru_maxrss)
+    lines = out.decode().split()
+    max_rss_kb = int(lines[-1]) if lines else 10**9  # no figure: the wrapper itself was killed
+    return Outcome(tuple(args), child.returncode, err_bytes.decode("utf-8", "replace"),
+                   time.monotonic() - started, max_rss_kb)
 
 
 def settings_commands(path: str, good_scenario: str, tmp: Path) -> list[list[str]]:

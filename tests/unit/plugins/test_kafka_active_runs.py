@@ -167,3 +167,28 @@ def test_a_listing_is_the_callers_to_change() -> None:
     again = active.listing(2)
     assert ids(list(again.activeRuns)) == ["a"] and list(again.activeRuns[0].detectors) == ["TPC"]
     assert (listing.timestamp, again.timestamp) == (1, 2)
+
+
+changes_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 7),
+        st.lists(st.sampled_from(DETECTORS), unique=True, max_size=5),
+        st.sampled_from(["RUNNING", "RUNNING", "CONFIGURED", "UNKNOWN"]),
+        st.sampled_from([0, 1, 127, 128, 1_700_000_000_123]),
+    ),
+    max_size=40,
+)
+
+
+@given(changes_strategy)
+def test_encoded_listing_is_the_listing_serialized_after_any_changes(
+    changes: list[tuple[int, list[str], str, int]],
+) -> None:
+    active = ActiveRuns()
+    for env, detectors, state, timestamp in changes:
+        active.entered(run(f"env{env}", *detectors, state=state))
+        encoded, count = active.encoded_listing(timestamp)
+        expected = active.listing(timestamp)
+        assert encoded == expected.SerializeToString()  # same bytes, canonical
+        assert count == len(expected.activeRuns)
+        assert kafka_pb2.ActiveRunsList.FromString(encoded) == expected

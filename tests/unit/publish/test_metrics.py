@@ -246,3 +246,18 @@ def test_rate_limit_filter_release_reports_what_is_still_suppressed(
         (logging.ERROR, f"FAIL [rdkafka#producer-9]: 99 {suffix}"),
         (logging.INFO, f"REQTMOUT [rdkafka#producer-9]: 1 {suffix}"),
     ]
+
+
+def test_counts_raised_from_statistics_never_go_down_and_windows_set_the_latency() -> None:
+    m = Metrics()
+    m.raise_sent({"a": 5, "b": 0})
+    m.raise_sent({"a": 3})
+    snap = m.snapshot()
+    assert snap.topics["a"].sent == 5 and "b" not in snap.topics
+    m.record_latency_window("a", 0.002, 0.009, 0.012)
+    m.record_latency_window("a", 0.001, 0.004, 0.005)
+    latency = m.snapshot().topics["a"].latency
+    assert (latency.p50_s, latency.p99_s, latency.max_s, latency.samples) == (
+        0.001, 0.004, 0.012, 2)
+    assert 'aliecs_kafka_delivery_latency_seconds_count{topic="a"} 2' in m.to_prometheus()
+    assert m.outcomes() == {"a": (0, 5, 0, 0)}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -96,8 +97,10 @@ def test_producer_config_defaults_passthrough_and_queue_window(make: Any) -> Non
     assert conf["enable.idempotence"] is True
     assert conf["message.timeout.ms"] == 0
     assert conf["compression.type"] == "lz4" and conf["linger.ms"] == 20
-    assert conf["queue.buffering.max.messages"] == 500
+    assert conf["queue.buffering.max.messages"] == 1000  # all of it under block (default)
     assert conf["queue.buffering.max.kbytes"] == 512
+    assert conf["delivery.report.only.error"] is True  # idempotent: counts from statistics
+    assert conf["statistics.interval.ms"] > 0
     assert admin.config["bootstrap.servers"] == "b1:9092,b2:9092"
     assert admin.config["sasl.username"] == "u"
     assert pub.max_message_bytes == 512 * 1024
@@ -215,10 +218,10 @@ def test_byte_cap_and_oversized_messages(make: Any) -> None:
         pub.publish("t", b"x" * 4097)
     producer.set_up(False)
     for _ in range(5):
-        pub.publish("t", b"y" * 2000)  # 2 fit librdkafka's 4 KiB, 2 the publisher's
+        pub.publish("t", b"y" * 2000)  # 2 fit librdkafka's 4 KiB; drop_newest drops the rest
     snap = pub.metrics.snapshot()
-    assert snap.dropped == 2  # the oversized one and the fifth 2000-byte one
-    assert snap.queued == 4
+    assert snap.dropped == 4  # the oversized one and the last three 2000-byte ones
+    assert snap.queued == 2
 
 
 def test_client_refusal_is_a_publish_error(make: Any) -> None:
@@ -455,3 +458,95 @@ def test_a_configuration_librdkafka_refuses_is_a_settings_error() -> None:
     config = ProducerConfig(properties={"linger.mss": 5})  # from_dict would refuse it already
     with pytest.raises(SettingsError, match=r"kafkaProducer\.properties.*linger\.mss"):
         Publisher(["127.0.0.1:1"], config, admin_factory=FakeAdmin)
+
+
+def stats_json(acked: dict[str, dict[str, int]]) -> str:
+    """librdkafka statistics naming each topic's partitions and their ``acked_msgid``."""
+    broker = {"nodeid": 1, "rtt": {"cnt": 3, "p50": 800, "p99": 2000, "max": 2500},
+              "int_latency": {"cnt": 3, "p50": 100, "p99": 300, "max": 400},
+              "outbuf_latency": {"cnt": 3, "p50": 10, "p99": 30, "max": 40}}
+    topics = {
+        topic: {"partitions": {"-1": {"acked_msgid": 0, "leader": -1},
+                               **{p: {"acked_msgid": n, "leader": 1} for p, n in parts.items()}}}
+        for topic, parts in acked.items()
+    }
+    return json.dumps({"brokers": {"b1:9092/1": broker}, "topics": topics})
+
+
+def test_failures_only_reports_counts_from_statistics_and_exact_once_settled(make: Any) -> None:
+    pub, producer, _ = make(admin_setup=lambda a: a.topics.update({"t", "bad"}))
+    assert producer.config["delivery.report.only.error"] is True
+    stats_cb = producer.config["stats_cb"]
+    producer.only_errors = True
+    producer.fail_topics.add("bad")
+    created(pub, "t", "bad")
+    producer.set_up(False)
+    for i in range(10):
+        pub.publish("t", str(i).encode())
+    pub.publish("bad", b"x")
+    pub.publish("bad", b"y")
+    assert pub.metrics.snapshot().topics["t"].sent == 0
+    stats_cb(stats_json({"t": {"0": 3, "1": 1}}))  # 4 acknowledged so far, over 2 partitions
+    snap = pub.metrics.snapshot().topics["t"]
+    assert snap.sent == 4 and snap.latency.p50_s == pytest.approx(0.00091)
+    assert snap.latency.p99_s == pytest.approx(0.00233)
+    assert snap.latency.max_s == pytest.approx(0.00294)
+    assert pub.connection_state() is ConnectionState.READY
+    stats_cb(stats_json({"t": {"0": 1}}))  # counts never go down
+    assert pub.metrics.snapshot().topics["t"].sent == 4
+    producer.set_up(True)
+    report = pub.flush(5)  # nothing outstanding: counts made exact without a report per message
+    assert (report.delivered, report.failed, report.undelivered) == (10, 2, 0)
+    snap2 = pub.metrics.snapshot()
+    assert (snap2.topics["t"].sent, snap2.topics["bad"].sent, snap2.topics["bad"].failed) == (
+        10, 0, 2)
+    # statistics counting the failed messages too: failures are subtracted
+    stats_cb(stats_json({"bad": {"0": 2}}))
+    assert pub.metrics.snapshot().topics["bad"].sent == 0
+    pub.publish("t", b"late")
+    wait_until(lambda: pub.metrics.snapshot().topics["t"].sent == 11)  # the poller settles
+
+
+def test_statistics_that_cannot_be_read_are_logged_not_raised(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, producer, _ = make()
+    with caplog.at_level(logging.WARNING):
+        producer.config["stats_cb"]("{not json")
+    assert "unreadable librdkafka statistics" in caplog.text
+    assert pub.metrics.snapshot().sent == 0
+
+
+def test_without_idempotence_every_delivery_is_reported(make: Any) -> None:
+    pub, producer, _ = make({"properties": {"enable.idempotence": False, "acks": 1}},
+                            admin_setup=lambda a: a.topics.add("t"))
+    assert "delivery.report.only.error" not in producer.config
+    assert "stats_cb" not in producer.config
+    pub.publish("t", b"x")
+    wait_until(lambda: pub.metrics.snapshot().sent == 1)
+
+
+def test_under_block_the_publishing_thread_waits_for_room_nothing_is_relayed(make: Any) -> None:
+    pub, producer, _ = make({"queue": {"maxMessages": 10, "blockTimeoutSeconds": 10}},
+                            admin_setup=lambda a: a.topics.add("t"))
+    created(pub, "t")
+    producer.set_up(False)  # nothing is acknowledged: librdkafka's queue fills at 10
+    held_seen: list[int] = []
+
+    def publish_all() -> None:
+        for i in range(30):
+            pub.publish("t", str(i).encode(), b"k")
+            held_seen.append(pub.metrics.snapshot().queued)
+
+    thread = threading.Thread(target=publish_all)
+    thread.start()
+    wait_until(lambda: len(producer.queue) == 10)
+    time.sleep(0.1)
+    assert thread.is_alive() and len(held_seen) == 10  # the 11th waits in publish()
+    assert pub._held.count == 0  # the publisher holds nothing: no backlog to relay
+    producer.set_up(True)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert pub.flush(5).delivered == 30
+    assert values(producer, "t") == [str(i).encode() for i in range(30)]
+    assert max(held_seen) <= 10

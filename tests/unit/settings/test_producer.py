@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 
 from aliecs_integration.errors import SettingsError
-from aliecs_integration.settings.producer import OverflowPolicy, ProducerConfig
+from aliecs_integration.settings.producer import (
+    STATISTICS_INTERVAL_MS,
+    OverflowPolicy,
+    ProducerConfig,
+)
 
 SRC = "consul:o2/components/aliecs/ANY/any/settings"
 
@@ -114,7 +118,12 @@ def test_strong_settings_log_no_warning(caplog: pytest.LogCaptureFixture) -> Non
         (
             {"properties": {"delivery.report.only.error": True}},
             "kafkaProducer.properties.delivery.report.only.error",
-            "every report",
+            "set by the publisher",
+        ),
+        (
+            {"properties": {"statistics.interval.ms": 1000}},
+            "kafkaProducer.properties.statistics.interval.ms",
+            "set by the publisher",
         ),
         ({"topics": {"partitions": 0}}, "kafkaProducer.topics.partitions", "from 1 to 10000"),
         ({"topics": {"partitions": "3"}}, "kafkaProducer.topics.partitions", "string '3'"),
@@ -208,7 +217,11 @@ def test_config_is_frozen_and_comparable() -> None:
 
 
 def test_queue_cap_is_split_between_librdkafka_and_the_publisher() -> None:
-    split = load({"queue": {"maxMessages": 11, "maxBytes": 10_000}}).queue_split()
+    blocking = load({"queue": {"maxMessages": 11, "maxBytes": 10_000}}).queue_split()
+    assert (blocking.client_messages, blocking.own_messages) == (11, 0)  # block: all of it
+    assert blocking.client_kbytes == 4 and blocking.own_bytes == 10_000 - 4096
+    queue = {"maxMessages": 11, "maxBytes": 10_000, "overflow": "drop_oldest"}
+    split = load({"queue": queue}).queue_split()
     assert (split.client_messages, split.own_messages) == (5, 6)
     assert split.client_kbytes == 4 and split.own_bytes == 10_000 - 4096
     assert split.max_message_bytes == 4096
@@ -231,8 +244,10 @@ def test_client_and_admin_configs() -> None:
         "security.protocol": "SSL",
         "linger.ms": 7,
         "bootstrap.servers": "a:1,b:2",
-        "queue.buffering.max.messages": 500,
+        "queue.buffering.max.messages": 1000,
         "queue.buffering.max.kbytes": 512,
+        "delivery.report.only.error": True,
+        "statistics.interval.ms": STATISTICS_INTERVAL_MS,
     }
     assert config.admin_config(["a:1"]) == {
         "security.protocol": "SSL",
