@@ -154,6 +154,19 @@ def settings_option(fn: Any) -> Any:
     )(consul_token_option(fn))
 
 
+def parse_pairs(values: Sequence[str], option: str, expected: str) -> dict[str, str]:
+    """``KEY=VALUE`` option values as a dict (the key stripped, the value as given; a later key
+    wins). Raises :class:`BadInput` ``<option> '<value>': expected <expected>`` for a value
+    without ``=`` or with an empty key."""
+    result: dict[str, str] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"{option} {text!r}: expected {expected}")
+        result[key.strip()] = value
+    return result
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Left-aligned columns separated by two spaces, header first (no trailing spaces)."""
     cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]

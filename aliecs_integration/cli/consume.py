@@ -21,6 +21,7 @@ from aliecs_integration.cli.common import (
     EXIT_CODES_HELP,
     BadInput,
     load_settings,
+    parse_pairs,
     settings_option,
 )
 from aliecs_integration.publish.reader import (
@@ -59,13 +60,7 @@ class TimeParam(click.ParamType):  # type: ignore[type-arg]  # generic only in n
 
 
 def _properties(values: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for text in values:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"-X {text!r}: expected key=value (a librdkafka property)")
-        out[key.strip()] = value
-    return out
+    return parse_pairs(values, "-X", "key=value (a librdkafka property)")
 
 
 # --------------------------------------------------------------------------- terminal output

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from aliecs_integration.cli.common import EXIT_CODES_HELP, BadInput, format_table
+from aliecs_integration.cli.common import EXIT_CODES_HELP, format_table, parse_pairs
 from aliecs_integration.pb import events_pb2
 from aliecs_integration.service.client import (
     DEFAULT_SERVER,
@@ -123,13 +123,7 @@ def env_show(server: str, env_id: str) -> None:
 
 
 def _parse_vars(items: tuple[str, ...]) -> dict[str, str]:
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"--var {item!r}: expected NAME=VALUE")
-        result[key.strip()] = value
-    return result
+    return parse_pairs(items, "--var", "NAME=VALUE")
 
 
 @env.command(name="create", epilog=EXIT_CODES_HELP)

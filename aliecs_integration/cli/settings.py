@@ -13,10 +13,10 @@ from aliecs_integration.cli.common import (
     EXIT_CODES_HELP,
     SETTINGS_ENV,
     SETTINGS_HELP,
-    BadInput,
     consul_token_option,
     format_table,
     load_settings,
+    parse_pairs,
 )
 from aliecs_integration.settings.core import Settings
 
@@ -111,13 +111,7 @@ def show(source: str | None, fmt: str, consul_token: str | None) -> None:
 
 
 def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise BadInput(f"--var {pair!r}: expected NAME=VALUE, e.g. kafka_enabled=true")
-        result[name.strip()] = value
-    return result
+    return parse_pairs(pairs, "--var", "NAME=VALUE, e.g. kafka_enabled=true")
 
 
 @settings.command(epilog=EXIT_CODES_HELP)
