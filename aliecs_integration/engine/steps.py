@@ -193,7 +193,8 @@ def run_step(
         env.snapshot(), transition, step, OpStatus.ONGOING, False, STEP_STARTING))
     negative, positive = plan.at(step)
     failures: list[str] = []
-    cancel = _run_calls(host, runner, env, negative, step, failures, progress, cancellable)
+    cancel = bool(negative) and _run_calls(
+        host, runner, env, negative, step, failures, progress, cancellable)
     if not cancel and work is not None:
         try:
             work()
@@ -203,15 +204,16 @@ def run_step(
             failures.append(error)
             progress.errors.append(error)
             cancel = cancellable
-    if not cancel:
+    if not cancel and positive:
         cancel = _run_calls(host, runner, env, positive, step, failures, progress, cancellable)
-    error = step_error(step, failures)
+    error = step_error(step, failures) if failures else ""
     if inherited_error:
         error = f"{inherited_error}; {error}" if error else inherited_error
     fire(hookspecs.on_env_transition_step, TransitionStepEvent(
         env.snapshot(), transition, step, OpStatus.DONE_ERROR if error else OpStatus.ONGOING,
         True, STEP_FINISHED, error))
-    progress.critical += failures
+    if failures:
+        progress.critical += failures
     if cancel:
         raise StepCancelled(step, error, progress.errors[-1] if progress.errors else "")
     return error

@@ -38,8 +38,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Protocol
 
-from google.protobuf.message import Message
-
 from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import kafka_pb2
@@ -57,7 +55,7 @@ from aliecs_integration.records import (
 )
 from aliecs_integration.settings.producer import ProducerConfig
 
-from .active_runs import ActiveRuns
+from .active_runs import ActiveRuns, timestamp_field, varint
 from .env_info import EnvVariableError, shared_env_info
 
 log = logging.getLogger(__name__)
@@ -157,7 +155,8 @@ class KafkaPlugin(Plugin):
             return
         publisher.prepare(self.topics.legacy_topics())
         with self.active_runs.lock:
-            self._send(self.topics.env_list_running, self.active_runs.listing(self._clock()))
+            self._send(self.topics.env_list_running,
+                       self.active_runs.listing(self._clock()).SerializeToString())
 
     @hookimpl
     def on_host_stop(self, event: HostStopEvent) -> None:
@@ -274,9 +273,23 @@ class KafkaPlugin(Plugin):
                 self._publisher = self._factory((self._bootstrap,), self._config)
             return self._publisher
 
-    def _send(self, topic: str, message: Message) -> None:
-        self._get_publisher().publish(topic, message.SerializeToString())
+    def _send(self, topic: str, value: bytes) -> None:
+        self._get_publisher().publish(topic, value)
 
 
-def _notification(info: kafka_pb2.EnvInfo, timestamp_ms: int) -> kafka_pb2.NewStateNotification:
-    return kafka_pb2.NewStateNotification(envInfo=info, timestamp=timestamp_ms)
+_INFO_FIELDS: dict[int, tuple[kafka_pb2.EnvInfo, bytes]] = {}
+_CACHE_SIZE = 1024
+
+
+def _notification(info: kafka_pb2.EnvInfo, timestamp_ms: int) -> bytes:
+    """``NewStateNotification(envInfo=info, timestamp=timestamp_ms)`` serialized canonically:
+    field 1 (the ``EnvInfo``, serialized once per cached message: ``info`` is shared and never
+    changed) then field 2."""
+    entry = _INFO_FIELDS.get(id(info))
+    if entry is None or entry[0] is not info:
+        body = info.SerializeToString()
+        entry = (info, b"\x0a" + varint(len(body)) + body)
+        if len(_INFO_FIELDS) >= _CACHE_SIZE:
+            _INFO_FIELDS.clear()
+        _INFO_FIELDS[id(info)] = entry  # holds ``info``: its id is not reused meanwhile
+    return entry[1] + timestamp_field(timestamp_ms)
