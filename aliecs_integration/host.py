@@ -327,14 +327,17 @@ class PluginHost:
             return []
         failures: list[PluginFailure] = []
         slow = self._slow_hook_s
+        started = _clock()
         for plugin_name, function in impls:
-            started = _clock()
             try:
                 function(event=event)
             except Exception as exc:
                 failures.append(self._record_failure(plugin_name, hook.__name__, exc))
-            if _clock() - started > slow:
-                self._warn_slow(plugin_name, hook.__name__, _clock() - started)
+            done = _clock()
+            if done - started > slow:
+                self._warn_slow(plugin_name, hook.__name__, done - started)
+                done = _clock()
+            started = done
         return failures
 
     @staticmethod

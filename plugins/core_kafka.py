@@ -101,12 +101,25 @@ def _set_traits(message: events_pb2.Traits, traits: CallTraits) -> None:
 _SMALL_VARINTS = tuple(bytes([n]) for n in range(128))
 
 
+_LOW_28 = (1 << 28) - 1
+
+
+def _low_groups(value: int) -> bytes:
+    """The four varint bytes of the low 28 bits of ``value``, each with the continuation bit
+    (a higher group follows): the groups of 7 bits spread into bytes by arithmetic."""
+    low = value & _LOW_28
+    return ((low & 0x7F) | (low & 0x3F80) << 1 | (low & 0x1FC000) << 2 | (low & 0xFE00000) << 3
+            | 0x80808080).to_bytes(4, "little")
+
+
 def _varint(value: int) -> bytes:
-    """Protobuf varint of a non-negative int (message lengths: usually one or two bytes)."""
+    """Protobuf varint of a non-negative int below 2**64."""
     if value < 128:
         return _SMALL_VARINTS[value]
     if value < 16384:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value >= 1 << 28:
+        return _low_groups(value) + _varint(value >> 28)
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -183,10 +196,8 @@ def _step_part(r: TransitionStepEvent) -> bytes:
 # Envelope fields 1 (timestamp, ms) and 2 (timestampNano) of every message, written without a
 # protobuf message for 2**28 <= timestamp_ns < 2**63 (every moment since 1970-01-01T00:00:00.27):
 # the ms field (with the tag of field 2) is kept for the current ms, the varint of
-# timestamp_ns >> 28 for the current 2**28 ns; the low 28 bits are four varint bytes of 7 bits
-# each, all with the continuation bit (a higher group follows), spread by arithmetic.
+# timestamp_ns >> 28 for the current 2**28 ns, and the low 28 bits are four varint bytes.
 _FAST_MIN_NS, _FAST_MAX_NS = 1 << 28, 1 << 63
-_LOW_28 = (1 << 28) - 1
 _ms_field: tuple[int, bytes] = (-1, b"")
 _high_groups: tuple[int, bytes] = (-1, b"")
 
@@ -205,11 +216,7 @@ def _envelope_head(timestamp_ns: int) -> bytes:
     high_groups = _high_groups
     if high_groups[0] != high:
         high_groups = _high_groups = (high, _varint(high))
-    low = timestamp_ns & _LOW_28
-    return ms_field[1] + (
-        (low & 0x7F) | (low & 0x3F80) << 1 | (low & 0x1FC000) << 2 | (low & 0xFE00000) << 3
-        | 0x80808080
-    ).to_bytes(4, "little") + high_groups[1]
+    return ms_field[1] + _low_groups(timestamp_ns) + high_groups[1]
 
 
 def _environment_with_vars(r: TransitionStepEvent) -> bytes:

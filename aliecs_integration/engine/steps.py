@@ -134,11 +134,12 @@ def run_call(
             role_path=call.role_path,
             reporter=lambda event: fire(hookspecs.on_integrated_service_event, event))
         outcome = runner.run(fn, context, call.timeout_s)
-    if outcome.ok and spec.return_var:
+    ok = outcome.status is OpStatus.DONE_OK
+    if ok and spec.return_var:
         env.set_var(spec.return_var, outcome.output)
     fire(hookspecs.on_call, CallEvent(env.id, spec.func, outcome.status, call.traits,
                               call.role_path, spec.return_var, outcome.output, outcome.error))
-    if outcome.ok:
+    if ok:
         return None
     kind = "critical call" if spec.critical else "call"
     return outcome.error, f"{kind} {spec.func} at {spec.trigger}: {outcome.status.name}: " \
