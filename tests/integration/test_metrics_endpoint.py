@@ -161,3 +161,43 @@ def test_healthz_is_503_while_the_broker_is_unreachable(tmp_path: Path) -> None:
     assert body["problems"] == [f"producer of plugin core-kafka is not connected (state {state})"]
     assert body["settings"] == {"ok": True, "source": "unreachable.yaml", "last_error": None}
     assert samples[("aliecs_plugin_state", (("plugin", "core-kafka"), ("state", state)))] == 1
+
+
+def test_spool_depth_is_exposed_when_the_spool_is_on(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, cleanup_topics: None,
+) -> None:
+    settings = Settings.from_dict({"kafkaEndpoints": [kafka_bootstrap], "kafkaProducer": {
+        "topicRoot": topic_prefix, "topics": {"replicationFactor": 1},
+        "spool": {"path": str(tmp_path / "spool")}}}, source="spool.yaml")
+    server = ControlServer(settings, address="127.0.0.1:0", run_numbers=tmp_path / "rn",
+                           metrics_address="127.0.0.1:0")
+    server.start()
+    try:
+        assert server.monitoring is not None
+        url = server.monitoring.url
+        core = (("plugin", "core-kafka"), ("topic", f"{topic_prefix}.core"))
+        deadline = time.monotonic() + 60
+        samples = scrape(url)
+        # the coreStartEvent: journaled, then acknowledged and out of the journal
+        while samples.get(("aliecs_kafka_messages_acknowledged_total", core)) != 1 or (
+                samples.get(("aliecs_kafka_spool_messages", (("plugin", "core-kafka"),))) != 0):
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.2)
+            samples = scrape(url)
+        assert ("aliecs_kafka_spool_bytes", (("plugin", "core-kafka"),)) in samples
+        assert healthz(url)[0] == 200
+    finally:
+        server.shutdown(drain_timeout_s=1, flush_timeout_s=5, grace_s=0.1)
+
+
+def test_no_spool_no_spool_metrics(tmp_path: Path) -> None:
+    server = ControlServer(Settings.from_dict({"enableKafka": False}, source="off.yaml"),
+                           address="127.0.0.1:0", run_numbers=tmp_path / "rn",
+                           metrics_address="127.0.0.1:0")
+    server.start()
+    try:
+        assert server.monitoring is not None
+        samples = scrape(server.monitoring.url)
+    finally:
+        server.shutdown(drain_timeout_s=1, flush_timeout_s=1, grace_s=0.1)
+    assert not [key for key in samples if key[0].startswith("aliecs_kafka_spool")]
