@@ -7,7 +7,8 @@
   <aliecs_integration.monitoring.health.Health.as_dict>`); HTTP 200 when healthy, 503 when the
   producer is not connected or the settings source is not reachable.
 
-One daemon thread serves the socket and one short-lived thread each request; :meth:`stop`
+One daemon thread serves the socket and one short-lived thread each request (a silent
+connection is closed after :data:`REQUEST_TIMEOUT_S`); :meth:`stop`
 closes the socket and joins the serving thread. A failure to listen raises
 :class:`EndpointError` naming the address and the reason.
 """
@@ -43,6 +44,8 @@ DEFAULT_ADDRESS = "127.0.0.1:9464"
 this kind)."""
 OFF = ("", "off")
 """Address values that turn the endpoint off."""
+REQUEST_TIMEOUT_S = 10.0
+"""How long a connection may stay silent before it is closed."""
 
 
 class EndpointError(AliecsError):
@@ -89,6 +92,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "aliecs-integration"
+    timeout = REQUEST_TIMEOUT_S  # a client that sends nothing does not keep its thread
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

@@ -75,6 +75,24 @@ def test_serve_with_the_address_in_use_fails_and_releases_everything(tmp_path: P
     server.shutdown(drain_timeout_s=1, flush_timeout_s=1, grace_s=0.1)
 
 
+def test_serve_that_cannot_listen_for_grpc_stops_its_metrics_endpoint(tmp_path: Path,
+                                                                       taken: str) -> None:
+    from aliecs_integration.service.server import ServeError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = s.getsockname()[1]
+    server = ControlServer(Settings.from_dict({"enableKafka": False}, source="t"),
+                           address=taken, run_numbers=tmp_path / "rn",
+                           metrics_address=f"127.0.0.1:{metrics_port}")
+    with pytest.raises(ServeError, match=f"cannot listen on {taken}"):
+        server.start()
+    with socket.socket() as again:  # nothing listens on the metrics port any more
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", metrics_port))
+        again.listen()
+
+
 def test_run_serves_while_it_runs_and_stops_with_it(tmp_path: Path) -> None:
     settings, scenario = files(tmp_path)
     result = invoke("run", "--settings", settings, "--scenario", scenario, "--run-numbers",

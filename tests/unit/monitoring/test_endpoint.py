@@ -82,6 +82,19 @@ def test_metrics_and_healthz_over_http() -> None:
         assert get(f"{ep.url}/nothing")[0] == 404
 
 
+def test_openmetrics_when_the_scraper_asks_for_it() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+
+    with endpoint() as ep:
+        request = urllib.request.Request(f"{ep.url}/metrics",
+                                         headers={"Accept": "application/openmetrics-text"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            content_type, text = response.headers["Content-Type"], response.read().decode()
+    assert content_type.startswith("application/openmetrics-text")
+    names = {f.name for f in parse_om(text)}
+    assert {"aliecs_settings_reloads", "aliecs_active_runs"} <= names
+
+
 def test_healthz_503_names_the_unhealthy_part() -> None:
     host = FakeHost(plugins=[PluginStatus("core-kafka", "Core", True, state="TRANSIENT_FAILURE")])
     watch = WatchStatus("consul://c/k", reachable=False, last_error="refused")
