@@ -19,6 +19,7 @@ from aliecs_integration.monitoring.endpoint import (
     parse_address,
     start_monitoring,
 )
+from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.settings.watch import WatchStatus
 
 from .fakes import FakeEnvironments, FakeHost
@@ -85,14 +86,19 @@ def test_metrics_and_healthz_over_http() -> None:
 def test_openmetrics_when_the_scraper_asks_for_it() -> None:
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
-    with endpoint() as ep:
+    published = Metrics(sample_every=1)
+    published.count_published("aliecs.run")
+    published.record_sent("aliecs.run", 0.01)
+    with endpoint(FakeHost(snapshots={"core-kafka": published.snapshot()})) as ep:
         request = urllib.request.Request(f"{ep.url}/metrics",
                                          headers={"Accept": "application/openmetrics-text"})
         with urllib.request.urlopen(request, timeout=10) as response:
             content_type, text = response.headers["Content-Type"], response.read().decode()
     assert content_type.startswith("application/openmetrics-text")
     names = {f.name for f in parse_om(text)}
-    assert {"aliecs_settings_reloads", "aliecs_active_runs"} <= names
+    assert {"aliecs_settings_reloads", "aliecs_active_runs", "aliecs_kafka_messages_acknowledged",
+            "aliecs_kafka_delivery_latency_seconds",
+            "aliecs_kafka_delivery_latency_recent_seconds"} <= names
 
 
 def test_healthz_503_names_the_unhealthy_part() -> None:
