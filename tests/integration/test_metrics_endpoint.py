@@ -123,6 +123,15 @@ def test_scrape_during_a_run_equals_what_kafka_holds(
         assert all(item.ok for item in read)
         assert Counter(item.topic for item in read) == {t: int(v) for t, v in
                                                         acknowledged.items()}
+        # and the `consume` command reads back the same counts
+        consumed = subprocess.run(
+            [sys.executable, "-m", "aliecs_integration", "consume", *sorted(acknowledged),
+             "--settings", str(settings), "--from-beginning", "--format", "json"],
+            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+        assert consumed.returncode == 0, consumed.stderr
+        lines = [json.loads(x) for x in consumed.stdout.splitlines() if x.strip()]
+        assert all("message" in x for x in lines)
+        assert Counter(x["topic"] for x in lines) == {t: int(v) for t, v in acknowledged.items()}
         # the scrape is consistent with itself: nothing failed or was dropped
         assert not any(per_topic(samples, "aliecs_kafka_messages_failed_total").values())
         assert samples[("aliecs_plugin_state", (("plugin", "core-kafka"), ("state", "READY")))
