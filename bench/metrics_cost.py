@@ -101,6 +101,68 @@ def one_run(bootstrap: str, root: str, events: int, mode: str) -> dict[str, Any]
             "collect_cpu_ms": collect_ms}
 
 
+def count_calls(bootstrap: str, root: str, events: int, mode: str) -> dict[str, float]:
+    """Python function calls (Python and C) per acknowledged event on the threads that carry
+    messages (the driving thread and the publisher's poller), counted with a profile hook:
+    unlike CPU time, the count does not depend on the machine's load."""
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event in ("call", "c_call"):
+            name = threading.current_thread().name
+            key = "driving" if name == "MainThread" else "poller" if name.endswith(
+                "-poller") else "other"
+            with lock:
+                counts[key] = counts.get(key, 0) + 1
+
+    import sys
+
+    threading.setprofile(profile)  # threads started from now on (the poller)
+    try:
+        host = c.start_host(settings(bootstrap, root))
+        endpoint = None
+        try:
+            if mode != "off":
+                endpoint = start_monitoring("127.0.0.1:0", host, None,
+                                            static_watch_status("bench"))
+            template = dict(service="bench", operation_name="count()",
+                            operation_status=OpStatus.DONE_OK)
+            host.fire(hookspecs.on_integrated_service_event, IntegratedServiceEvent(
+                environment_id="warm", payload="-1", **template))  # type: ignore[arg-type]
+            c.wait_ready(host)
+            before = c.core_metrics(host).sent
+            def scrape_now() -> None:  # on a thread of its own: counted as "other"
+                assert endpoint is not None
+                thread = threading.Thread(target=lambda: urllib.request.urlopen(
+                    f"{endpoint.url}/metrics", timeout=30).read(), name="scraper")
+                thread.start()
+                thread.join()
+
+            if mode == "scraped":
+                scrape_now()
+            counts.clear()
+            sys.setprofile(profile)
+            for i in range(events):
+                host.fire(hookspecs.on_integrated_service_event, IntegratedServiceEvent(
+                    environment_id=f"env{i % 8}", payload=str(i),
+                    **template))  # type: ignore[arg-type]
+                if mode == "scraped" and i % (events // 10) == 0:
+                    scrape_now()  # ten scrapes in the middle of the stream
+            c.flush(host, 300)
+            sys.setprofile(None)
+            acked = c.core_metrics(host).sent - before
+            seen = dict(counts)
+        finally:
+            sys.setprofile(None)
+            if endpoint is not None:
+                endpoint.stop()
+            host.stop()
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    return {key: value / acked for key, value in seen.items()}
+
+
 def main() -> None:
     p = c.parser(__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=0, help="events per run (default 200000, "
@@ -115,6 +177,13 @@ def main() -> None:
     print(f"topics under {root}.*; {repeat} x {events:,} events per mode, interleaved\n")
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     try:
+        print("Python calls per acknowledged event (profile hook; load-independent):")
+        calls = {}
+        for mode in MODES:
+            calls[mode] = count_calls(args.bootstrap, root, min(events, 20_000), mode)
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(calls[mode].items()))
+            print(f"  {mode:8} {shown}")
+        print()
         for i in range(repeat):
             order = MODES[i % 3:] + MODES[:i % 3]  # rotate who goes first
             for mode in order:
@@ -140,6 +209,14 @@ def main() -> None:
                          "driving_ratio": c.ratio(driving, base_driving)}
         print(f"{mode:8} {cpu:13.2f} {c.ratio(cpu, base):6.3f} {driving:17.2f} "
               f"{c.ratio(driving, base_driving):6.3f}")
+    for mode in MODES[1:]:  # the same round's runs side by side: less of the machine's drift
+        paired = [r["cpu_us_per_event"] / o["cpu_us_per_event"]
+                  for r, o in zip(runs[mode], runs["off"], strict=True)]
+        summary[mode]["paired_cpu_ratio_median"] = c.median(paired)
+        print(f"{mode:8} CPU per event / off's in the same round: median {c.median(paired):.3f} "
+              f"(min {min(paired):.3f}, max {max(paired):.3f})")
+    spread = sorted(r["cpu_us_per_event"] for r in runs["off"])
+    print(f"off alone, run to run: {spread[0]:.2f} to {spread[-1]:.2f} µs CPU/event")
     scrape_costs = [r["scrape_cpu_ms"] for r in runs["scraped"] if r["scrape_cpu_ms"]]
     collect_costs = [r["collect_cpu_ms"] for r in runs["idle"] + runs["scraped"]]
     print(f"\none scrape, server side (collect + format, {len(collect_costs)} x 20): median "
@@ -148,7 +225,8 @@ def main() -> None:
         print(f"one scrape, client side (HTTP GET and read, the scraper thread): median "
               f"{c.median(scrape_costs):.2f} ms CPU")
     c.write_result("metrics_cost-quick" if args.quick else "metrics_cost",
-                   {"events": events, "repeat": repeat, "runs": runs, "summary": summary})
+                   {"events": events, "repeat": repeat, "runs": runs, "summary": summary,
+                    "calls_per_event": calls})
 
 
 if __name__ == "__main__":
