@@ -200,6 +200,13 @@ class _ConsulKV:
             ) from exc
         if isinstance(exc, consul.ACLPermissionDenied):
             raise self._denied(what, key, permission or what, str(exc)) from exc
+        if isinstance(exc, consul.ConsulException) and "to an HTTPS server" in str(exc):
+            raise SettingsError(
+                f"Consul at {self.hostport} serves HTTPS, not plain HTTP: write "
+                f"consuls://{self.hostport} (with --consul-ca PATH when a private CA signed "
+                "its certificate)",
+                source=self.url(key),
+            ) from exc
         if isinstance(exc, consul.ConsulException):
             raise SettingsError(
                 f"Consul at {self.hostport} refused to {what}: {type(exc).__name__} "
