@@ -44,8 +44,9 @@ class FakeMessage:
         error: Any = None,
         timestamp: tuple[int, int] = CONSUMED_TIMESTAMP,
         latency: float = 0.002,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        self._topic, self._value, self._key = topic, value, key
+        self._topic, self._value, self._key, self._headers = topic, value, key, headers
         self._partition, self._offset, self._error = partition, offset, error
         self._timestamp, self._latency = timestamp, latency
 
@@ -69,6 +70,9 @@ class FakeMessage:
 
     def timestamp(self) -> tuple[int, int]:
         return self._timestamp
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
     def latency(self) -> float:
         return self._latency
@@ -117,6 +121,7 @@ class FakeProducer:
         value: bytes,
         key: bytes | None = None,
         on_delivery: Callable[..., None] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         assert not self.closed, "produce after close"
         if self.refuse_bytes is not None and len(value) > self.refuse_bytes:
@@ -125,7 +130,8 @@ class FakeProducer:
             size = len(value) + len(key or b"")
             if len(self.queue) >= self.max_messages or self._bytes() + size > self.max_bytes:
                 raise BufferError("Local: Queue full")
-            self.queue.append((FakeMessage(topic, value, key), on_delivery or self.default_cb))
+            self.queue.append((FakeMessage(topic, value, key, headers=headers),
+                               on_delivery or self.default_cb))
             self.cond.notify_all()
 
     def set_up(self, up: bool) -> None:

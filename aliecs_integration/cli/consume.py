@@ -161,9 +161,12 @@ def consume(
 ) -> None:
     """Print the messages of aliecs.* topics, decoded, one per line.
 
-    The message type follows from the topic name: events.Event on core topics
-    (aliecs.environment, aliecs.run, aliecs.integrated_service.dcs, ...), kafka.NewStateNotification
-    or kafka.ActiveRunsList on legacy ones (aliecs.env_state.RUNNING, aliecs.env_list.RUNNING).
+    The message type is the one the message's content-type header names
+    (application/x-protobuf; messageType=events.Event), else it follows from the topic name:
+    events.Event on core topics (aliecs.environment, aliecs.run, aliecs.integrated_service.dcs,
+    ...), kafka.NewStateNotification or kafka.ActiveRunsList on legacy ones
+    (aliecs.env_state.RUNNING, aliecs.env_list.RUNNING). A header naming an unknown type makes
+    the message undecodable (said on its line). --format json shows the headers.
     A message that does not decode gives a line with topic, partition, offset and a hex prefix,
     and consuming goes on. Stop --follow with Ctrl-C. Times are the messages' Kafka timestamps.
 

@@ -51,12 +51,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.headers: list[tuple[str, list[tuple[str, bytes]] | None]] = []
         self.prepared: list[str] = []
         self.closed_with: float | None = None
         self.metrics = Metrics()
 
-    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    def publish(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
         self.sent.append((topic, value, key))
+        self.headers.append((topic, headers))
 
     def prepare(self, topics: Any) -> None:
         self.prepared += list(topics)

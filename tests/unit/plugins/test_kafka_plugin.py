@@ -39,12 +39,15 @@ class FakePublisher:
     servers: Sequence[str]
     config: ProducerConfig
     sent: list[tuple[str, bytes, bytes | None]] = attrs.field(factory=list)
+    headers: list[tuple[str, list[tuple[str, bytes]] | None]] = attrs.field(factory=list)
     prepared: list[str] = attrs.field(factory=list)
     closed_with: list[float | None] = attrs.field(factory=list)
     state: ConnectionState = ConnectionState.CONNECTING
 
-    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    def publish(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
         self.sent.append((topic, value, key))
+        self.headers.append((topic, headers))
 
     def prepare(self, topics: Iterable[str]) -> None:
         self.prepared.extend(topics)
