@@ -104,6 +104,7 @@ class FakeProducer:
         self.cond = threading.Condition()
         self.queue: list[tuple[FakeMessage, Callable[..., None]]] = []
         self.delivered: list[tuple[str, bytes | None, bytes]] = []
+        self.delivered_headers: list[list[tuple[str, bytes]] | None] = []
         self.up = True
         self.fail_topics: set[str] = set()
         self.refuse_bytes: int | None = None
@@ -152,6 +153,7 @@ class FakeProducer:
                 cb(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), msg)
             else:
                 self.delivered.append((msg.topic(), msg.key(), msg.value() or b""))
+                self.delivered_headers.append(msg.headers())
                 if not self.only_errors:
                     cb(None, msg)
             with self.cond:

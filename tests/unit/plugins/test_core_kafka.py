@@ -543,3 +543,27 @@ def test_cached_payloads_are_the_canonical_message(record: Any) -> None:
         assert value == event.SerializeToString(deterministic=True)
         assert getattr(decode(value), field) == getattr(event, field)
         assert decode(value).HasField(field)  # an all-empty payload is still present
+
+
+def test_every_message_carries_the_event_type_an_event_id_and_the_instance() -> None:
+    settings = Settings(enable_kafka=False)
+    plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings, "instance-3"))
+    recorder = Recorder()
+    plugin.publisher = recorder
+    seen: list[tuple[str, bytes, bytes | None]] = []
+    plugin.add_event_listener(lambda t, k, v: seen.append((t, v, k)))
+    for i in range(3):
+        plugin.publish(IntegratedServiceEvent(service="dcs", environment_id=f"e{i}",
+                                              operation_name="x", operation_status=OpStatus.NULL,
+                                              timestamp_ns=TS))
+    plugin.publish(CoreEvent(kind=CoreEventKind.FRAMEWORK, message="ok", timestamp_ns=TS))
+    ids = set()
+    for topic, headers in recorder.headers:
+        assert topic.startswith("aliecs.") and headers is not None and [n for n, _ in headers] == [
+            "content-type", "event-id", "source-instance-id"]
+        found = dict(headers)
+        assert found["content-type"] == b"application/x-protobuf; messageType=events.Event"
+        assert found["source-instance-id"] == b"instance-3"
+        ids.add(found["event-id"])
+    assert len(ids) == len(recorder.sent) == 4
+    assert seen == recorder.sent  # listeners get the same key and value
