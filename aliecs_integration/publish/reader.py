@@ -6,8 +6,9 @@ implies (:func:`~aliecs_integration.publish.topics.message_type_for_topic`): ``e
 on core topics, ``kafka.NewStateNotification`` or ``kafka.ActiveRunsList`` on legacy ones.
 A header naming a type this reader does not know gives an undecodable :class:`Decoded` saying
 so. Bytes that do not decode give a :class:`Decoded` with the error, never an exception. Used
-by ``consume``, the demo and the tests. Errors are :class:`~aliecs_integration.errors.ReadError` (exit 1 on the
-command line) and :class:`~aliecs_integration.errors.UnknownTopic` (exit 2).
+by ``consume``, the demo and the tests. Errors are
+:class:`~aliecs_integration.errors.ReadError` (exit 1 on the command line) and
+:class:`~aliecs_integration.errors.UnknownTopic` (exit 2).
 """
 
 from __future__ import annotations
