@@ -48,11 +48,11 @@ class HeaderMaker:
     def __init__(self, message_type: type[Message], instance_id: str) -> None:
         self._content_type = (CONTENT_TYPE, content_type(message_type))
         self._instance = (SOURCE_INSTANCE_ID, instance_id.encode("utf-8"))
-        self._prefix = f"{_PREFIX}-"
+        self._prefix = f"{_PREFIX}-".encode("ascii")
 
     def __call__(self) -> Headers:
         """The headers of one new message (a new event id each call)."""
-        return [self._content_type, (EVENT_ID, f"{self._prefix}{next(_counter)}".encode()),
+        return [self._content_type, (EVENT_ID, b"%s%d" % (self._prefix, next(_counter))),
                 self._instance]
 
 
