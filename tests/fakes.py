@@ -122,7 +122,7 @@ class FakeProducer:
         value: bytes,
         key: bytes | None = None,
         on_delivery: Callable[..., None] | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: dict[str, bytes] | list[tuple[str, bytes]] | None = None,
     ) -> None:
         assert not self.closed, "produce after close"
         if self.refuse_bytes is not None and len(value) > self.refuse_bytes:
@@ -131,7 +131,8 @@ class FakeProducer:
             size = len(value) + len(key or b"")
             if len(self.queue) >= self.max_messages or self._bytes() + size > self.max_bytes:
                 raise BufferError("Local: Queue full")
-            self.queue.append((FakeMessage(topic, value, key, headers=headers),
+            listed = list(headers.items()) if isinstance(headers, dict) else headers
+            self.queue.append((FakeMessage(topic, value, key, headers=listed),
                                on_delivery or self.default_cb))
             self.cond.notify_all()
 

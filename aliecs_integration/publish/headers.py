@@ -26,8 +26,11 @@ EVENT_ID = "event-id"
 SOURCE_INSTANCE_ID = "source-instance-id"
 PROTOBUF = "application/x-protobuf"
 
-Headers = list[tuple[str, bytes]]
-"""Kafka headers as confluent-kafka takes and returns them: ``(name, value)`` in order."""
+Headers = dict[str, bytes] | list[tuple[str, bytes]]
+"""Kafka headers as confluent-kafka takes them: a dict in header order (what the plugins make:
+a dict of bytes is not tracked by Python's garbage collector, a list of tuples is, which costs
+time when many messages are held), or ``(name, value)`` pairs (what a delivery report or a
+consumed message gives back)."""
 
 _PREFIX = secrets.token_hex(8)
 _counter = itertools.count(1)
@@ -46,14 +49,22 @@ class HeaderMaker:
     __slots__ = ("_content_type", "_instance", "_prefix")
 
     def __init__(self, message_type: type[Message], instance_id: str) -> None:
-        self._content_type = (CONTENT_TYPE, content_type(message_type))
-        self._instance = (SOURCE_INSTANCE_ID, instance_id.encode("utf-8"))
+        self._content_type = content_type(message_type)
+        self._instance = instance_id.encode("utf-8")
         self._prefix = f"{_PREFIX}-".encode("ascii")
 
-    def __call__(self) -> Headers:
-        """The headers of one new message (a new event id each call)."""
-        return [self._content_type, (EVENT_ID, b"%s%d" % (self._prefix, next(_counter))),
-                self._instance]
+    def __call__(self) -> dict[str, bytes]:
+        """The headers of one new message (a new event id each call), in header order."""
+        return {CONTENT_TYPE: self._content_type, EVENT_ID: b"%s%d" % (self._prefix,
+                                                                     next(_counter)),
+                SOURCE_INSTANCE_ID: self._instance}
+
+
+def pairs(headers: Headers | None) -> list[tuple[str, bytes]]:
+    """``headers`` as ``(name, value)`` pairs, in order (none: empty)."""
+    if headers is None:
+        return []
+    return list(headers.items()) if isinstance(headers, dict) else list(headers)
 
 
 def message_type_name(headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:

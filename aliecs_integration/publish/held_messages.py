@@ -18,9 +18,10 @@ from typing import NoReturn
 
 from aliecs_integration.errors import PublishError
 from aliecs_integration.log_limits import RateLimitedLog
+from aliecs_integration.publish.headers import Headers
 from aliecs_integration.settings.producer import OverflowPolicy, ProducerConfig
 
-Item = tuple[str, bytes, bytes | None, float, list[tuple[str, bytes]] | None]
+Item = tuple[str, bytes, bytes | None, float, Headers | None]
 """One held message: topic, value, key, time it was queued (``time.monotonic()``), Kafka
 headers."""
 

@@ -46,7 +46,7 @@ from confluent_kafka import KafkaError
 
 from aliecs_integration.errors import PublishError
 from aliecs_integration.publish.delivery_tracker import MISSING_TOPIC, DeliveryTracker
-from aliecs_integration.publish.headers import Headers
+from aliecs_integration.publish.headers import Headers, pairs
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +92,15 @@ def _key(topic: str, value: bytes, key: bytes | None) -> _Key:
 
 def _encode_headers(headers: Headers) -> bytes:
     out = []
-    for name, value in headers:
+    for name, value in pairs(headers):
         raw = name.encode("utf-8")
         out.append(_HEADER.pack(len(raw), _NO_KEY if value is None else len(value)) + raw
                    + (value or b""))
     return b"".join(out)
 
 
-def _decode_headers(data: bytes) -> Headers:
-    headers: Headers = []
+def _decode_headers(data: bytes) -> list[tuple[str, bytes]]:
+    headers: list[tuple[str, bytes]] = []
     at = 0
     while at < len(data):
         name_len, value_len = _HEADER.unpack_from(data, at)

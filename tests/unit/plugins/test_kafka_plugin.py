@@ -20,6 +20,7 @@ from aliecs_integration.errors import PluginError
 from aliecs_integration.host import ENTRY_POINT_GROUP, PluginHost
 from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import is_nonblocking
+from aliecs_integration.publish.headers import Headers
 from aliecs_integration.records import (
     CallContext,
     CallTraits,
@@ -39,13 +40,13 @@ class FakePublisher:
     servers: Sequence[str]
     config: ProducerConfig
     sent: list[tuple[str, bytes, bytes | None]] = attrs.field(factory=list)
-    headers: list[tuple[str, list[tuple[str, bytes]] | None]] = attrs.field(factory=list)
+    headers: list[tuple[str, Headers | None]] = attrs.field(factory=list)
     prepared: list[str] = attrs.field(factory=list)
     closed_with: list[float | None] = attrs.field(factory=list)
     state: ConnectionState = ConnectionState.CONNECTING
 
     def publish(self, topic: str, value: bytes, key: bytes | None = None,
-                headers: list[tuple[str, bytes]] | None = None) -> None:
+                headers: Headers | None = None) -> None:
         self.sent.append((topic, value, key))
         self.headers.append((topic, headers))
 

@@ -21,10 +21,10 @@ __all__ = ["make"]  # the fixture, imported
 def test_values() -> None:
     assert content_type(events_pb2.Event) == b"application/x-protobuf; messageType=events.Event"
     headers = HeaderMaker(kafka_pb2.ActiveRunsList, "inst")()
-    assert headers[0] == ("content-type",
-                          b"application/x-protobuf; messageType=kafka.ActiveRunsList")
-    assert headers[1][0] == "event-id" and headers[2] == ("source-instance-id", b"inst")
-    prefix, _, number = headers[1][1].decode().rpartition("-")
+    assert list(headers) == ["content-type", "event-id", "source-instance-id"]
+    assert headers["content-type"] == b"application/x-protobuf; messageType=kafka.ActiveRunsList"
+    assert headers["source-instance-id"] == b"inst"
+    prefix, _, number = headers["event-id"].decode().rpartition("-")
     assert len(prefix) == 16 and int(prefix, 16) >= 0 and int(number) > 0
 
 
@@ -33,8 +33,8 @@ def test_event_ids_are_unique_across_makers_and_threads() -> None:
     found: list[bytes] = []
     lock = threading.Lock()
 
-    def work(maker: Callable[[], list[tuple[str, bytes]]]) -> None:
-        mine = [maker()[1][1] for _ in range(5000)]
+    def work(maker: Callable[[], dict[str, bytes]]) -> None:
+        mine = [maker()["event-id"] for _ in range(5000)]
         with lock:
             found.extend(mine)
 
