@@ -228,3 +228,19 @@ def test_serve_with_and_without_the_token(secured: Secured, tmp_path: Path) -> N
             served.wait(10)
     assert served.returncode == 0, first + out + err
     secured.assert_not_shown(first + out + err)
+
+
+def test_run_with_and_without_the_token(secured: Secured, tmp_path: Path) -> None:
+    """`run` (the demo's engine against your own servers) loads its settings the same way."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text("environments:\n  - id: acl\n    detectors: [TPC]\n"
+                        "    actions: [DEPLOY, destroy]\n")
+    common = ["run", "--scenario", str(scenario), "--run-numbers", str(tmp_path / "rn")]
+    denied = invoke(*common, "--settings", secured.source)
+    assert denied.exit_code == 1, denied.stdout + denied.stderr
+    assert f"needs key:read on '{secured.key}'" in one_error(denied)
+    ran = invoke(*common, "--settings", secured.with_file(secured.token_file))
+    assert ran.exit_code == 0, ran.stdout + ran.stderr
+    assert f"settings: {secured.source}; scenario: {scenario}" in ran.stdout
+    assert "nothing was published (enableKafka false" in ran.stdout
+    secured.assert_not_shown(denied.stdout + denied.stderr + ran.stdout + ran.stderr)
