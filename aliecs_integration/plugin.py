@@ -29,6 +29,9 @@ from a plugin to its host; nobody reads a plugin's attributes):
   ``on_host_stop`` returned (:meth:`PluginHost.stop <aliecs_integration.host.PluginHost.stop>`).
 - ``metrics_snapshot()`` -> :class:`~aliecs_integration.publish.metrics.MetricsSnapshot` or None:
   per-topic counts (:meth:`PluginHost.metrics <aliecs_integration.host.PluginHost.metrics>`).
+- ``spool_stats()`` -> mapping of str to int, or None: the on-disk spool's ``entries``,
+  ``bytes``, ``replayed`` and ``trimmed`` when the plugin has one on
+  (:meth:`PluginHost.spool_stats <aliecs_integration.host.PluginHost.spool_stats>`).
 
 A plugin that delivers nothing answers None (the :class:`Plugin` defaults) or lacks the method.
 """
@@ -81,6 +84,10 @@ class Plugin:
 
     def metrics_snapshot(self) -> MetricsSnapshot | None:
         """Per-topic counts; None: this plugin has none."""
+        return None
+
+    def spool_stats(self) -> Mapping[str, int] | None:
+        """The on-disk spool's counts; None: this plugin has no spool on."""
         return None
 
 

@@ -416,6 +416,14 @@ class CoreKafkaPlugin(Plugin):
         """Per-topic counts of the publisher (all zero when producing is off)."""
         return self.metrics().snapshot()
 
+    def spool_stats(self) -> Mapping[str, int] | None:
+        """The publisher's spool (``kafkaProducer.spool``): entries, bytes, replayed,
+        trimmed; None when producing is off or the spool is not on."""
+        if self.publisher is None:
+            return None
+        stats = self.publisher.spool_stats()
+        return None if stats is None else {k: int(v) for k, v in stats.items()}
+
     def flush(self, timeout_s: float) -> DeliveryReport | None:
         """Wait up to ``timeout_s`` for every event handed over to be acknowledged; None when
         producing is off. After host stop: the final report."""

@@ -14,7 +14,16 @@ from types import FrameType
 
 import click
 
-from aliecs_integration.cli.common import EXIT_CODES_HELP, CliError, load_settings, settings_option
+from aliecs_integration.cli.common import (
+    EXIT_CODES_HELP,
+    CliError,
+    load_settings,
+    metrics_address_option,
+    metrics_error,
+    settings_option,
+)
+from aliecs_integration.monitoring.endpoint import DEFAULT_ADDRESS as METRICS_ADDRESS
+from aliecs_integration.monitoring.endpoint import EndpointError
 from aliecs_integration.service.server import DEFAULT_ADDRESS, ControlServer
 from aliecs_integration.service.servicer import ALICE_DETECTORS
 
@@ -55,11 +64,12 @@ def _wait_for_signal() -> int:
               help="Seconds to let operations in progress finish at shutdown.")
 @click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds to wait at shutdown for the broker to acknowledge everything.")
+@metrics_address_option(METRICS_ADDRESS)
 def serve(settings_source: str | None, consul_token: str | None, consul_ca: str | None,
           address: str,
           run_numbers: Path | None,
           workflow_dirs: tuple[Path, ...], detectors: str, drain_timeout: float,
-          flush_timeout: float) -> None:
+          flush_timeout: float, metrics_address: str) -> None:
     """Serve the control API of the environment manager until SIGTERM or Ctrl-C.
 
     Clients of the reference's o2control.Control (its CLI and GUI), and our own `env`,
@@ -69,12 +79,21 @@ def serve(settings_source: str | None, consul_token: str | None, consul_ca: str 
 
     \b
     aliecs-integration serve --settings consul://127.0.0.1:18500 --address 127.0.0.1:32102
+
+    Prometheus metrics and the health check are served on --metrics-address (docs/metrics.md).
     """
     settings = load_settings(settings_source, consul_token, consul_ca)
     names = tuple(d.strip() for d in detectors.split(",") if d.strip())
     server = ControlServer(settings, address=address, run_numbers=run_numbers,
-                           template_dirs=workflow_dirs, detectors=names)
-    server.start()
+                           template_dirs=workflow_dirs, detectors=names,
+                           metrics_address=metrics_address)
+    try:
+        server.start()
+    except EndpointError as exc:
+        raise metrics_error(exc) from None
+    if server.monitoring is not None:
+        click.echo(f"metrics on {server.monitoring.url}/metrics, health on "
+                   f"{server.monitoring.url}/healthz", err=True)
     click.echo(f"serving o2control.Control on {address} (port {server.port}); framework id "
                f"{server.framework_id}; settings {settings.source}; run numbers "
                f"{server.run_number_store}", err=True)
