@@ -244,3 +244,11 @@ def test_run_with_and_without_the_token(secured: Secured, tmp_path: Path) -> Non
     assert f"settings: {secured.source}; scenario: {scenario}" in ran.stdout
     assert "nothing was published (enableKafka false" in ran.stdout
     secured.assert_not_shown(denied.stdout + denied.stderr + ran.stdout + ran.stderr)
+
+
+def test_the_token_is_not_in_debug_logs(secured: Secured) -> None:
+    """-vv logs the HTTP requests (urllib3, requests) and the settings: never the token."""
+    for args in (["--consul-token", secured.token], ["--consul-token", secured.wrong]):
+        result = invoke("-vv", "settings", "show", "--source", secured.source, *args)
+        assert "DEBUG" in result.stderr, result.stderr  # the debug logs were on
+        secured.assert_not_shown(result.stdout + result.stderr)
