@@ -44,6 +44,7 @@ from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import Plugin, nonblocking
+from aliecs_integration.publish.headers import HeaderMaker, Headers
 from aliecs_integration.publish.publisher import shared_publisher
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
@@ -76,7 +77,8 @@ SKIPPED_NO_KAFKA = "skipped: enableKafka is false"
 class LegacyPublisher(Protocol):
     """What the plugin needs of :class:`~aliecs_integration.publish.publisher.Publisher`."""
 
-    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None: ...
+    def publish(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None: ...
 
     def prepare(self, topics: Iterable[str]) -> None: ...
 
@@ -131,6 +133,9 @@ class KafkaPlugin(Plugin):
         self._stopped = False
         self.active_runs = ActiveRuns()
         self._state_topics: dict[tuple[bool, str], str] = {}  # (leave, state) -> checked topic
+        self._notification_headers = HeaderMaker(kafka_pb2.NewStateNotification,
+                                                 context.instance_id)
+        self._list_headers = HeaderMaker(kafka_pb2.ActiveRunsList, context.instance_id)
 
     # ------------------------------------------------------------------ host-facing
     def endpoint(self) -> str:
@@ -196,7 +201,7 @@ class KafkaPlugin(Plugin):
             self.active_runs.entered(info)
             self._send(topic, _notification(info, self._clock()))
             listing, count = self.active_runs.encoded_listing(self._clock())
-            self._get_publisher().publish(list_topic, listing)
+            self._get_publisher().publish(list_topic, listing, None, self._list_headers())
         return f"published {topic}; {list_topic} with {count} run(s)"
 
     @nonblocking
@@ -275,7 +280,9 @@ class KafkaPlugin(Plugin):
             return self._publisher
 
     def _send(self, topic: str, message: Message) -> None:
-        self._get_publisher().publish(topic, message.SerializeToString())
+        headers = (self._list_headers if isinstance(message, kafka_pb2.ActiveRunsList)
+                   else self._notification_headers)
+        self._get_publisher().publish(topic, message.SerializeToString(), None, headers())
 
 
 def _notification(info: kafka_pb2.EnvInfo, timestamp_ms: int) -> kafka_pb2.NewStateNotification:
