@@ -232,7 +232,8 @@ class PluginHost:
         plugin = obj
         if not isinstance(obj, types.ModuleType) and callable(obj):
             try:
-                plugin = obj(PluginContext(name=name, settings=self.settings))
+                plugin = obj(PluginContext(name=name, settings=self.settings,
+                                           instance_id=self.instance_id))
             except Exception as exc:
                 self._refuse(name, f"initialisation failed: {exc!r}", origin=origin, pretty=pretty,
                              exc=exc)

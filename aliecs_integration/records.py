@@ -298,12 +298,15 @@ class HostStopEvent:
 
 @attrs.frozen
 class PluginContext:
-    """What a plugin factory receives when the host instantiates it: its registered ``name``
-    and the validated :class:`~aliecs_integration.settings.core.Settings` (unknown keys are in
-    ``settings.raw`` and ``settings.get(key)``)."""
+    """What a plugin factory receives when the host instantiates it: its registered ``name``,
+    the validated :class:`~aliecs_integration.settings.core.Settings` (unknown keys are in
+    ``settings.raw`` and ``settings.get(key)``) and ``instance_id``, the id of the host that
+    loaded it (``PluginHost.instance_id``, the core start event's ``frameworkId``; ``""``
+    outside a host), which the built-in plugins send as the ``source-instance-id`` header."""
 
     name: str
     settings: Settings
+    instance_id: str = ""
 
 @attrs.frozen
 class DeliveryReport:

@@ -19,7 +19,9 @@ The envelope's ``timestamp`` (ms) and ``timestampNano`` (ns) are the record's
 canonically (each field at most once; the bytes equal a parse and deterministic re-serialization
 of themselves), as protobufjs consumers need. Environment ``vars`` are sent only on the event
 that asks for them (``workflow loaded``). Producing is off (no publisher, nothing
-connects) when ``enableKafka`` is false or ``kafkaEndpoints`` is empty.
+connects) when ``enableKafka`` is false or ``kafkaEndpoints`` is empty. Every message carries
+the headers of :mod:`aliecs_integration.publish.headers` (content type ``events.Event``, an event
+id, the host's instance id); the event listeners get the same key and value, without headers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from aliecs_integration.errors import PublishError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import common_pb2, events_pb2
 from aliecs_integration.plugin import Plugin
+from aliecs_integration.publish.headers import HeaderMaker
 from aliecs_integration.publish.metrics import Metrics, MetricsSnapshot
 from aliecs_integration.publish.publisher import Publisher, shared_publisher
 from aliecs_integration.publish.topics import DEFAULT, TopicNames, key_for
@@ -465,6 +468,7 @@ class CoreKafkaPlugin(Plugin):
         self._idle_metrics = Metrics()
         self._listeners: tuple[EventListener, ...] = ()
         self._listeners_lock = threading.Lock()
+        self._headers = HeaderMaker(events_pb2.Event, context.instance_id)
         if settings.producing:
             self.publisher = shared_publisher(
                 settings.kafka_endpoints, settings.producer, name=context.name
@@ -553,7 +557,7 @@ class CoreKafkaPlugin(Plugin):
             return
         topic, key, value = encoder(record)
         if publisher is not None:
-            publisher.publish(topic, value, key)
+            publisher.publish(topic, value, key, self._headers())
         for listener in listeners:
             try:
                 listener(topic, key, value)

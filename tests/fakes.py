@@ -44,8 +44,9 @@ class FakeMessage:
         error: Any = None,
         timestamp: tuple[int, int] = CONSUMED_TIMESTAMP,
         latency: float = 0.002,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        self._topic, self._value, self._key = topic, value, key
+        self._topic, self._value, self._key, self._headers = topic, value, key, headers
         self._partition, self._offset, self._error = partition, offset, error
         self._timestamp, self._latency = timestamp, latency
 
@@ -69,6 +70,9 @@ class FakeMessage:
 
     def timestamp(self) -> tuple[int, int]:
         return self._timestamp
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
     def latency(self) -> float:
         return self._latency
@@ -100,6 +104,7 @@ class FakeProducer:
         self.cond = threading.Condition()
         self.queue: list[tuple[FakeMessage, Callable[..., None]]] = []
         self.delivered: list[tuple[str, bytes | None, bytes]] = []
+        self.delivered_headers: list[list[tuple[str, bytes]] | None] = []
         self.up = True
         self.fail_topics: set[str] = set()
         self.refuse_bytes: int | None = None
@@ -117,6 +122,7 @@ class FakeProducer:
         value: bytes,
         key: bytes | None = None,
         on_delivery: Callable[..., None] | None = None,
+        headers: dict[str, bytes] | list[tuple[str, bytes]] | None = None,
     ) -> None:
         assert not self.closed, "produce after close"
         if self.refuse_bytes is not None and len(value) > self.refuse_bytes:
@@ -125,7 +131,9 @@ class FakeProducer:
             size = len(value) + len(key or b"")
             if len(self.queue) >= self.max_messages or self._bytes() + size > self.max_bytes:
                 raise BufferError("Local: Queue full")
-            self.queue.append((FakeMessage(topic, value, key), on_delivery or self.default_cb))
+            listed = list(headers.items()) if isinstance(headers, dict) else headers
+            self.queue.append((FakeMessage(topic, value, key, headers=listed),
+                               on_delivery or self.default_cb))
             self.cond.notify_all()
 
     def set_up(self, up: bool) -> None:
@@ -146,6 +154,7 @@ class FakeProducer:
                 cb(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), msg)
             else:
                 self.delivered.append((msg.topic(), msg.key(), msg.value() or b""))
+                self.delivered_headers.append(msg.headers())
                 if not self.only_errors:
                     cb(None, msg)
             with self.cond:

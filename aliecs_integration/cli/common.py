@@ -105,7 +105,8 @@ def unexpected(exc: BaseException, *, verbose: bool) -> CliError:
 
 SETTINGS_ENV = "ALIECS_SETTINGS"
 SETTINGS_HELP = (
-    "Settings source: consul://HOST:PORT[/KEY] or a YAML file "
+    "Settings source: consul://HOST:PORT[/KEY] (consuls:// for HTTPS; "
+    "?token-file=PATH&ca-file=PATH may follow) or a YAML file "
     f"(default: ${SETTINGS_ENV}, else the built-in defaults)."
 )
 
@@ -123,9 +124,12 @@ def options(ctx: click.Context) -> Options:
     return obj if obj is not None else Options()
 
 
-def load_settings(source: str | None, token: str | None = None) -> Settings:
-    """Settings from ``source`` (``consul://…`` or a file), or the built-in defaults when None;
-    ``token``: the Consul ACL token (else ``$CONSUL_HTTP_TOKEN``).
+def load_settings(source: str | None, token: str | None = None,
+                  ca_file: str | None = None) -> Settings:
+    """Settings from ``source`` (``consul[s]://…`` or a file), or the built-in defaults when
+    None; ``token``: the Consul ACL token (else the URL's ``token-file``, else
+    ``$CONSUL_HTTP_TOKEN``); ``ca_file``: the CA bundle that verifies Consul's HTTPS
+    certificate (else the URL's ``ca-file``).
 
     Raises ``SettingsError`` as :func:`aliecs_integration.settings.sources.load` does.
     """
@@ -134,20 +138,32 @@ def load_settings(source: str | None, token: str | None = None) -> Settings:
 
     if source is None or not source.strip():
         return Settings.from_dict({}, source="built-in defaults")
-    return load(source, token=token, declared_keys=declared_settings_keys())
+    return load(source, token=token, ca_file=ca_file, declared_keys=declared_settings_keys())
 
 
 CONSUL_TOKEN_HELP = (
-    "Consul ACL token for consul:// sources (default: $CONSUL_HTTP_TOKEN); never printed."
+    "Consul ACL token; takes precedence over the URL's ?token-file=PATH, which takes "
+    "precedence over $CONSUL_HTTP_TOKEN. Never printed."
 )
-consul_token_option = click.option(
-    "--consul-token", "consul_token", metavar="TOKEN", envvar="CONSUL_HTTP_TOKEN",
-    help=CONSUL_TOKEN_HELP,
+CONSUL_CA_HELP = (
+    "CA bundle (PEM) that verifies Consul's HTTPS certificate; implies HTTPS (as consuls://); "
+    "takes precedence over the URL's ?ca-file=PATH [default: the system's CA bundle]."
 )
+
+
+def consul_token_option(fn: Any) -> Any:
+    """``--consul-token TOKEN`` and ``--consul-ca PATH`` (parameters ``consul_token`` and
+    ``consul_ca``). ``$CONSUL_HTTP_TOKEN`` is read by the library, after the URL's
+    ``token-file``, so that an explicit option wins over the URL and the URL over the
+    environment."""
+    fn = click.option("--consul-ca", "consul_ca", metavar="PATH", help=CONSUL_CA_HELP)(fn)
+    return click.option("--consul-token", "consul_token", metavar="TOKEN",
+                        help=CONSUL_TOKEN_HELP)(fn)
 
 
 def settings_option(fn: Any) -> Any:
-    """``--settings SOURCE`` (also ``$ALIECS_SETTINGS``) and ``--consul-token TOKEN``."""
+    """``--settings SOURCE`` (also ``$ALIECS_SETTINGS``), ``--consul-token TOKEN`` and
+    ``--consul-ca PATH``."""
     return click.option(
         "--settings", "settings_source", metavar="SOURCE", envvar=SETTINGS_ENV,
         help=SETTINGS_HELP,

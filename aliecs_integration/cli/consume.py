@@ -157,13 +157,16 @@ def consume(
     environments: tuple[str, ...], run_number: int | None, since: int | None,
     until: int | None, fmt: OutputFormat, colour: bool | None, raw: bool,
     max_messages: int | None, timeout: float | None, root: str | None,
-    connect_timeout: float, consul_token: str | None = None,
+    connect_timeout: float, consul_token: str | None = None, consul_ca: str | None = None,
 ) -> None:
     """Print the messages of aliecs.* topics, decoded, one per line.
 
-    The message type follows from the topic name: events.Event on core topics
-    (aliecs.environment, aliecs.run, aliecs.integrated_service.dcs, ...), kafka.NewStateNotification
-    or kafka.ActiveRunsList on legacy ones (aliecs.env_state.RUNNING, aliecs.env_list.RUNNING).
+    The message type is the one the message's content-type header names
+    (application/x-protobuf; messageType=events.Event), else it follows from the topic name:
+    events.Event on core topics (aliecs.environment, aliecs.run, aliecs.integrated_service.dcs,
+    ...), kafka.NewStateNotification or kafka.ActiveRunsList on legacy ones
+    (aliecs.env_state.RUNNING, aliecs.env_list.RUNNING). A header naming an unknown type makes
+    the message undecodable (said on its line). --format json shows the headers.
     A message that does not decode gives a line with topic, partition, offset and a hex prefix,
     and consuming goes on. Stop --follow with Ctrl-C. Times are the messages' Kafka timestamps.
 
@@ -174,7 +177,7 @@ def consume(
     aliecs-integration consume aliecs.run --from-beginning --raw \\
         | FDSET_PATH=./fdset pq --msgtype events.Event --stream i32be
     """
-    settings = load_settings(settings_source, consul_token) if settings_source else None
+    settings = load_settings(settings_source, consul_token, consul_ca) if settings_source else None
     if brokers is None and settings is not None:
         if not settings.kafka_endpoints:
             raise BadInput(f"{settings.source}: kafkaEndpoints is empty: give --brokers")

@@ -65,7 +65,8 @@ def _wait_for_signal() -> int:
 @click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds to wait at shutdown for the broker to acknowledge everything.")
 @metrics_address_option(METRICS_ADDRESS)
-def serve(settings_source: str | None, consul_token: str | None, address: str,
+def serve(settings_source: str | None, consul_token: str | None, consul_ca: str | None,
+          address: str,
           run_numbers: Path | None,
           workflow_dirs: tuple[Path, ...], detectors: str, drain_timeout: float,
           flush_timeout: float, metrics_address: str) -> None:
@@ -81,7 +82,7 @@ def serve(settings_source: str | None, consul_token: str | None, address: str,
 
     Prometheus metrics and the health check are served on --metrics-address (docs/metrics.md).
     """
-    settings = load_settings(settings_source, consul_token)
+    settings = load_settings(settings_source, consul_token, consul_ca)
     names = tuple(d.strip() for d in detectors.split(",") if d.strip())
     server = ControlServer(settings, address=address, run_numbers=run_numbers,
                            template_dirs=workflow_dirs, detectors=names,

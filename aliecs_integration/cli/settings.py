@@ -95,9 +95,10 @@ def settings() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @consul_token_option
-def show(source: str | None, fmt: str, consul_token: str | None) -> None:
+def show(source: str | None, fmt: str, consul_token: str | None,
+         consul_ca: str | None) -> None:
     """Print every effective setting, where it came from, secrets masked as ***."""
-    loaded = load_settings(source, consul_token)
+    loaded = load_settings(source, consul_token, consul_ca)
     rows = effective_rows(loaded)
     if fmt == "json":
         click.echo(json.dumps(
@@ -117,7 +118,8 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @settings.command(epilog=EXIT_CODES_HELP)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--consul", "address", envvar=CONSUL_ENV, required=True, metavar="HOST:PORT",
-              help=f"Consul HTTP address (also ${CONSUL_ENV}).")
+              help=f"Consul address: [consul://|consuls://]HOST:PORT, optionally with "
+                   f"?token-file=PATH&ca-file=PATH (also ${CONSUL_ENV}).")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="A runtime variable to write as well (o2/runtime/aliecs/vars/NAME); repeatable.")
 @click.option("--key", default=None, metavar="KEY",
@@ -125,7 +127,7 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
                    "[default: o2/components/aliecs/ANY/any/settings].")
 @consul_token_option
 def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
-         consul_token: str | None) -> None:
+         consul_token: str | None, consul_ca: str | None) -> None:
     """Validate FILE, then write it to Consul with its runtime variables, all or nothing.
 
     Nothing is written unless FILE validates. One Consul transaction writes the settings
@@ -134,7 +136,8 @@ def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
     Variable names: a letter or '_', then letters, digits, '_', '.' or '-'.
     """
     from aliecs_integration.host import declared_settings_keys
-    from aliecs_integration.settings.secrets import is_secret_key, redact_url
+    from aliecs_integration.settings import consul_access
+    from aliecs_integration.settings.secrets import is_secret_key
     from aliecs_integration.settings.sources import (
         DEFAULT_SETTINGS_KEY,
         load_file,
@@ -146,13 +149,14 @@ def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
     validated = load_file(file, declared_keys=declared)
     key = (key or DEFAULT_SETTINGS_KEY).strip("/")
     written = push_to_consul(address, file, runtime_vars=extra or None, settings_key=key,
-                             token=consul_token, declared_keys=declared)
-    base = redact_url(address).removeprefix("consul://").removeprefix("http://").rstrip("/")
+                             token=consul_token, ca_file=consul_ca,
+                             declared_keys=declared)
+    access, _ = consul_access.parse(address, token=consul_token, ca_file=consul_ca)
     click.echo(f"validated {file} ({len(validated.raw)} keys)")
     for name, value in written.items():
         if name == key:
             continue
         shown = "***" if is_secret_key(name) else value
-        click.echo(f"wrote consul://{base}/{name} = {shown}")
-    click.echo(f"wrote consul://{base}/{key}")
+        click.echo(f"wrote {access.url(name)} = {shown}")
+    click.echo(f"wrote {access.url(key)}")
     click.echo(f"({len(written)} keys in one Consul transaction: all or nothing)")

@@ -18,10 +18,12 @@ from typing import NoReturn
 
 from aliecs_integration.errors import PublishError
 from aliecs_integration.log_limits import RateLimitedLog
+from aliecs_integration.publish.headers import Headers
 from aliecs_integration.settings.producer import OverflowPolicy, ProducerConfig
 
-Item = tuple[str, bytes, bytes | None, float]
-"""One held message: topic, value, key, time it was queued (``time.monotonic()``)."""
+Item = tuple[str, bytes, bytes | None, float, Headers | None]
+"""One held message: topic, value, key, time it was queued (``time.monotonic()``), Kafka
+headers."""
 
 
 def size_of(value: bytes, key: bytes | None) -> int:
@@ -162,7 +164,7 @@ class HeldMessages:
         """Remove and return every message waiting for ``topic``."""
         lost = list(self.waiting.pop(topic, ()))
         self.count -= len(lost)
-        self.nbytes -= sum(size_of(value, key) for _, value, key, _ in lost)
+        self.nbytes -= sum(size_of(value, key) for _, value, key, *_ in lost)
         return lost
 
     def clear(self) -> int:

@@ -66,6 +66,7 @@ from confluent_kafka.admin import AdminClient
 from aliecs_integration.errors import PublishError, SettingsError
 from aliecs_integration.log_limits import RateLimitFilter
 from aliecs_integration.publish.delivery_tracker import MISSING_TOPIC, DeliveryTracker
+from aliecs_integration.publish.headers import Headers
 from aliecs_integration.publish.held_messages import HeldMessages, size_of
 from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.publish.spool import Spool, SpooledDeliveries, journal_dir
@@ -183,8 +184,10 @@ class Publisher:
             self._replay_spool()
 
     # ------------------------------------------------------------------ public API
-    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """Queue one message for ``topic`` (see the module docstring for the contract).
+    def publish(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None:
+        """Queue one message for ``topic`` with its Kafka ``headers`` (see
+        :mod:`aliecs_integration.publish.headers`; the module docstring has the contract).
 
         Returns quickly unless the cap is reached under the ``block`` policy. Raises
         ``PublishError`` when the message is refused: publisher closed, message too large,
@@ -193,10 +196,10 @@ class Publisher:
         """
         if topic in self._created and not self._held.count:
             try:
-                self._producer.produce(topic, value, key)
+                self._producer.produce(topic, value, key, headers=headers)
             except BufferError:  # librdkafka's queue is full
                 if not self._holds_overflow:
-                    self._when_full(topic, value, key)
+                    self._when_full(topic, value, key, headers)
                     return
             except KafkaException as exc:
                 if not self._missing(exc, topic):  # issue 12: a deleted topic waits instead
@@ -205,7 +208,7 @@ class Publisher:
                 self._settled = False
                 self._count_published(topic)
                 return
-        self._enqueue(topic, value, key)
+        self._enqueue(topic, value, key, headers)
 
     def prepare(self, topics: Iterable[str]) -> None:
         """Start creating ``topics`` in the background now (publish would do it on first use)."""
@@ -310,9 +313,10 @@ class Publisher:
         log.error("%s: message to %s refused: %s", self.name, topic, why)
         return PublishError(f"{self.name}: message to {topic!r} refused: {why}")
 
-    def _try_produce(self, topic: str, value: bytes, key: bytes | None) -> bool:
+    def _try_produce(self, topic: str, value: bytes, key: bytes | None,
+                     headers: Headers | None) -> bool:
         try:
-            self._producer.produce(topic, value, key)
+            self._producer.produce(topic, value, key, headers=headers)
             return True
         except BufferError:
             return False
@@ -321,7 +325,8 @@ class Publisher:
                 return False
             self._refuse(topic, f"the Kafka client refused it: {exc}")
 
-    def _when_full(self, topic: str, value: bytes, key: bytes | None) -> None:
+    def _when_full(self, topic: str, value: bytes, key: bytes | None,
+                   headers: Headers | None) -> None:
         """librdkafka's queue had no room for a message to an existing topic: under ``block``
         wait for room on this thread (bounded by ``blockTimeoutSeconds``), under
         ``drop_newest`` drop it. A message that can never fit is refused."""
@@ -341,7 +346,7 @@ class Publisher:
             try:
                 if not self._room_in_client():
                     raise BufferError
-                self._producer.produce(topic, value, key)
+                self._producer.produce(topic, value, key, headers=headers)
             except BufferError:
                 if time.monotonic() >= deadline:
                     self._count_published(topic)
@@ -350,7 +355,7 @@ class Publisher:
                 continue
             except KafkaException as exc:
                 if self._missing(exc, topic):  # issue 12: held, waiting for the topic again
-                    self._enqueue(topic, value, key)
+                    self._enqueue(topic, value, key, headers)
                     return
                 self._refuse(topic, f"the Kafka client refused it: {exc}")
             self._settled = False
@@ -365,7 +370,8 @@ class Publisher:
             or self._held.count + len(self._producer) < self.config.max_messages
         )
 
-    def _enqueue(self, topic: str, value: bytes, key: bytes | None) -> None:
+    def _enqueue(self, topic: str, value: bytes, key: bytes | None,
+                 headers: Headers | None) -> None:
         size = size_of(value, key)
         full = False
         with self._cond:
@@ -376,20 +382,21 @@ class Publisher:
             if self._backlog:
                 self._drain_locked()  # this thread hands the backlog over first
             if topic in self._created and not self._backlog:
-                if self._room_in_client() and self._try_produce(topic, value, key):
+                if self._room_in_client() and self._try_produce(topic, value, key, headers):
                     self._settled = False
                     self._count_published(topic)
                     return
                 full = not self._holds_overflow
             if not full:
                 try:
-                    self._hold(topic, value, key, size)
+                    self._hold(topic, value, key, headers, size)
                 finally:
                     self._count_published(topic)
                 return
-        self._when_full(topic, value, key)  # outside the lock: others may go on
+        self._when_full(topic, value, key, headers)  # outside the lock: others may go on
 
-    def _hold(self, topic: str, value: bytes, key: bytes | None, size: int) -> None:
+    def _hold(self, topic: str, value: bytes, key: bytes | None, headers: Headers | None,
+              size: int) -> None:
         """Hold a message in the publisher's queue (lock held), applying the overflow policy."""
         if self._held.over_cap(size) and not self._held.make_room(
             topic, size, lambda: self._closed
@@ -398,7 +405,7 @@ class Publisher:
         if self._closed:  # closed while blocked for room
             raise self._refusal(topic, "the publisher is closed")
         exists = topic in self._created
-        self._held.add((topic, value, key, time.monotonic()), topic_exists=exists)
+        self._held.add((topic, value, key, time.monotonic(), headers), topic_exists=exists)
         if not exists:
             self._request(topic)
 
@@ -411,7 +418,7 @@ class Publisher:
     def _drain_locked(self) -> None:
         moved = False
         while self._backlog:
-            topic, value, key, queued = self._backlog[0]
+            topic, value, key, queued, headers = self._backlog[0]
             try:
                 if self._per_message:
                     self._producer.produce(
@@ -419,9 +426,10 @@ class Publisher:
                         value,
                         key,
                         on_delivery=functools.partial(self._deliveries.on_delivery_since, queued),
+                        headers=headers,
                     )
                 else:
-                    self._producer.produce(topic, value, key)
+                    self._producer.produce(topic, value, key, headers=headers)
             except BufferError:
                 break
             except KafkaException as exc:
@@ -505,13 +513,14 @@ class Publisher:
         )
 
     # --- issue 12: the spool (publish/spool.py) ---------------------------------------------
-    def _spooled_publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """:meth:`publish` with the spool on: journaled before anything else; a message
-        refused here (counted as dropped) leaves the journal."""
+    def _spooled_publish(self, topic: str, value: bytes, key: bytes | None = None,
+                         headers: Headers | None = None) -> None:
+        """:meth:`publish` with the spool on: journaled (headers too) before anything else; a
+        message refused here (counted as dropped) leaves the journal."""
         assert self._spool is not None
-        self._spool.append(topic, value, key)
+        self._spool.append(topic, value, key, headers)
         try:
-            Publisher.publish(self, topic, value, key)
+            Publisher.publish(self, topic, value, key, headers)
         except PublishError:
             self._spool.done(topic, value, key)
             raise
@@ -520,9 +529,9 @@ class Publisher:
         assert self._spool is not None
         left = self._spool.replay()
         refused = 0
-        for topic, value, key in left:
+        for topic, value, key, headers in left:
             try:
-                self._spooled_publish(topic, value, key)
+                self._spooled_publish(topic, value, key, headers)
             except PublishError:
                 refused += 1
         if left:
@@ -558,7 +567,8 @@ class Publisher:
                 self._created.discard(topic)
                 log.warning("%s: topic %s disappeared (deleted?): re-creating it; its "
                             "messages wait for it", self.name, topic)
-            self._held.add((topic, msg.value(), msg.key(), time.monotonic()), topic_exists=False)
+            self._held.add((topic, msg.value(), msg.key(), time.monotonic(), msg.headers()),
+                           topic_exists=False)
             self._topics.request((topic,), again=True)
         return True
     # --- end issue 12 ---------------------------------------------------------------------

@@ -1,11 +1,14 @@
-"""Reading ``aliecs.*`` topics back and decoding each message with the type its topic carries.
+"""Reading ``aliecs.*`` topics back and decoding each message with the type it carries.
 
-The message type comes from the topic name
-(:func:`~aliecs_integration.publish.topics.message_type_for_topic`): ``events.Event`` on core
-topics, ``kafka.NewStateNotification`` or ``kafka.ActiveRunsList`` on legacy ones. Bytes that
-do not decode give a :class:`Decoded` with the error, never an exception. Used by ``consume``,
-the demo and the tests. Errors are :class:`~aliecs_integration.errors.ReadError` (exit 1 on the
-command line) and :class:`~aliecs_integration.errors.UnknownTopic` (exit 2).
+The message type is the one its ``content-type`` header names
+(:mod:`aliecs_integration.publish.headers`) when it has one, else the one its topic name
+implies (:func:`~aliecs_integration.publish.topics.message_type_for_topic`): ``events.Event``
+on core topics, ``kafka.NewStateNotification`` or ``kafka.ActiveRunsList`` on legacy ones.
+A header naming a type this reader does not know gives an undecodable :class:`Decoded` saying
+so. Bytes that do not decode give a :class:`Decoded` with the error, never an exception. Used
+by ``consume``, the demo and the tests. Errors are
+:class:`~aliecs_integration.errors.ReadError` (exit 1 on the command line) and
+:class:`~aliecs_integration.errors.UnknownTopic` (exit 2).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from google.protobuf import json_format, text_format
 from google.protobuf.message import DecodeError, Message
 
 from aliecs_integration.errors import ReaderConfigError, ReadError, UnknownTopic
+from aliecs_integration.publish.headers import header_text, message_type_name
 
 CLIENT_LOGGER = "aliecs_integration.librdkafka"
 """The logger that receives the Kafka consumer's and admin client's own log lines."""
@@ -45,6 +49,7 @@ class KafkaMessage(Protocol):
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
     def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
 
 class KafkaConsumer(Protocol):
     """The part of ``confluent_kafka.Consumer`` the loop uses."""
@@ -64,6 +69,8 @@ class Decoded:
     type_name: str
     message: Message | None = None
     error: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    """The message's Kafka headers as text, in order."""
 
     @property
     def ok(self) -> bool:
@@ -81,9 +88,28 @@ def message_types(topics: Sequence[str], root: str) -> dict[str, type[Message]]:
             raise UnknownTopic(str(exc)) from None
     return result
 
+def _known_types() -> dict[str, type[Message]]:
+    from aliecs_integration.pb import events_pb2, kafka_pb2
+
+    found: dict[str, type[Message]] = {}
+    for cls in (events_pb2.Event, kafka_pb2.NewStateNotification, kafka_pb2.ActiveRunsList):
+        found[cls.DESCRIPTOR.full_name] = found[cls.DESCRIPTOR.name] = cls
+    return found
+
+
+KNOWN_TYPES = _known_types()
+"""The message types a ``content-type`` header may name (full name, or the bare name)."""
+
+
 def decode(msg: KafkaMessage, message_type: type[Message]) -> Decoded:
-    """Parse ``msg``'s value as ``message_type``; a parse failure is returned, never raised."""
+    """Parse ``msg``'s value as the type its ``content-type`` header names, else as
+    ``message_type`` (the topic's); a parse failure or an unknown type in the header is
+    returned, never raised."""
     kind, ts = msg.timestamp()
+    headers = msg.headers()
+    named = message_type_name(headers)
+    if named is not None and named in KNOWN_TYPES:
+        message_type = KNOWN_TYPES[named]
     base = Decoded(
         topic=msg.topic() or "",
         partition=msg.partition() or 0,
@@ -92,7 +118,13 @@ def decode(msg: KafkaMessage, message_type: type[Message]) -> Decoded:
         value=msg.value(),
         timestamp_ms=ts if kind else None,
         type_name=message_type.DESCRIPTOR.full_name,
+        headers=tuple(header_text(headers).items()) if headers else (),
     )
+    if named is not None and named not in KNOWN_TYPES:
+        known = ", ".join(sorted(n for n in KNOWN_TYPES if "." in n))
+        return attrs.evolve(base, type_name=named, error=(
+            f"its content-type header names message type {named!r}, which this reader does not "
+            f"know (known: {known})"))
     if base.value is None:
         return attrs.evolve(base, error="no value (a tombstone)")
     parsed = message_type()
@@ -121,6 +153,8 @@ def json_line(item: Decoded) -> str:
         "topic": item.topic, "partition": item.partition, "offset": item.offset,
         "key": _key_text(item.key), "timestampMs": item.timestamp_ms, "type": item.type_name,
     }
+    if item.headers:
+        out["headers"] = dict(item.headers)
     if item.message is not None:
         out["message"] = json_format.MessageToDict(item.message)
     else:

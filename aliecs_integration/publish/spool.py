@@ -9,7 +9,9 @@ producer keeps its own journal in a sub-directory named after its bootstrap serv
   segment files (``segment-<n>.log``); each message is one record written with one
   ``write()`` call, so it is in the operating system's hands at once and a killed process
   keeps it (no fsync per message: a power cut may lose the last ones; every record carries a
-  CRC and a torn last record is ignored).
+  CRC and a torn last record is ignored). A record keeps the message's topic, key, value and
+  Kafka headers, so a replay sends the same headers; journals written before headers existed
+  (records without headers) are still read and replayed without headers.
 - :meth:`Spool.done` runs for each delivery report: a delivered or permanently failed message
   (counted by the publisher as delivered or failed) is marked done by an acknowledgement
   record, written in batches (every 256 or 0.05 s); a message purged at close (counted as
@@ -44,11 +46,12 @@ from confluent_kafka import KafkaError
 
 from aliecs_integration.errors import PublishError
 from aliecs_integration.publish.delivery_tracker import MISSING_TOPIC, DeliveryTracker
+from aliecs_integration.publish.headers import Headers, pairs
 
 log = logging.getLogger(__name__)
 
-Entry = tuple[str, bytes, bytes | None]
-"""topic, value, key"""
+Entry = tuple[str, bytes, bytes | None, Headers | None]
+"""topic, value, key, Kafka headers"""
 _Key = tuple[str, bytes | None, int, int]
 """topic, key, length and hash of the value: how a delivery report finds its journal entry
 without the journal keeping every value in memory (a collision would at worst swap which of
@@ -64,8 +67,12 @@ SEGMENT_BYTES = 64 * 1024 * 1024
 done)."""
 
 # record: kind (1 byte) | crc32 of the rest (4) | body length (4) | body
+# kinds: M a message without headers (what journals before issue 15 hold; still read),
+#        H a message with headers, A an acknowledgement
 _HEAD = struct.Struct("<cII")
 _MESSAGE = struct.Struct("<QHI")  # id, topic length, key length (NO_KEY: no key); then bytes
+_HEADERS = struct.Struct("<I")  # H only, after the key: length of the encoded headers
+_HEADER = struct.Struct("<HI")  # one header: name length, value length (NO_KEY: None)
 _ACK = struct.Struct("<Q")
 _NO_KEY = 0xFFFFFFFF
 
@@ -83,10 +90,41 @@ def _key(topic: str, value: bytes, key: bytes | None) -> _Key:
     return (topic, key, len(value), hash(value))
 
 
-def _message_record(ident: int, topic: bytes, value: bytes, key: bytes | None) -> bytes:
-    body = _MESSAGE.pack(ident, len(topic), _NO_KEY if key is None else len(key)) + topic + (
-        key or b"") + value
-    return _HEAD.pack(b"M", zlib.crc32(body), len(body)) + body
+def _encode_headers(headers: Headers) -> bytes:
+    out = []
+    for name, value in pairs(headers):
+        raw = name.encode("utf-8")
+        out.append(_HEADER.pack(len(raw), _NO_KEY if value is None else len(value)) + raw
+                   + (value or b""))
+    return b"".join(out)
+
+
+def _decode_headers(data: bytes) -> list[tuple[str, bytes]]:
+    headers: list[tuple[str, bytes]] = []
+    at = 0
+    while at < len(data):
+        name_len, value_len = _HEADER.unpack_from(data, at)
+        at += _HEADER.size
+        name = data[at: at + name_len].decode("utf-8", "replace")
+        at += name_len
+        value = b""
+        if value_len != _NO_KEY:
+            value = data[at: at + value_len]
+            at += value_len
+        headers.append((name, value))
+    return headers
+
+
+def _message_record(ident: int, topic: bytes, value: bytes, key: bytes | None,
+                    headers: Headers | None = None) -> bytes:
+    head = _MESSAGE.pack(ident, len(topic), _NO_KEY if key is None else len(key)) + topic + (
+        key or b"")
+    if headers is None:
+        kind, body = b"M", head + value
+    else:
+        encoded = _encode_headers(headers)
+        kind, body = b"H", head + _HEADERS.pack(len(encoded)) + encoded + value
+    return _HEAD.pack(kind, zlib.crc32(body), len(body)) + body
 
 
 def _ack_records(idents: list[int]) -> bytes:
@@ -112,7 +150,7 @@ def _read_segment(path: Path) -> tuple[dict[int, Entry], set[int], bool]:
         if len(body) < length or zlib.crc32(body) != crc:
             return messages, acked, True
         pos += _HEAD.size + length
-        if kind == b"M" and length >= _MESSAGE.size:
+        if kind in (b"M", b"H") and length >= _MESSAGE.size:
             ident, topic_len, key_len = _MESSAGE.unpack_from(body)
             at = _MESSAGE.size
             topic = body[at: at + topic_len].decode("utf-8", "replace")
@@ -121,7 +159,13 @@ def _read_segment(path: Path) -> tuple[dict[int, Entry], set[int], bool]:
             if key_len != _NO_KEY:
                 key = body[at: at + key_len]
                 at += key_len
-            messages[ident] = (topic, body[at:], key)
+            headers = None
+            if kind == b"H":
+                (headers_len,) = _HEADERS.unpack_from(body, at)
+                at += _HEADERS.size
+                headers = _decode_headers(body[at: at + headers_len])
+                at += headers_len
+            messages[ident] = (topic, body[at:], key, headers)
         elif kind == b"A" and length == _ACK.size:
             acked.add(_ACK.unpack(body)[0])
         else:
@@ -201,16 +245,18 @@ class Spool:
         self._open_segment((old[-1][0] + 1) if old else 1)
         if left:
             os.write(self._fd, b"".join(
-                _message_record(i, t.encode(), v, k) for i, (t, v, k) in left))
+                _message_record(i, t.encode(), v, k, h) for i, (t, v, k, h) in left))
             os.fsync(self._fd)
         for _, segment in old:
             segment.unlink()
         return left
 
     # ------------------------------------------------------------------ publish side
-    def append(self, topic: str, value: bytes, key: bytes | None) -> None:
-        """Journal one message (written when this returns). A message :meth:`replay` returned
-        is already journaled: publishing it again does not add it twice."""
+    def append(self, topic: str, value: bytes, key: bytes | None,
+               headers: Headers | None = None) -> None:
+        """Journal one message with its headers (written when this returns). A message
+        :meth:`replay` returned is already journaled: publishing it again does not add it
+        twice."""
         entry = _key(topic, value, key)
         with self._lock:
             if self._closed:
@@ -220,7 +266,7 @@ class Spool:
                 return
             ident = self._next_id
             self._next_id += 1
-            record = _message_record(ident, topic.encode(), value, key)
+            record = _message_record(ident, topic.encode(), value, key, headers)
             try:
                 os.write(self._fd, record)
             except OSError as exc:
@@ -312,11 +358,12 @@ class Spool:
     # ------------------------------------------------------------------ start and stop
     def replay(self) -> list[Entry]:
         """What a previous process left (neither delivered nor failed), oldest first, as
-        ``(topic, value, key)``: publish each again; they are not journaled twice. Returns
-        them once (an empty list afterwards)."""
+        ``(topic, value, key, headers)`` (headers None for what a journal written before
+        headers existed holds): publish each again, with the same headers; they are not
+        journaled twice. Returns them once (an empty list afterwards)."""
         with self._lock:
             left, self._left = self._left, []
-            for ident, (topic, value, key) in left:
+            for ident, (topic, value, key, _) in left:
                 entry = _key(topic, value, key)
                 self._track(ident, len(value) + len(key or b""), entry)
                 self._expected[entry] += 1

@@ -12,24 +12,24 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, urlsplit
 
 import consul
 import requests
 
 from aliecs_integration import names, safe_yaml
 from aliecs_integration.errors import SettingsError
+from aliecs_integration.settings import consul_access
+from aliecs_integration.settings.consul_access import TOKEN_HINT, ConsulAccess
 from aliecs_integration.settings.core import Settings
-from aliecs_integration.settings.secrets import redact_url
 
 DEFAULT_SETTINGS_KEY = "o2/components/aliecs/ANY/any/settings"
 DEFAULT_VARS_PREFIX = "o2/runtime/aliecs/vars/"
-DEFAULT_CONSUL_PORT = 8500
 DEFAULT_TIMEOUT_S = 5.0
 
 _T = TypeVar("_T")
@@ -77,40 +77,6 @@ def load_file(path: Path, *, declared_keys: Collection[str] = ()) -> Settings:
                               declared_keys=declared_keys)
 
 
-def _split(url: str, *, shown: str) -> SplitResult:
-    """``urlsplit`` that raises ``SettingsError`` (credentials masked) instead of ValueError."""
-    try:
-        return urlsplit(url)
-    except ValueError as exc:
-        raise SettingsError(
-            f"bad Consul address {shown!r}: {exc}; expected [http://|https://]host[:port]",
-            source=shown,
-        ) from None
-
-
-def _parse_address(address: str) -> tuple[str, str, int]:
-    """``host[:port]``, optionally with ``http://``, ``https://`` or ``consul://`` → parts."""
-    text = address.strip()
-    if "://" not in text:
-        text = f"http://{text}"
-    shown = redact_url(address)
-    parts = _split(text, shown=shown)
-    scheme = "http" if parts.scheme == "consul" else parts.scheme
-    try:
-        port = parts.port or DEFAULT_CONSUL_PORT
-    except ValueError as exc:
-        raise SettingsError(
-            f"bad Consul address {shown!r}: expected host:port with a port in 0..65535",
-            source=shown,
-        ) from exc
-    if scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
-        raise SettingsError(
-            f"bad Consul address {shown!r}: expected [http://|https://]host[:port]",
-            source=shown,
-        )
-    return scheme, parts.hostname, port
-
-
 def _reason(exc: BaseException) -> str:
     """The innermost OS-level reason of a requests failure (e.g. ``Connection refused``)."""
     if isinstance(exc, requests.Timeout):
@@ -133,16 +99,26 @@ def _reason(exc: BaseException) -> str:
     return found or str(exc)
 
 
-TOKEN_ENV = "CONSUL_HTTP_TOKEN"
-"""The environment variable holding a Consul ACL token (Consul's own convention)."""
-TOKEN_HINT = f"pass a token with --consul-token or ${TOKEN_ENV}"
-
-
-def resolve_token(token: str | None) -> str | None:
-    """``token`` when given, else ``$CONSUL_HTTP_TOKEN``, else None (anonymous)."""
-    if token:
-        return token
-    return os.environ.get(TOKEN_ENV) or None
+def _tls_reason(exc: BaseException) -> str:
+    """The certificate check's own words from an SSL failure (e.g. ``self-signed certificate
+    in certificate chain``), else its innermost reason."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {current.verify_message}"
+        if isinstance(current, ssl.SSLError) and current.reason:
+            return str(current.reason).replace("_", " ").lower()
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        todo.extend(a for a in current.args if isinstance(a, BaseException))
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+    return _reason(exc)
 
 
 class _ConsulKV:
@@ -152,23 +128,43 @@ class _ConsulKV:
     byte at a time (the per-read timeout of the HTTP client alone would not end it).
     """
 
-    def __init__(self, address: str, *, timeout_s: float, token: str | None) -> None:
-        scheme, host, port = _parse_address(address)
-        self.hostport = f"{host}:{port}"
-        self.token = resolve_token(token)
+    def __init__(self, access: ConsulAccess, *, timeout_s: float) -> None:
+        self.access = access
+        self.hostport = access.hostport
+        self.token = access.token
         self.timeout_s = timeout_s
+        verify: bool | str = access.ca_file or True
         self.client = consul.Consul(
-            host=host, port=port, scheme=scheme, token=self.token, connections_timeout=timeout_s
+            host=access.host, port=access.port, scheme=access.scheme, token=self.token,
+            verify=verify, connections_timeout=timeout_s,
         )
 
-    def url(self, key: str) -> str:
-        return f"consul://{self.hostport}/{key}"
+    def __repr__(self) -> str:
+        return f"_ConsulKV({self.access!r})"
 
-    def _denied(self, what: str, key: str, permission: str) -> SettingsError:
-        who = "the token given" if self.token else "no token was given (anonymous)"
+    def url(self, key: str) -> str:
+        return self.access.url(key)
+
+    def _denied(self, what: str, key: str, permission: str, answer: str) -> SettingsError:
+        if "acl not found" in answer.lower():  # Consul's answer for a token it does not know
+            return SettingsError(
+                f"Consul at {self.hostport} does not know {self.access.who}: ACL not found "
+                f"(a wrong, deleted or expired token); {TOKEN_HINT}",
+                source=self.url(key),
+            )
         return SettingsError(
-            f"Consul at {self.hostport} denied permission to {what} (ACL): {who}; it needs "
-            f"{permission} on {key!r}; {TOKEN_HINT}",
+            f"Consul at {self.hostport} denied permission to {what} (ACL): {self.access.who}; "
+            f"it needs {permission} on {key!r}; {TOKEN_HINT}",
+            source=self.url(key),
+        )
+
+    def _tls_failed(self, key: str, exc: BaseException) -> SettingsError:
+        ca = (f"the CA bundle {self.access.ca_file}" if self.access.ca_file
+              else "the system's CA bundle")
+        return SettingsError(
+            f"TLS to Consul at {self.hostport} failed: {_tls_reason(exc)} (server certificate "
+            f"checked against {ca}); is it serving HTTPS there, and is --consul-ca PATH the "
+            "CA that signed its certificate?",
             source=self.url(key),
         )
 
@@ -196,12 +192,21 @@ class _ConsulKV:
         if not failure:
             return result[0]
         exc = failure[0]
+        if isinstance(exc, requests.exceptions.SSLError):
+            raise self._tls_failed(key, exc) from exc
         if isinstance(exc, requests.RequestException):
             raise SettingsError(
                 f"cannot reach Consul at {self.hostport}: {_reason(exc)}", source=self.url(key)
             ) from exc
         if isinstance(exc, consul.ACLPermissionDenied):
-            raise self._denied(what, key, permission or what) from exc
+            raise self._denied(what, key, permission or what, str(exc)) from exc
+        if isinstance(exc, consul.ConsulException) and "to an HTTPS server" in str(exc):
+            raise SettingsError(
+                f"Consul at {self.hostport} serves HTTPS, not plain HTTP: write "
+                f"consuls://{self.hostport} (with --consul-ca PATH when a private CA signed "
+                "its certificate)",
+                source=self.url(key),
+            ) from exc
         if isinstance(exc, consul.ConsulException):
             raise SettingsError(
                 f"Consul at {self.hostport} refused to {what}: {type(exc).__name__} "
@@ -268,10 +273,9 @@ class _ConsulKV:
         )
         if answer is not True:
             denied = "permission denied" in str(answer).lower()
-            who = "the token given" if self.token else "no token was given (anonymous)"
             raise SettingsError(
                 f"Consul at {self.hostport} rolled the transaction back, nothing was written: "
-                f"{answer}" + (f" ({who}; {TOKEN_HINT})" if denied else ""),
+                f"{answer}" + (f" ({self.access.who}; {TOKEN_HINT})" if denied else ""),
                 source=self.url(first),
             )
 
@@ -295,8 +299,8 @@ def _txn_callback(response: Any) -> Any:
 
 
 @contextmanager
-def _consul(address: str, *, timeout_s: float, token: str | None) -> Iterator[_ConsulKV]:
-    kv = _ConsulKV(address, timeout_s=timeout_s, token=token)
+def _consul(access: ConsulAccess, *, timeout_s: float) -> Iterator[_ConsulKV]:
+    kv = _ConsulKV(access, timeout_s=timeout_s)
     try:
         yield kv
     finally:
@@ -322,18 +326,41 @@ def load_consul(
     vars_prefix: str = DEFAULT_VARS_PREFIX,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
+    ca_file: str | Path | None = None,
     declared_keys: Collection[str] = (),
 ) -> Settings:
     """Read the settings document at ``settings_key`` and the runtime variables under
-    ``vars_prefix`` (name = key minus prefix, value = UTF-8 text) from Consul at ``address``.
+    ``vars_prefix`` (name = key minus prefix, value = UTF-8 text) from Consul at ``address``
+    (``[consul[s]://]host[:port][?token-file=PATH&ca-file=PATH]``, see
+    :mod:`aliecs_integration.settings.consul_access` for the token and CA precedence).
 
-    Source: ``consul://host:port/<settings_key>``. Raises ``SettingsError`` when Consul cannot
-    be reached within ``timeout_s``, refuses the read, the key is missing, a value is not
-    UTF-8, the YAML is malformed (with line) or a key has a wrong type.
+    Source: ``consul[s]://host:port/<settings_key>``. Raises ``SettingsError`` when Consul
+    cannot be reached within ``timeout_s``, TLS fails, it refuses the read (naming the
+    permission), the key is missing, a value is not UTF-8, the YAML is malformed (with line)
+    or a key has a wrong type.
     """
+    return _load_consul(_address(address, token=token, ca_file=ca_file),
+                        settings_key=settings_key, vars_prefix=vars_prefix, timeout_s=timeout_s,
+                        declared_keys=declared_keys)
+
+
+def _address(address: str, *, token: str | None, ca_file: str | Path | None) -> ConsulAccess:
+    """:func:`consul_access.parse` of an address that must not name a key."""
+    access, path = consul_access.parse(address, token=token, ca_file=ca_file)
+    if path:
+        what = consul_access.shown(address)
+        raise SettingsError(f"bad Consul address {what!r}: expected "
+                            "[consul[s]://]host[:port] without a key path", source=what)
+    return access
+
+
+def _load_consul(
+    access: ConsulAccess, *, settings_key: str, vars_prefix: str, timeout_s: float,
+    declared_keys: Collection[str],
+) -> Settings:
     settings_key = settings_key.strip("/")
     prefix = _normalise_prefix(vars_prefix)
-    with _consul(address, timeout_s=timeout_s, token=token) as kv:
+    with _consul(access, timeout_s=timeout_s) as kv:
         source = kv.url(settings_key)
         value = kv.get(settings_key)
         if value is None:
@@ -360,9 +387,13 @@ def load(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
+    ca_file: str | Path | None = None,
     declared_keys: Collection[str] = (),
 ) -> Settings:
-    """Load settings from ``consul://host:port[/settings/key]`` or a YAML file path.
+    """Load settings from ``consul[s]://host:port[/settings/key][?token-file=PATH&ca-file=PATH]``
+    or a YAML file path; ``token`` and ``ca_file`` (the CLI's ``--consul-token`` and
+    ``--consul-ca``) take precedence over the URL's, the URL's ``token-file`` over
+    ``$CONSUL_HTTP_TOKEN``.
 
     Raises ``SettingsError`` for an empty source or an unknown URL scheme, or whatever
     :func:`load_consul` / :func:`load_file` raise.
@@ -373,17 +404,20 @@ def load(
             "no settings source given: expected consul://host:port[/key] or a YAML file path"
         )
     if "://" in text:
-        parts = _split(text, shown=redact_url(text))
-        if parts.scheme == "consul":
-            key = parts.path.strip("/") or DEFAULT_SETTINGS_KEY
-            return load_consul(parts.netloc, settings_key=key, timeout_s=timeout_s, token=token,
-                               declared_keys=declared_keys)
-        if parts.scheme == "file":
-            return load_file(Path(parts.path), declared_keys=declared_keys)
+        scheme = text.partition("://")[0].lower()
+        if scheme in ("consul", "consuls"):
+            access, key = consul_access.parse(text, token=token, ca_file=ca_file)
+            return _load_consul(access, settings_key=key or DEFAULT_SETTINGS_KEY,
+                                vars_prefix=DEFAULT_VARS_PREFIX, timeout_s=timeout_s,
+                                declared_keys=declared_keys)
+        if scheme == "file":
+            return load_file(Path(text.partition("://")[2]), declared_keys=declared_keys)
+        shown = consul_access.shown(source)
         raise SettingsError(
-            f"unknown settings source scheme {parts.scheme!r}: "
-            "expected consul://host:port[/key], file:///path or a YAML file path",
-            source=redact_url(source),
+            f"unknown settings source scheme {shown.partition('://')[0]!r}: "
+            "expected consul://host:port[/key], consuls://host:port[/key], file:///path or a "
+            "YAML file path",
+            source=shown,
         )
     return load_file(Path(text), declared_keys=declared_keys)
 
@@ -397,6 +431,7 @@ def push_to_consul(
     vars_prefix: str = DEFAULT_VARS_PREFIX,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
+    ca_file: str | Path | None = None,
     declared_keys: Collection[str] = (),
 ) -> dict[str, str]:
     """Validate ``settings_file`` and write it to Consul at ``address``, all or nothing.
@@ -410,6 +445,7 @@ def push_to_consul(
     ``SettingsError`` as :func:`load_file` does, or when Consul cannot be reached, denies
     the write (naming the permission needed) or rolls the transaction back.
     """
+    access = _address(address, token=token, ca_file=ca_file)
     text, source = _read_file(settings_file)
     for name in (runtime_vars or {}):
         _safe_variable(name, source="--var")
@@ -428,7 +464,7 @@ def push_to_consul(
             source=source,
             key="runtimeVars",
         )
-    with _consul(address, timeout_s=timeout_s, token=token) as kv:
+    with _consul(access, timeout_s=timeout_s) as kv:
         kv.put_all(entries, first=settings_key)
     return entries
 

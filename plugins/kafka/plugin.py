@@ -42,6 +42,7 @@ from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import Plugin, nonblocking
+from aliecs_integration.publish.headers import HeaderMaker, Headers
 from aliecs_integration.publish.publisher import shared_publisher
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
@@ -74,7 +75,8 @@ SKIPPED_NO_KAFKA = "skipped: enableKafka is false"
 class LegacyPublisher(Protocol):
     """What the plugin needs of :class:`~aliecs_integration.publish.publisher.Publisher`."""
 
-    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None: ...
+    def publish(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None: ...
 
     def prepare(self, topics: Iterable[str]) -> None: ...
 
@@ -129,6 +131,9 @@ class KafkaPlugin(Plugin):
         self._stopped = False
         self.active_runs = ActiveRuns()
         self._state_topics: dict[tuple[bool, str], str] = {}  # (leave, state) -> checked topic
+        self._notification_headers = HeaderMaker(kafka_pb2.NewStateNotification,
+                                                 context.instance_id)
+        self._list_headers = HeaderMaker(kafka_pb2.ActiveRunsList, context.instance_id)
 
     # ------------------------------------------------------------------ host-facing
     def endpoint(self) -> str:
@@ -156,7 +161,8 @@ class KafkaPlugin(Plugin):
         publisher.prepare(self.topics.legacy_topics())
         with self.active_runs.lock:
             self._send(self.topics.env_list_running,
-                       self.active_runs.listing(self._clock()).SerializeToString())
+                       self.active_runs.listing(self._clock()).SerializeToString(),
+                       self._list_headers)
 
     @hookimpl
     def on_host_stop(self, event: HostStopEvent) -> None:
@@ -193,9 +199,9 @@ class KafkaPlugin(Plugin):
         # moment, and lists reach the topic in the order the set changed.
         with self.active_runs.lock:
             self.active_runs.entered(info)
-            self._send(topic, _notification(info, self._clock()))
+            self._send(topic, _notification(info, self._clock()), self._notification_headers)
             listing, count = self.active_runs.encoded_listing(self._clock())
-            self._get_publisher().publish(list_topic, listing)
+            self._send(list_topic, listing, self._list_headers)
         return f"published {topic}; {list_topic} with {count} run(s)"
 
     @nonblocking
@@ -206,7 +212,7 @@ class KafkaPlugin(Plugin):
             return skipped
         info = self._env_info(call)
         topic = self._state_topic(call, True, info.state)
-        self._send(topic, _notification(info, self._clock()))
+        self._send(topic, _notification(info, self._clock()), self._notification_headers)
         return f"published {topic}"
 
     @nonblocking
@@ -223,7 +229,7 @@ class KafkaPlugin(Plugin):
             topic = self.topics.after_start_activity
         else:
             topic = self.topics.start_activity
-        self._send(topic, _notification(info, self._clock()))
+        self._send(topic, _notification(info, self._clock()), self._notification_headers)
         return f"published {topic}"
 
     # ------------------------------------------------------------------ helpers
@@ -273,8 +279,8 @@ class KafkaPlugin(Plugin):
                 self._publisher = self._factory((self._bootstrap,), self._config)
             return self._publisher
 
-    def _send(self, topic: str, value: bytes) -> None:
-        self._get_publisher().publish(topic, value)
+    def _send(self, topic: str, value: bytes, headers: HeaderMaker) -> None:
+        self._get_publisher().publish(topic, value, None, headers())
 
 
 _INFO_FIELDS: dict[int, tuple[kafka_pb2.EnvInfo, bytes]] = {}

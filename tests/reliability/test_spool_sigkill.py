@@ -69,7 +69,8 @@ def test_sigkill_loses_nothing_handed_to_the_publisher(
     assert [p.name for p in spool.iterdir()] == [kafka_bootstrap.replace(":", "_")]
 
     topic = f"{topic_prefix}.integrated_service.{SERVICE}"
-    found = numbers_in(read_topic(kafka_bootstrap, topic, expected=len(handed), settle=2.0))
+    messages = read_topic(kafka_bootstrap, topic, expected=len(handed), settle=2.0)
+    found = numbers_in(messages)
     missing = sorted(set(handed) - set(found))
     duplicates = len(found) - len(set(found))
     print(f"\nspool SIGKILL: {KILLS} kills; {len(handed)} events handed over; "
@@ -77,3 +78,16 @@ def test_sigkill_loses_nothing_handed_to_the_publisher(
           f"{duplicates} duplicates); replayed at restart: {replayed}; {out.strip()}")
     assert not missing, f"{len(missing)} handed-over events lost: {missing[:20]}"
     assert sum(replayed) > 0, "no kill left anything to replay: the test proved nothing"
+    # issue 15: a replayed message carries the headers it was first published with: the
+    # instance id of the process that handed it over (process k numbered its events from
+    # k * 1_000_000), whichever process sent it; a duplicate keeps its event id
+    instances: dict[int, set[bytes]] = {}
+    event_ids: dict[int, set[bytes]] = {}
+    for number, msg in zip(found, messages, strict=True):
+        headers = dict(msg.headers() or [])
+        assert headers["content-type"] == b"application/x-protobuf; messageType=events.Event"
+        instances.setdefault(number // 1_000_000, set()).add(headers["source-instance-id"])
+        event_ids.setdefault(number, set()).add(headers["event-id"])
+    assert all(len(ids) == 1 for ids in instances.values()), instances
+    assert len({next(iter(ids)) for ids in instances.values()}) == len(instances)
+    assert all(len(ids) == 1 for ids in event_ids.values())

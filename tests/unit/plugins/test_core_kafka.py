@@ -17,6 +17,7 @@ from aliecs_integration_plugins import core_kafka
 from aliecs_integration import hookspecs
 from aliecs_integration.errors import PublishError
 from aliecs_integration.pb import events_pb2
+from aliecs_integration.publish.headers import Headers
 from aliecs_integration.publish.metrics import Metrics
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
@@ -51,12 +52,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.headers: list[tuple[str, Headers | None]] = []
         self.prepared: list[str] = []
         self.closed_with: float | None = None
         self.metrics = Metrics()
 
-    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    def publish(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None:
         self.sent.append((topic, value, key))
+        self.headers.append((topic, headers))
 
     def prepare(self, topics: Any) -> None:
         self.prepared += list(topics)
@@ -572,3 +576,27 @@ def test_varint_is_the_protobuf_varint(value: int) -> None:
     message = events_pb2.Event(timestampNano=value if value < 2**63 else value - 2**64)
     expected = message.SerializeToString()[1:] if value else b"\x00"  # proto3 omits a zero
     assert core_kafka._varint(value) == expected
+
+
+def test_every_message_carries_the_event_type_an_event_id_and_the_instance() -> None:
+    settings = Settings(enable_kafka=False)
+    plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings, "instance-3"))
+    recorder = Recorder()
+    plugin.publisher = recorder
+    seen: list[tuple[str, bytes, bytes | None]] = []
+    plugin.add_event_listener(lambda t, k, v: seen.append((t, v, k)))
+    for i in range(3):
+        plugin.publish(IntegratedServiceEvent(service="dcs", environment_id=f"e{i}",
+                                              operation_name="x", operation_status=OpStatus.NULL,
+                                              timestamp_ns=TS))
+    plugin.publish(CoreEvent(kind=CoreEventKind.FRAMEWORK, message="ok", timestamp_ns=TS))
+    ids = set()
+    for topic, headers in recorder.headers:
+        assert topic.startswith("aliecs.") and headers is not None
+        assert list(dict(headers)) == ["content-type", "event-id", "source-instance-id"]
+        found = dict(headers)
+        assert found["content-type"] == b"application/x-protobuf; messageType=events.Event"
+        assert found["source-instance-id"] == b"instance-3"
+        ids.add(found["event-id"])
+    assert len(ids) == len(recorder.sent) == 4
+    assert seen == recorder.sent  # listeners get the same key and value

@@ -20,6 +20,7 @@ from aliecs_integration.errors import PluginError
 from aliecs_integration.host import ENTRY_POINT_GROUP, PluginHost
 from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import is_nonblocking
+from aliecs_integration.publish.headers import Headers
 from aliecs_integration.records import (
     CallContext,
     CallTraits,
@@ -39,12 +40,15 @@ class FakePublisher:
     servers: Sequence[str]
     config: ProducerConfig
     sent: list[tuple[str, bytes, bytes | None]] = attrs.field(factory=list)
+    headers: list[tuple[str, Headers | None]] = attrs.field(factory=list)
     prepared: list[str] = attrs.field(factory=list)
     closed_with: list[float | None] = attrs.field(factory=list)
     state: ConnectionState = ConnectionState.CONNECTING
 
-    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    def publish(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None:
         self.sent.append((topic, value, key))
+        self.headers.append((topic, headers))
 
     def prepare(self, topics: Iterable[str]) -> None:
         self.prepared.extend(topics)
@@ -65,12 +69,13 @@ class FakePublisher:
 
 
 class Harness:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, instance_id: str = "") -> None:
         self.publishers: list[FakePublisher] = []
         self.ticks = itertools.count(1000)
         settings = settings or Settings(kafka_endpoint="legacy:9092")
         self.plugin = KafkaPlugin(
-            PluginContext("kafka", settings), publisher_factory=self._factory, clock_ms=self._now
+            PluginContext("kafka", settings, instance_id), publisher_factory=self._factory,
+            clock_ms=self._now,
         )
         self.functions = self.plugin.register_call_functions()
 
@@ -396,3 +401,29 @@ def test_notification_bytes_are_those_a_serializer_writes(
         assert value == expected.SerializeToString()
         assert kafka_pb2.NewStateNotification.FromString(value).SerializeToString(
             deterministic=True) == value
+
+
+def test_every_legacy_message_carries_its_type_an_event_id_and_the_instance() -> None:
+    h = Harness(instance_id="instance-7")
+    h.plugin.on_host_start(HostStartEvent(plugin_names=("kafka",)))
+    h.call(ENTER, "enter_RUNNING", **env_vars())
+    h.call(LEAVE, "leave_RUNNING", **env_vars(), state="RUNNING")
+    h.call(START, "before_START_ACTIVITY", **env_vars())
+    types = {"NewStateNotification": kafka_pb2.NewStateNotification,
+             "ActiveRunsList": kafka_pb2.ActiveRunsList}
+    seen: set[str] = set()
+    ids = []
+    assert len(h.pub.headers) == len(h.pub.sent) >= 5
+    for (topic, headers), (_, value, _) in zip(h.pub.headers, h.pub.sent, strict=True):
+        assert headers is not None
+        found = dict(headers)
+        assert list(found) == ["content-type", "event-id", "source-instance-id"]
+        name = "ActiveRunsList" if ".env_list." in topic else "NewStateNotification"
+        seen.add(name)
+        assert found["content-type"] == (
+            f"application/x-protobuf; messageType=kafka.{name}".encode())
+        assert found["source-instance-id"] == b"instance-7"
+        types[name].FromString(value)  # the value is that message
+        ids.append(found["event-id"])
+    assert seen == set(types)
+    assert len(set(ids)) == len(ids)

@@ -26,12 +26,12 @@ def test_what_is_not_done_is_replayed_by_the_next_process(tmp_path: Path) -> Non
     first.close()
     second = spool(tmp_path)
     left = second.replay()
-    assert left == [("t", f"v{i}".encode(), b"k" if i % 2 else None)
+    assert left == [("t", f"v{i}".encode(), b"k" if i % 2 else None, None)
                     for i in range(10) if i % 3]
-    for topic, value, key in left:  # publishing them again does not journal them twice
-        second.append(topic, value, key)
+    for topic, value, key, headers in left:  # publishing them again: not journaled twice
+        second.append(topic, value, key, headers)
     assert second.stats() == {"entries": 6, "bytes": 6 * 2 + 3, "replayed": 6, "trimmed": 0}
-    for topic, value, key in left:
+    for topic, value, key, _ in left:
         second.done(topic, value, key)
     second.close()
     third = spool(tmp_path)
@@ -46,7 +46,7 @@ def test_identical_messages_are_counted_each(tmp_path: Path) -> None:
     s.done("t", b"same", None)
     s.close()
     again = spool(tmp_path)
-    assert again.replay() == [("t", b"same", None)] * 2
+    assert again.replay() == [("t", b"same", None, None)] * 2
     again.close()
 
 
@@ -57,7 +57,7 @@ def test_bounded_by_the_caps(tmp_path: Path) -> None:
     assert s.stats()["entries"] == 5 and s.stats()["trimmed"] == 7
     s.close()
     again = spool(tmp_path)
-    assert [v for _, v, _ in again.replay()] == [f"{i:02d}".encode() for i in range(7, 12)]
+    assert [v for _, v, _, _ in again.replay()] == [f"{i:02d}".encode() for i in range(7, 12)]
     again.close()
 
 
@@ -92,7 +92,7 @@ def test_a_torn_last_record_is_ignored(tmp_path: Path) -> None:
     data = segment.read_bytes()
     segment.write_bytes(data[:-3])  # the last write cut short by a crash
     again = spool(tmp_path)
-    assert [v for _, v, _ in again.replay()] == [b"v0", b"v1"]
+    assert [v for _, v, _, _ in again.replay()] == [b"v0", b"v1"]
     again.close()
 
 
@@ -132,3 +132,40 @@ def test_one_journal_per_cluster(tmp_path: Path) -> None:
     first, second = (Spool(p, max_messages=10, max_bytes=1000) for p in (a, b))  # both open
     first.close()
     second.close()
+
+
+HEADERS = [("content-type", b"application/x-protobuf; messageType=events.Event"),
+           ("event-id", b"0123456789abcdef-7"), ("source-instance-id", b"i-1"), ("empty", b"")]
+
+
+def test_headers_are_journaled_and_replayed_unchanged(tmp_path: Path) -> None:
+    first = spool(tmp_path)
+    first.append("t", b"with", b"k", HEADERS)
+    first.append("t", b"without", None)
+    first.append("t", b"", None, [])
+    first.close()
+    again = spool(tmp_path)  # recovery compacts the journal: the headers survive that too
+    again.close()
+    third = spool(tmp_path)
+    assert third.replay() == [("t", b"with", b"k", HEADERS), ("t", b"without", None, None),
+                              ("t", b"", None, [])]
+    third.close()
+
+
+def test_a_journal_written_before_headers_existed_is_replayed(tmp_path: Path) -> None:
+    """The record format of earlier versions (kind M: id, topic, key, value) is still read."""
+    import struct
+    import zlib
+
+    directory = tmp_path / "s" / "spool.db"
+    directory.mkdir(parents=True)
+    body = struct.pack("<QHI", 1, 1, 1) + b"t" + b"k" + b"old value"
+    record = struct.pack("<cII", b"M", zlib.crc32(body), len(body)) + body
+    (directory / "segment-000000000001.log").write_bytes(record)
+    old = spool(tmp_path)
+    assert old.replay() == [("t", b"old value", b"k", None)]
+    old.append("t", b"new", None, HEADERS)
+    old.close()
+    again = spool(tmp_path)
+    assert again.replay() == [("t", b"old value", b"k", None), ("t", b"new", None, HEADERS)]
+    again.close()

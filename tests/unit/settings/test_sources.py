@@ -16,6 +16,7 @@ import requests
 
 from aliecs_integration.errors import SettingsError
 from aliecs_integration.settings import sources as settings_sources
+from aliecs_integration.settings.consul_access import ConsulAccess
 from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.sources import (
     DEFAULT_SETTINGS_KEY,
@@ -184,14 +185,16 @@ def test_load_dispatches_consul(
 
     sentinel = Settings(source="sentinel")
 
-    def fake_load_consul(addr: str, **kwargs: Any) -> Settings:
-        calls.append((addr, kwargs))
+    def fake_load_consul(access: ConsulAccess, **kwargs: Any) -> Settings:
+        calls.append((access.hostport, kwargs))
+        assert access.token == "t" and access.token_origin == "--consul-token"
+        assert not access.tls and access.ca_file is None
         return sentinel
 
-    monkeypatch.setattr(settings_sources, "load_consul", fake_load_consul)
+    monkeypatch.setattr(settings_sources, "_load_consul", fake_load_consul)
     assert load(source, timeout_s=2.0, token="t") is sentinel
-    assert calls == [(address, {"settings_key": key, "timeout_s": 2.0, "token": "t",
-                                "declared_keys": ()})]
+    assert calls == [(address, {"settings_key": key, "timeout_s": 2.0,
+                                "vars_prefix": DEFAULT_VARS_PREFIX, "declared_keys": ()})]
 
 
 @pytest.mark.parametrize(
@@ -297,7 +300,7 @@ def test_load_consul_reads_settings_and_vars(fake: FakeConsulFactory) -> None:
         }
     )
     settings = load_consul("https://c:8501", timeout_s=1.5, token="tok")
-    assert settings.source == f"consul://c:8501/{DEFAULT_SETTINGS_KEY}"
+    assert settings.source == f"consuls://c:8501/{DEFAULT_SETTINGS_KEY}"
     assert settings.kafka_endpoints == ("b:1",)
     assert dict(settings.runtime_vars) == {
         "a": "consul",
@@ -306,7 +309,8 @@ def test_load_consul_reads_settings_and_vars(fake: FakeConsulFactory) -> None:
         "sub/x": "\u00e9",
     }
     assert fake.kwargs == [
-        {"host": "c", "port": 8501, "scheme": "https", "token": "tok", "connections_timeout": 1.5}
+        {"host": "c", "port": 8501, "scheme": "https", "token": "tok", "verify": True,
+         "connections_timeout": 1.5}
     ]
     assert set(fake.kv.tokens) == {"tok"}
 
@@ -371,7 +375,8 @@ def test_acl_denied_is_a_settings_error(fake: FakeConsulFactory) -> None:
     message = str(consul_error())
     assert "denied permission to read (ACL): no token was given (anonymous)" in message
     assert "needs key:read on 'o2/components/aliecs/ANY/any/settings'" in message
-    assert "--consul-token or $CONSUL_HTTP_TOKEN" in message
+    assert ("--consul-token TOKEN, ?token-file=PATH on the consul:// URL or $CONSUL_HTTP_TOKEN"
+            in message)
 
 
 def test_push_writes_vars_and_settings_in_one_transaction(
