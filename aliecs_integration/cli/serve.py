@@ -3,24 +3,32 @@
 SIGTERM and SIGINT start the orderly shutdown of :meth:`ControlServer.shutdown`; a second signal
 during it is ignored (the drain and flush have their own timeouts). Exit code 0 after a clean
 shutdown, 1 when operations were cut short or events were not delivered.
+
+Live settings (unless ``--no-watch``): a :class:`~aliecs_integration.settings.watch.SettingsWatcher`
+follows the settings source and applies each new valid document through
+:meth:`ControlServer.apply_settings`; SIGHUP reads the source again at once.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 import click
 
 from aliecs_integration.cli.common import EXIT_CODES_HELP, CliError, load_settings, settings_option
+from aliecs_integration.host import declared_settings_keys
 from aliecs_integration.service.server import DEFAULT_ADDRESS, ControlServer
 from aliecs_integration.service.servicer import ALICE_DETECTORS
+from aliecs_integration.settings.watch import SettingsWatcher
 
 
-def _wait_for_signal() -> int:
-    """Block until SIGTERM or SIGINT; returns the signal number. Handlers are restored after."""
+def _wait_for_signal(on_hangup: Callable[[], None] | None = None) -> int:
+    """Block until SIGTERM or SIGINT; returns the signal number. SIGHUP calls ``on_hangup``
+    (when given) and goes on waiting. Handlers are left ignoring these signals after."""
     received: list[int] = []
     stop = threading.Event()
 
@@ -28,7 +36,12 @@ def _wait_for_signal() -> int:
         received.append(signum)
         stop.set()
 
+    def hangup(signum: int, frame: FrameType | None) -> None:
+        if on_hangup is not None:
+            on_hangup()
+
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hangup)
     try:
         while not stop.wait(0.5):
             pass
@@ -55,16 +68,24 @@ def _wait_for_signal() -> int:
               help="Seconds to let operations in progress finish at shutdown.")
 @click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds to wait at shutdown for the broker to acknowledge everything.")
+@click.option("--no-watch", is_flag=True,
+              help="Read the settings once at start: do not follow Consul or the file for "
+                   "changes (SIGHUP then does nothing).")
 def serve(settings_source: str | None, consul_token: str | None, address: str,
           run_numbers: Path | None,
           workflow_dirs: tuple[Path, ...], detectors: str, drain_timeout: float,
-          flush_timeout: float) -> None:
+          flush_timeout: float, no_watch: bool) -> None:
     """Serve the control API of the environment manager until SIGTERM or Ctrl-C.
 
     Clients of the reference's o2control.Control (its CLI and GUI), and our own `env`,
     `templates` and `tasks` commands, create and drive environments through it; Subscribe
     streams the events published to Kafka. At SIGTERM: refuse new requests, let the ones in
     progress finish, flush, report, exit.
+
+    Live settings: a change of the settings in Consul (the settings key or a runtime variable
+    under o2/runtime/aliecs/vars/) or of the settings file (or SIGHUP) is validated and, when
+    valid, applied without stopping environments; an invalid one is logged and refused, the
+    running settings stay (see docs/settings.md, "Live settings").
 
     \b
     aliecs-integration serve --settings consul://127.0.0.1:18500 --address 127.0.0.1:32102
@@ -74,10 +95,20 @@ def serve(settings_source: str | None, consul_token: str | None, address: str,
     server = ControlServer(settings, address=address, run_numbers=run_numbers,
                            template_dirs=workflow_dirs, detectors=names)
     server.start()
+    watcher: SettingsWatcher | None = None
+    if settings_source and settings_source.strip() and not no_watch:
+        watcher = SettingsWatcher(
+            settings_source, settings,
+            lambda new: server.apply_settings(new, flush_timeout_s=flush_timeout),
+            token=consul_token, declared_keys=declared_settings_keys())
+        watcher.start()
     click.echo(f"serving o2control.Control on {address} (port {server.port}); framework id "
-               f"{server.framework_id}; settings {settings.source}; run numbers "
+               f"{server.framework_id}; settings {settings.source}"
+               f"{' (watched)' if watcher is not None else ''}; run numbers "
                f"{server.run_number_store}", err=True)
-    signum = _wait_for_signal()
+    signum = _wait_for_signal(watcher.trigger if watcher is not None else None)
+    if watcher is not None:
+        watcher.stop()
     click.echo(f"{signal.Signals(signum).name}: shutting down (refusing new requests, "
                f"finishing {len(server.busy_operations())} operation(s) in progress)", err=True)
     report = server.shutdown(drain_timeout_s=drain_timeout, flush_timeout_s=flush_timeout)

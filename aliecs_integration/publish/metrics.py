@@ -34,7 +34,7 @@ from __future__ import annotations
 import bisect
 import collections
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import attrs
@@ -342,3 +342,34 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+
+
+def merged(snapshots: Sequence[MetricsSnapshot]) -> MetricsSnapshot:
+    """One snapshot adding up the counts of ``snapshots`` (publishers used one after the
+    other): per topic, ``published``/``sent``/``failed``/``dropped`` and the latency count are
+    summed, the maximum latency is the largest, p50/p99 are the last snapshot's that has the
+    topic; ``queued`` is the last snapshot's."""
+    topics: dict[str, TopicMetrics] = {}
+    for snap in snapshots:
+        for name, t in snap.topics.items():
+            before = topics.get(name)
+            if before is None:
+                topics[name] = t
+                continue
+            latency = attrs.evolve(
+                t.latency, count=before.latency.count + t.latency.count,
+                samples=before.latency.samples + t.latency.samples,
+                max_s=max(before.latency.max_s, t.latency.max_s))
+            topics[name] = TopicMetrics(
+                sent=before.sent + t.sent, failed=before.failed + t.failed,
+                dropped=before.dropped + t.dropped, latency=latency,
+                published=before.published + t.published)
+    ordered = dict(sorted(topics.items()))
+    return MetricsSnapshot(
+        sent=sum(t.sent for t in ordered.values()),
+        failed=sum(t.failed for t in ordered.values()),
+        dropped=sum(t.dropped for t in ordered.values()),
+        queued=snapshots[-1].queued if snapshots else 0,
+        topics=MappingProxyType(ordered),
+        published=sum(t.published for t in ordered.values()),
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
+import attrs
 import consul
 import requests
 
@@ -315,6 +316,99 @@ def _decode(value: bytes, *, source: str, what: str) -> str:
         raise SettingsError(f"{what} is not UTF-8 text (byte {exc.start})", source=source) from exc
 
 
+@attrs.frozen
+class Document:
+    """A settings document as read from its source, not validated yet: the YAML ``text``
+    (None: the Consul key does not exist), the runtime variables read from Consul's prefix
+    (raw bytes by name), and ``source`` (the file path or ``consul://`` key)."""
+
+    text: bytes | str | None
+    source: str
+    runtime_vars: Mapping[str, bytes] = attrs.field(factory=dict)
+    vars_source: str = ""
+    """The ``consul://`` URL of the runtime variables' prefix (empty for a file)."""
+
+
+def read_consul(
+    address: str,
+    *,
+    settings_key: str = DEFAULT_SETTINGS_KEY,
+    vars_prefix: str = DEFAULT_VARS_PREFIX,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
+) -> Document:
+    """Read (not validate) the settings document at ``settings_key`` and the runtime variables
+    under ``vars_prefix``. Raises ``SettingsError`` only when Consul cannot be reached within
+    ``timeout_s`` or refuses the read (see :func:`settings_from` for the document)."""
+    settings_key = settings_key.strip("/")
+    prefix = _normalise_prefix(vars_prefix)
+    with _consul(address, timeout_s=timeout_s, token=token) as kv:
+        source = kv.url(settings_key)
+        value = kv.get(settings_key)
+        variables = {
+            key[len(prefix):]: raw for key, raw in kv.get_prefix(prefix).items() if key != prefix
+        }
+        return Document(value, source, variables, kv.url(prefix))
+
+
+def read_file(path: Path) -> Document:
+    """Read (not validate) a settings file. Raises ``SettingsError`` when the file is missing,
+    unreadable, not UTF-8 or too large."""
+    text, source = _read_file(path)
+    return Document(text, source)
+
+
+def settings_from(document: Document, *, declared_keys: Collection[str] = ()) -> Settings:
+    """Validate a document read by :func:`read_consul` or :func:`read_file`: the same checks
+    as at start (YAML, :class:`Settings`, ``kafkaProducer``, the keys plugins declare).
+    Raises ``SettingsError`` naming the source and key and what was expected."""
+    source = document.source
+    if document.text is None:
+        raise SettingsError(
+            "settings key not found in Consul; expected a YAML settings document there "
+            "(write one with `settings push`)",
+            source=source,
+            key=source.split("://", 1)[-1].split("/", 1)[-1],
+        )
+    text = document.text
+    if isinstance(text, bytes):
+        text = _decode(text, source=source, what="settings document")
+    variables = {
+        name: _decode(raw, source=f"{document.vars_source}{name}", what="runtime variable")
+        for name, raw in document.runtime_vars.items()
+    }
+    return Settings.from_dict(parse_yaml(text, source=source), source=source,
+                              runtime_vars=variables, declared_keys=declared_keys)
+
+
+def wait_for_change(
+    address: str,
+    key: str,
+    *,
+    index: int,
+    wait_s: float,
+    recurse: bool = False,
+    token: str | None = None,
+) -> int:
+    """A Consul blocking query on ``key`` (a prefix with ``recurse``): returns Consul's index
+    once something under it changed since ``index`` or ``wait_s`` passed (then the index may
+    be unchanged); ``index`` 0 returns at once. Raises ``SettingsError`` when Consul cannot be
+    reached or refuses the read."""
+    key = key.strip("/") if not recurse else _normalise_prefix(key)
+    with _consul(address, timeout_s=wait_s + DEFAULT_TIMEOUT_S, token=token) as kv:
+        wait = f"{max(1, int(wait_s))}s"
+        new_index, _ = kv.call(
+            "read", key,
+            lambda: kv.client.kv.get(key, index=index or None, wait=wait, recurse=recurse,
+                                     token=kv.token, keys=recurse),
+            permission="key_prefix:read" if recurse else "key:read")
+    try:
+        return int(new_index)
+    except (TypeError, ValueError):
+        raise SettingsError(f"unexpected answer from Consul at {kv.hostport}: no index",
+                            source=kv.url(key)) from None
+
+
 def load_consul(
     address: str,
     *,
@@ -331,28 +425,44 @@ def load_consul(
     be reached within ``timeout_s``, refuses the read, the key is missing, a value is not
     UTF-8, the YAML is malformed (with line) or a key has a wrong type.
     """
-    settings_key = settings_key.strip("/")
-    prefix = _normalise_prefix(vars_prefix)
-    with _consul(address, timeout_s=timeout_s, token=token) as kv:
-        source = kv.url(settings_key)
-        value = kv.get(settings_key)
-        if value is None:
-            raise SettingsError(
-                f"settings key not found in Consul at {kv.hostport}; expected a YAML settings "
-                f"document there (write one with `settings push`)",
-                source=source,
-                key=settings_key,
-            )
-        text = _decode(value, source=source, what="settings document")
-        variables = {
-            key[len(prefix) :]: _decode(raw, source=kv.url(key), what="runtime variable")
-            for key, raw in kv.get_prefix(prefix).items()
-            if key != prefix
-        }
-    return Settings.from_dict(
-        parse_yaml(text, source=source), source=source, runtime_vars=variables,
-        declared_keys=declared_keys,
-    )
+    document = read_consul(address, settings_key=settings_key, vars_prefix=vars_prefix,
+                           timeout_s=timeout_s, token=token)
+    return settings_from(document, declared_keys=declared_keys)
+
+
+@attrs.frozen
+class SourceSpec:
+    """A settings source parsed: a YAML ``path``, or Consul at ``address`` (host:port or
+    URL) with the settings document at ``key``. ``shown``: the source with secrets masked."""
+
+    shown: str
+    path: Path | None = None
+    address: str = ""
+    key: str = DEFAULT_SETTINGS_KEY
+
+
+def parse_source(source: str) -> SourceSpec:
+    """Parse ``consul://host:port[/settings/key]``, ``file:///path`` or a YAML file path.
+    Raises ``SettingsError`` for an empty source or an unknown URL scheme."""
+    text = source.strip()
+    if not text:
+        raise SettingsError(
+            "no settings source given: expected consul://host:port[/key] or a YAML file path"
+        )
+    if "://" in text:
+        shown = redact_url(text)
+        parts = _split(text, shown=shown)
+        if parts.scheme == "consul":
+            return SourceSpec(shown, address=parts.netloc,
+                              key=parts.path.strip("/") or DEFAULT_SETTINGS_KEY)
+        if parts.scheme == "file":
+            return SourceSpec(shown, path=Path(parts.path))
+        raise SettingsError(
+            f"unknown settings source scheme {parts.scheme!r}: "
+            "expected consul://host:port[/key], file:///path or a YAML file path",
+            source=redact_url(source),
+        )
+    return SourceSpec(text, path=Path(text))
 
 
 def load(
@@ -367,25 +477,11 @@ def load(
     Raises ``SettingsError`` for an empty source or an unknown URL scheme, or whatever
     :func:`load_consul` / :func:`load_file` raise.
     """
-    text = source.strip()
-    if not text:
-        raise SettingsError(
-            "no settings source given: expected consul://host:port[/key] or a YAML file path"
-        )
-    if "://" in text:
-        parts = _split(text, shown=redact_url(text))
-        if parts.scheme == "consul":
-            key = parts.path.strip("/") or DEFAULT_SETTINGS_KEY
-            return load_consul(parts.netloc, settings_key=key, timeout_s=timeout_s, token=token,
-                               declared_keys=declared_keys)
-        if parts.scheme == "file":
-            return load_file(Path(parts.path), declared_keys=declared_keys)
-        raise SettingsError(
-            f"unknown settings source scheme {parts.scheme!r}: "
-            "expected consul://host:port[/key], file:///path or a YAML file path",
-            source=redact_url(source),
-        )
-    return load_file(Path(text), declared_keys=declared_keys)
+    spec = parse_source(source)
+    if spec.path is not None:
+        return load_file(spec.path, declared_keys=declared_keys)
+    return load_consul(spec.address, settings_key=spec.key, timeout_s=timeout_s, token=token,
+                       declared_keys=declared_keys)
 
 
 def push_to_consul(

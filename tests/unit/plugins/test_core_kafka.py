@@ -61,6 +61,9 @@ class Recorder:
     def prepare(self, topics: Any) -> None:
         self.prepared += list(topics)
 
+    def flush(self, timeout_s: float) -> DeliveryReport:
+        return DeliveryReport(delivered=7, failed=1, dropped=2, undelivered=3)
+
     def close(self, timeout_s: float | None = None) -> DeliveryReport:
         self.closed_with = timeout_s
         return DeliveryReport(delivered=7, failed=1, dropped=2, undelivered=3)

@@ -49,6 +49,9 @@ class FakePublisher:
     def prepare(self, topics: Iterable[str]) -> None:
         self.prepared.extend(topics)
 
+    def flush(self, timeout_s: float) -> DeliveryReport:
+        return DeliveryReport(len(self.sent), 0, 0, 0)
+
     def close(self, timeout_s: float | None = None) -> DeliveryReport:
         self.closed_with.append(timeout_s)
         return DeliveryReport(len(self.sent), 0, 0, 0)

@@ -1,0 +1,137 @@
+"""``PublisherSwitch``: a plugin's current publisher, replaceable while other threads publish.
+
+Contract of :meth:`PublisherSwitch.replace` (live settings: a new ``kafkaEndpoints``,
+``kafkaProducer`` or ``enableKafka``):
+
+- messages published before ``replace`` began go to the old publisher, messages published
+  after it returned go to the new one; a message is never handed to both or to neither;
+- publishing threads wait while the old publisher is flushed (at most ``timeout_s``), so the
+  new publisher gets a key's next message only after the old one acknowledged that key's
+  earlier ones: order per key (per environment) holds across the switch;
+- the old publisher is then closed (a shared one: only its last user's close stops it); its
+  final report is kept, so :meth:`delivery_report` and :meth:`metrics_snapshot` count every
+  publisher this switch ever used.
+
+The cost on the publishing path is one short lock round trip before and after
+``Publisher.publish``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from aliecs_integration.publish.metrics import MetricsSnapshot, merged
+from aliecs_integration.records import ConnectionState, DeliveryReport
+
+
+class SwitchablePublisher(Protocol):
+    """What the switch needs of :class:`~aliecs_integration.publish.publisher.Publisher`."""
+
+    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None: ...
+
+    def flush(self, timeout_s: float) -> DeliveryReport: ...
+
+    def close(self, timeout_s: float | None = None) -> DeliveryReport: ...
+
+    def connection_state(self) -> ConnectionState: ...
+
+
+SnapshotOf = Callable[[SwitchablePublisher], MetricsSnapshot | None]
+
+
+def _add(a: DeliveryReport, b: DeliveryReport) -> DeliveryReport:
+    return DeliveryReport(a.delivered + b.delivered, a.failed + b.failed, a.dropped + b.dropped,
+                          a.undelivered + b.undelivered)
+
+
+class PublisherSwitch:
+    """Holds the current publisher (or None: producing is off). Thread-safe.
+
+    ``snapshot_of(publisher)`` reads a publisher's per-topic counts (kept for retired ones).
+    """
+
+    def __init__(self, publisher: SwitchablePublisher | None,
+                 snapshot_of: SnapshotOf = lambda p: None) -> None:
+        self._current = publisher
+        self._snapshot_of = snapshot_of
+        self._cond = threading.Condition(threading.Lock())
+        self._users = 0
+        self._switching = False
+        self._retired_report = DeliveryReport(0, 0, 0, 0)
+        self._retired_metrics: list[MetricsSnapshot] = []
+        self._retired_any = False
+        self.switches = 0
+        """How many times :meth:`replace` changed the publisher."""
+
+    @property
+    def current(self) -> SwitchablePublisher | None:
+        return self._current
+
+    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> bool:
+        """Hand one message to the current publisher; False (nothing done) when there is none.
+        Waits while a :meth:`replace` flushes the old publisher. Raises what
+        ``Publisher.publish`` raises."""
+        cond = self._cond
+        with cond:
+            while self._switching:
+                cond.wait()
+            publisher = self._current
+            if publisher is None:
+                return False
+            self._users += 1
+        try:
+            publisher.publish(topic, value, key)
+        finally:
+            with cond:
+                self._users -= 1
+                if self._switching and not self._users:
+                    cond.notify_all()
+        return True
+
+    def replace(self, new: SwitchablePublisher | None, timeout_s: float) -> DeliveryReport | None:
+        """Make ``new`` the current publisher (see the module doc): wait for publishes in
+        progress, flush the old one within ``timeout_s`` while new ones wait, switch, then
+        close the old one. Returns the old one's final report (None when there was none)."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._cond:
+            while self._switching:
+                self._cond.wait()
+            self._switching = True
+            try:
+                while self._users:
+                    self._cond.wait()
+                old = self._current
+                if old is not None:
+                    old.flush(max(0.0, deadline - time.monotonic()))
+                self._current = new
+                self.switches += 1
+            finally:
+                self._switching = False
+                self._cond.notify_all()
+        if old is None:
+            return None
+        report = old.close(max(0.0, deadline - time.monotonic()))
+        snapshot = self._snapshot_of(old)
+        with self._cond:
+            self._retired_report = _add(self._retired_report, report)
+            self._retired_any = True
+            if snapshot is not None:
+                self._retired_metrics.append(snapshot)
+        return report
+
+    def delivery_report(self, current: DeliveryReport | None) -> DeliveryReport | None:
+        """``current`` (the current publisher's report) plus every retired publisher's; None
+        when there is no current publisher and none was ever retired."""
+        retired = self._retired_report
+        if current is None:
+            return retired if self._retired_any else None
+        return _add(retired, current)
+
+    def metrics_snapshot(self, current: MetricsSnapshot) -> MetricsSnapshot:
+        """``current`` (the current publisher's counts) merged with every retired one's."""
+        with self._cond:
+            retired = list(self._retired_metrics)
+        return merged([*retired, current]) if retired else current
