@@ -364,11 +364,12 @@ def settings_from(document: Document, *, declared_keys: Collection[str] = ()) ->
     Raises ``SettingsError`` naming the source and key and what was expected."""
     source = document.source
     if document.text is None:
+        hostport, _, key = source.split("://", 1)[-1].partition("/")
         raise SettingsError(
-            "settings key not found in Consul; expected a YAML settings document there "
-            "(write one with `settings push`)",
+            f"settings key not found in Consul at {hostport}; expected a YAML settings "
+            "document there (write one with `settings push`)",
             source=source,
-            key=source.split("://", 1)[-1].split("/", 1)[-1],
+            key=key,
         )
     text = document.text
     if isinstance(text, bytes):
