@@ -198,7 +198,6 @@ class SettingsWatcher:
             found = tuple(changes(self._current, new))
             if not found:
                 log.debug("settings at %s: unchanged", self.spec.shown)
-                self._current = new
                 return ReloadResult("unchanged")
             try:
                 self._apply(new)
