@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from aliecs_integration.settings.core import Settings
-from aliecs_integration.settings.sources import load_consul
+from aliecs_integration.settings.sources import load_consul, push_to_consul
 from aliecs_integration.settings.watch import Backoff, SettingsWatcher
 from tests.integration.test_live_settings import wait_for
 
@@ -104,7 +104,8 @@ VARS = "o2/runtime/aliecs/vars/"
 
 
 def test_consul_stopped_and_restarted_during_the_watch(
-        private_consul: PrivateConsul, caplog: pytest.LogCaptureFixture) -> None:
+        private_consul: PrivateConsul, caplog: pytest.LogCaptureFixture,
+        tmp_path: Path) -> None:
     caplog.set_level(logging.DEBUG, logger="aliecs_integration.settings.watch")
     first = {"enableKafka": False, "integrationPlugins": []}
     private_consul.client().kv.put(KEY, yaml.safe_dump(first))
@@ -132,9 +133,11 @@ def test_consul_stopped_and_restarted_during_the_watch(
 
         private_consul.start()  # in-memory agent: empty again, with a lower index
         client = private_consul.client()
-        client.kv.put(f"{VARS}kafka_enabled", "true")
-        client.kv.put(KEY, yaml.safe_dump({**first, "integrationPlugins": ["kafka"],
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(yaml.safe_dump({**first, "integrationPlugins": ["kafka"],
                                            "kafkaEndpoint": "127.0.0.1:9"}))
+        # document and variable in one transaction, as `settings push` writes them
+        push_to_consul(private_consul.address, changed, runtime_vars={"kafka_enabled": "true"})
         wait_for(lambda: watcher.status().reachable, "the watch to see Consul back")
         wait_for(lambda: len(applied) == 1, "the change made during the restart applied")
         assert applied[0].runtime_vars["kafka_enabled"] == "true"
