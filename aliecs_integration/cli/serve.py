@@ -11,6 +11,7 @@ follows the settings source and applies each new valid document through
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from aliecs_integration.host import declared_settings_keys
 from aliecs_integration.service.server import DEFAULT_ADDRESS, ControlServer
 from aliecs_integration.service.servicer import ALICE_DETECTORS
 from aliecs_integration.settings.watch import SettingsWatcher
+
+WATCH_LOGGER = "aliecs_integration.settings.watch"
+"""Says what each applied or refused settings change was; INFO while ``serve`` watches."""
 
 
 def _wait_for_signal(on_hangup: Callable[[], None] | None = None) -> int:
@@ -96,19 +100,26 @@ def serve(settings_source: str | None, consul_token: str | None, address: str,
                            template_dirs=workflow_dirs, detectors=names)
     server.start()
     watcher: SettingsWatcher | None = None
+    watch_log = logging.getLogger(WATCH_LOGGER)
+    watch_level = watch_log.level
     if settings_source and settings_source.strip() and not no_watch:
         watcher = SettingsWatcher(
             settings_source, settings,
             lambda new: server.apply_settings(new, flush_timeout_s=flush_timeout),
             token=consul_token, declared_keys=declared_settings_keys())
+        if not watch_log.isEnabledFor(logging.INFO):
+            watch_log.setLevel(logging.INFO)  # every applied change is said, even without -v
         watcher.start()
     click.echo(f"serving o2control.Control on {address} (port {server.port}); framework id "
                f"{server.framework_id}; settings {settings.source}"
                f"{' (watched)' if watcher is not None else ''}; run numbers "
                f"{server.run_number_store}", err=True)
-    signum = _wait_for_signal(watcher.trigger if watcher is not None else None)
-    if watcher is not None:
-        watcher.stop()
+    try:
+        signum = _wait_for_signal(watcher.trigger if watcher is not None else None)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        watch_log.setLevel(watch_level)
     click.echo(f"{signal.Signals(signum).name}: shutting down (refusing new requests, "
                f"finishing {len(server.busy_operations())} operation(s) in progress)", err=True)
     report = server.shutdown(drain_timeout_s=drain_timeout, flush_timeout_s=flush_timeout)
