@@ -117,8 +117,8 @@ def serve(settings_source: str | None, consul_token: str | None, address: str,
     try:
         signum = _wait_for_signal(watcher.trigger if watcher is not None else None)
     finally:
-        if watcher is not None:
-            watcher.stop()
+        if watcher is not None:  # a change being applied finishes before the shutdown
+            watcher.stop(timeout_s=2 * flush_timeout + 5)
         watch_log.setLevel(watch_level)
     click.echo(f"{signal.Signals(signum).name}: shutting down (refusing new requests, "
                f"finishing {len(server.busy_operations())} operation(s) in progress)", err=True)
