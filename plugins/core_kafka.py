@@ -385,6 +385,7 @@ class CoreKafkaPlugin(Plugin):
         self._listeners: tuple[EventListener, ...] = ()
         self._listeners_lock = threading.Lock()
         self._switch = PublisherSwitch(self._new_publisher(settings), _snapshot_of)
+        self._closed: Publisher | None = None  # the last publisher, after host stop
 
     def _new_publisher(self, settings: Settings) -> Publisher | None:
         if not settings.producing:
@@ -443,8 +444,9 @@ class CoreKafkaPlugin(Plugin):
         return publisher.connection_state()
 
     def metrics(self) -> Metrics:
-        """The current publisher's metrics (all zero when producing is off)."""
-        publisher = self.publisher
+        """The current publisher's metrics (after host stop: the last one's; all zero when
+        producing is off)."""
+        publisher = self.publisher or self._closed
         return self._idle_metrics if publisher is None else publisher.metrics
 
     def metrics_snapshot(self) -> MetricsSnapshot:
@@ -512,6 +514,7 @@ class CoreKafkaPlugin(Plugin):
     def on_host_stop(self, event: HostStopEvent) -> None:
         """Flushes and closes the publisher within ``event.timeout_s``; logs the report."""
         if not self._stopped:
+            self._closed = self.publisher
             last = self._switch.replace(None, event.timeout_s)
             if last is not None:
                 report = self._final = self._switch.delivery_report(None)
