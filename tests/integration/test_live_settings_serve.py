@@ -15,7 +15,7 @@ import yaml
 from aliecs_integration.publish.topics import TopicNames
 from tests.integration.test_control_service import Serve, _delete_topics
 from tests.integration.test_live_settings import wait_for
-from tests.kafka_helpers import read_topics
+from tests.kafka_helpers import existing_topics, read_topics
 
 
 def write_keeping_stamp(path: Path, data: dict[str, Any], pad_to: int) -> None:
@@ -57,6 +57,8 @@ def test_serve_applies_file_changes_and_sighup_during_a_run(
             assert reply.state == "CONFIGURED"
             # the legacy plugin, started by the change, published the end of the run
             leave = TopicNames(topic_prefix).env_leave_state("RUNNING")
+            wait_for(lambda: leave in existing_topics(kafka_bootstrap, topic_prefix),
+                     "the legacy topic created")
             assert len(read_topics(kafka_bootstrap, [leave], 1, timeout=120)[leave]) == 1
 
             # 2. a change polling cannot see (same size and time): SIGHUP reads it
