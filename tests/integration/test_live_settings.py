@@ -1,5 +1,7 @@
 """Live settings against the real Consul and Kafka: the settings watch applies each kind of
-change while a run is active, and every event reaches Kafka exactly once.
+change while a run is active (a plugin added and removed, a runtime variable, kafkaProducer
+and kafkaEndpoints, enableKafka off and on, an invalid document), and every event reaches
+Kafka exactly once.
 
 One environment keeps a run active through the whole test; a second one cycles
 STOP_ACTIVITY/START_ACTIVITY on another thread while the producer is switched. Every message
@@ -186,14 +188,26 @@ def test_each_kind_of_change_applies_during_a_run_and_every_event_arrives_once(
     put(changed_producer, 3)
     at_switch = cycles[0]
     wait_for(lambda: cycles[0] >= at_switch + 2, "cycles after the producer switch")
+    second_publisher = core.publisher
+    assert second_publisher is not None and second_publisher is not first_publisher
+    assert second_publisher.config.properties["linger.ms"] == 7
+    # ... and kafkaEndpoints (and the legacy kafkaEndpoint) change: the same broker by
+    # another name, so that everything can be read back from one place
+    port = kafka_bootstrap.rpartition(":")[2]
+    renamed = {**changed_producer, "kafkaEndpoints": [f"localhost:{port}"],
+               "kafkaEndpoint": f"localhost:{port}"}
+    put(renamed, 4)
+    at_switch = cycles[0]
+    wait_for(lambda: cycles[0] >= at_switch + 2, "cycles after the endpoints switch")
     stop.set()
     driver.join(120)
     assert not errors, errors
-    assert core.publisher is not None and core.publisher is not first_publisher
-    assert core.publisher.config.properties["linger.ms"] == 7
+    assert core.publisher is not None and core.publisher is not second_publisher
+    assert core.publisher.bootstrap_servers == (f"localhost:{port}",)
+    changed_producer = renamed
 
     # 4. enableKafka true -> false: nothing is published; false -> true: publishing resumes
-    put({**changed_producer, "enableKafka": False}, 4)
+    put({**changed_producer, "enableKafka": False}, 5)
     assert core.publisher is None
     off_from = messages.mark()
     cycle(env.id)
@@ -201,7 +215,7 @@ def test_each_kind_of_change_applies_during_a_run_and_every_event_arrives_once(
     assert off_to > off_from
     off_calls = [c for c in messages.calls(off_from) if legacy(c) and c.output]
     assert off_calls and all(c.output.startswith("skipped: enableKafka") for c in off_calls)
-    put(changed_producer, 5)
+    put(changed_producer, 6)
     assert core.publisher is not None
     cycle(env.id)
 
@@ -211,11 +225,12 @@ def test_each_kind_of_change_applies_during_a_run_and_every_event_arrives_once(
     wait_for(lambda: status().refused == 1, "the invalid document refused")
     assert "kafkaEndpoints" in (status().last_refusal or "")
     assert "expected a list" in (status().last_refusal or "")
-    assert watcher.current is good and status().applied == 5
+    assert watcher.current is good and status().applied == 6
     cycle(env.id)
 
     # 6. integrationPlugins loses "kafka": stopped, its calls now fail as unknown functions
-    put(live["base"] | {"kafkaProducer": changed_producer["kafkaProducer"]}, 6)
+    put(live["base"] | {"kafkaProducer": changed_producer["kafkaProducer"],
+                        "kafkaEndpoints": changed_producer["kafkaEndpoints"]}, 7)
     assert host.plugin("kafka") is None
     assert not set(LEGACY_FUNCS) & set(host.call_function_names())
     gone_from = messages.mark()
@@ -238,6 +253,10 @@ def test_each_kind_of_change_applies_during_a_run_and_every_event_arrives_once(
     assert got == want, (f"missing {sum((want - got).values())}, "
                          f"unexpected {sum((got - want).values())}")
     assert not {(t, v) for t, _, v in skipped} & set(got)
+    per_topic = Counter(t.rsplit(".", 1)[1] for t, _ in got.elements())
+    print(f"\ncore topics: {sum(got.values())} messages read back, equal to those accepted, "
+          f"none twice: {dict(sorted(per_topic.items()))}; {len(skipped)} encoded while "
+          "enableKafka was false, none published")
     by_key_read: dict[bytes | None, list[bytes]] = {}
     for m in read.get(topics.environment, []):
         by_key_read.setdefault(m.key(), []).append(m.value())
@@ -258,3 +277,5 @@ def test_each_kind_of_change_applies_during_a_run_and_every_event_arrives_once(
     legacy_read = read_topics(kafka_bootstrap, sorted(legacy_expected),
                          sum(legacy_expected.values()), timeout=120)
     assert Counter({t: len(m) for t, m in legacy_read.items()}) == legacy_expected
+    print(f"legacy topics: {sum(legacy_expected.values())} messages, as many as its calls "
+          "reported")
