@@ -15,6 +15,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -63,16 +64,20 @@ class DevServer:
     ) -> subprocess.CompletedProcess[str]:
         """Run the script with ``args`` as is (no ``mode_args`` added); its exit code is the
         caller's to judge. Raises :class:`DevServerError` when it cannot run or times out."""
-        out = sys.stderr if echo else subprocess.PIPE
+        out: Any = sys.stderr if echo and _has_fileno(sys.stderr) else subprocess.PIPE
         try:
-            return subprocess.run([str(self.script), *args], stdin=subprocess.DEVNULL,
-                                  stdout=out, stderr=out, text=True, timeout=timeout,
-                                  check=False)
+            res = subprocess.run([str(self.script), *args], stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=out, text=True, timeout=timeout,
+                                 check=False)
         except OSError as exc:
             raise DevServerError(f"cannot run {self.script}: {exc.strerror or exc}") from exc
         except subprocess.TimeoutExpired as exc:
             raise DevServerError(
                 f"{self._describe(args)} did not finish within {timeout:g} s") from exc
+        if echo and out is subprocess.PIPE:
+            # stderr is not a file (e.g. captured by a test runner): echo what was captured
+            sys.stderr.write(f"{res.stdout or ''}{res.stderr or ''}")
+        return res
 
     def check(self, *args: str, timeout: float | None = None, echo: bool = False) -> None:
         """Run the script with ``args``; raises :class:`DevServerError` unless it exits 0."""
@@ -159,3 +164,12 @@ def dev_servers(root: Path = REPO_ROOT) -> tuple[DevServer, DevServer]:
     Raises :class:`DevServerError` when a script is not there (an installed package, not a clone).
     """
     return dev_kafka(root), dev_consul(root)
+
+
+def _has_fileno(stream: Any) -> bool:
+    """Whether ``stream`` is backed by a real file descriptor a child process can write to."""
+    try:
+        stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True

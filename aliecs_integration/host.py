@@ -151,6 +151,7 @@ class PluginHost:
         self._started = False
         self._slow_hook_s = slow_hook_s
         self.failure_count: dict[str, int] = {}
+        self._slow_count: dict[str, int] = {}
         self._last_failure: dict[str, PluginFailure] = {}
         self._variable_defaults: dict[str, str] = {}
         self.instance_id = str(uuid.uuid4())
@@ -340,6 +341,8 @@ class PluginHost:
                 failures.append(self._record_failure(plugin_name, hook_name, exc))
             elapsed = time.perf_counter() - started
             if elapsed > self._slow_hook_s and hook_name != "on_host_stop":  # stop may flush
+                with self._lock:
+                    self._slow_count[plugin_name] = self._slow_count.get(plugin_name, 0) + 1
                 log.warning("plugin '%s' took %.3f s in %s (slow hooks delay the environment's "
                             "transition)", plugin_name, elapsed, hook_name)
         return failures
@@ -360,6 +363,11 @@ class PluginHost:
                 for name, count in self.failure_count.items()
                 if name in self._last_failure
             }
+
+    def slow_hooks(self) -> dict[str, int]:
+        """Each plugin with hook calls slower than ``slow_hook_s``: how many since start."""
+        with self._lock:
+            return dict(self._slow_count)
 
     def call_function(self, qualified_name: str) -> CallFunction | None:
         """The call function exported as ``plugin.Function`` (no parentheses), or None."""
@@ -515,6 +523,16 @@ class PluginHost:
             snapshot = self._ask(plugin, name, "metrics_snapshot", None)
             if isinstance(snapshot, MetricsSnapshot):
                 found[name] = snapshot
+        return found
+
+    def spool_stats(self) -> dict[str, dict[str, int]]:
+        """Each loaded plugin's on-disk spool (plugins that have one on), by plugin name:
+        ``entries``, ``bytes``, ``replayed``, ``trimmed`` (see ``Plugin.spool_stats``)."""
+        found: dict[str, dict[str, int]] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            stats = self._ask(plugin, name, "spool_stats", None)
+            if isinstance(stats, Mapping):
+                found[name] = {k: int(v) for k, v in stats.items() if isinstance(v, int)}
         return found
 
     def stop(self, timeout_s: float = 10.0) -> HostStopReport:

@@ -35,6 +35,9 @@ from a plugin to its host; nobody reads a plugin's attributes):
   something built from its settings (a producer, a connection) overrides it, rebuilds that
   without losing what it holds, and raises to refuse the change (it keeps its old settings).
   A plugin without the method keeps the settings it was created with.
+- ``spool_stats()`` -> mapping of str to int, or None: the on-disk spool's ``entries``,
+  ``bytes``, ``replayed`` and ``trimmed`` when the plugin has one on
+  (:meth:`PluginHost.spool_stats <aliecs_integration.host.PluginHost.spool_stats>`).
 
 A plugin that delivers nothing answers None (the :class:`Plugin` defaults) or lacks the method.
 """
@@ -94,6 +97,10 @@ class Plugin:
     def reconfigure(self, settings: Settings) -> None:
         """New settings while running: from now on :attr:`settings` returns ``settings``."""
         self.context = attrs.evolve(self.context, settings=settings)
+
+    def spool_stats(self) -> Mapping[str, int] | None:
+        """The on-disk spool's counts; None: this plugin has no spool on."""
+        return None
 
 
 _NONBLOCKING = "__aliecs_nonblocking__"

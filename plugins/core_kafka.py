@@ -454,6 +454,14 @@ class CoreKafkaPlugin(Plugin):
         always off)."""
         return self._switch.metrics_snapshot(self.metrics().snapshot())
 
+    def spool_stats(self) -> Mapping[str, int] | None:
+        """The publisher's spool (``kafkaProducer.spool``): entries, bytes, replayed,
+        trimmed; None when producing is off or the spool is not on."""
+        if self.publisher is None:
+            return None
+        stats = self.publisher.spool_stats()
+        return None if stats is None else {k: int(v) for k, v in stats.items()}
+
     def flush(self, timeout_s: float) -> DeliveryReport | None:
         """Wait up to ``timeout_s`` for every event handed over to be acknowledged; None when
         producing is off. After host stop: the final report."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import attrs
@@ -152,6 +152,39 @@ def settings_option(fn: Any) -> Any:
         "--settings", "settings_source", metavar="SOURCE", envvar=SETTINGS_ENV,
         help=SETTINGS_HELP,
     )(consul_token_option(fn))
+
+
+METRICS_OPTION = "--metrics-address"
+
+
+def metrics_address_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--metrics-address HOST:PORT``: where to serve ``/metrics`` and ``/healthz`` ('' turns
+    it off); checked when parsed (a malformed value is a usage error naming the option)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        from aliecs_integration.monitoring.endpoint import parse_address
+
+        try:
+            parse_address(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+        return value
+
+    return click.option(
+        METRICS_OPTION, "metrics_address", metavar="HOST:PORT", default=default,
+        show_default=bool(default), callback=check,
+        help="Serve Prometheus metrics on http://HOST:PORT/metrics and the health check on "
+             "/healthz ('' turns it off; port 0: any free port, printed at start; see "
+             "docs/metrics.md).")
+
+
+def metrics_error(exc: Exception) -> CliError:
+    """The error of a metrics endpoint that cannot listen (an ``EndpointError``), naming
+    :data:`METRICS_OPTION`; exit code 1."""
+    address = getattr(exc, "address", "?")
+    reason = getattr(exc, "reason", str(exc))
+    return CliError(f"{METRICS_OPTION} {address}: cannot listen: {reason} (choose another "
+                    f"address, or {METRICS_OPTION} '' to turn the endpoint off)")
 
 
 def parse_pairs(values: Sequence[str], option: str, expected: str) -> dict[str, str]:

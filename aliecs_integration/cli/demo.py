@@ -342,13 +342,15 @@ def _served_environment(
     from aliecs_integration.service.client import ControlError, wait_for_server
 
     address = f"127.0.0.1:{_free_port()}"
+    metrics = f"127.0.0.1:{_free_port()}"
     cli = [sys.executable, "-m", "aliecs_integration.cli.main"]
     problems: list[str] = []
     serve = subprocess.Popen(
         [*cli, "serve", "--settings", f"consul://{opts.consul}", "--address", address,
-         "--run-numbers", str(opts.run_numbers)],
+         "--run-numbers", str(opts.run_numbers), "--metrics-address", metrics],
         stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
-    echo(f"$ aliecs-integration serve --settings consul://{opts.consul} --address {address} &")
+    echo(f"$ aliecs-integration serve --settings consul://{opts.consul} --address {address} "
+         f"--metrics-address {metrics} &")
 
     def client(*args: str, show: bool = True) -> str:
         echo(f"$ aliecs-integration {' '.join(args)}")
@@ -376,6 +378,7 @@ def _served_environment(
         time.sleep(1.0)  # let the subscription register
         client("env", "control", env_id, "START_ACTIVITY")
         client("env", "list")
+        problems += _scrape(metrics, echo)
         client("env", "control", env_id, "STOP_ACTIVITY")
         client("env", "destroy", env_id)
         watched, _ = watch.communicate(timeout=30)
@@ -403,6 +406,27 @@ def _served_environment(
         if code != 0:
             problems.append(f"serve exited {code} after SIGTERM")
     return problems
+
+
+def _scrape(address: str, echo: Callable[[str], None]) -> list[str]:
+    """Show a few lines of serve's ``/metrics`` and its ``/healthz`` status; the problems."""
+    import urllib.error
+    import urllib.request
+
+    wanted = ("aliecs_active_runs ", 'aliecs_environments{state="RUNNING"}',
+              'aliecs_plugin_state{plugin="core-kafka",state="READY"}')
+    echo(f"$ curl http://{address}/metrics   (some lines)")
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith(wanted):
+                echo(line)
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=30) as response:
+            echo(f"$ curl http://{address}/healthz   -> HTTP {response.status}")
+    except (urllib.error.URLError, OSError) as exc:
+        return [f"metrics endpoint http://{address}: {exc}"]
+    return []
 
 
 def _plugin_line(plugins: list[PluginStatus]) -> str:

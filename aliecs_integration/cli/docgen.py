@@ -1,5 +1,5 @@
 """Generated documentation: the CLI reference (from click), the metrics list (from the
-publisher's Prometheus output), the state-machine diagram (from the engine's table) and the
+monitoring collector's table), the state-machine diagram (from the engine's table) and the
 data-path picture, written into ``docs/`` and between markers of ``README.md``,
 ``docs/index.md`` and ``docs/architecture.md``.
 
@@ -77,28 +77,33 @@ def cli_reference(root: click.Group, name: str = "aliecs-integration") -> str:
 # --------------------------------------------------------------------------- metrics
 
 def metrics_reference() -> str:
-    """Markdown table of every Prometheus metric the publisher exposes (name, type, help)."""
-    from aliecs_integration.publish.metrics import Metrics
+    """Markdown: the monitoring endpoint and every metric family our collector exposes (name,
+    type, labels, meaning), from its table."""
+    from aliecs_integration.monitoring.collector import METRICS
+    from aliecs_integration.monitoring.endpoint import DEFAULT_ADDRESS
 
-    metrics = Metrics()
-    metrics.record_sent("aliecs.run", 0.002)
-    text = metrics.to_prometheus()
-    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.MULTILINE))
-    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
-
-    def labels(name: str) -> str:
-        samples = " ".join(line for line in text.splitlines()
-                           if line.startswith(name) and not line.startswith("#"))
-        return ", ".join(f"`{label}`" for label in sorted(set(re.findall(r'(\w+)="', samples))))
-
-    rows = [f"| `{name}` | {types[name]} | {labels(name) or '-'} | {helps[name]} |"
-            for name in helps]
+    rows = [f"| `{m.name}` | {m.kind} | {', '.join(f'`{x}`' for x in m.labels) or '-'} | "
+            f"{m.help} |" for m in METRICS]
     return "\n".join([
         "# Metrics", "", GENERATED, "",
-        "The core plugin's publisher counts every message per topic. `aliecs-integration run` "
-        "and the demo print the counts as a table; the same numbers are available in the "
-        "Prometheus text format (version 0.0.4) from the publisher's metrics "
-        "(`PluginHost.metrics()` for a plugin host).", "",
+        "`aliecs-integration serve` serves Prometheus metrics and a health check over HTTP on "
+        f"`--metrics-address` (default `{DEFAULT_ADDRESS}`; `''` turns it off); "
+        "`aliecs-integration run` does the same while its scenario runs when given "
+        "`--metrics-address` (off by default). Port 0 picks a free port; the command prints "
+        "where it listens. A bad address, or one in use, stops the command with one error "
+        "naming the option and the address.", "",
+        "- `GET /metrics`: the metrics below, in the Prometheus text format (OpenMetrics when "
+        "the scraper asks for it). They are read from the counters the process keeps anyway, "
+        "at the time of the scrape: serving them adds no cost per message.",
+        "- `GET /healthz`: HTTP 200 when healthy, 503 otherwise, with a JSON body: `status` "
+        "(`ok` or `unhealthy`), `problems` (one line per unhealthy part), `producer` (`ok`, and "
+        "the connection state of each loaded plugin that produces: healthy only when all are "
+        "`READY`; none producing is healthy) and `settings` (`ok`: the settings source "
+        "answered its last read, `source`, `last_error`).", "",
+        "Counts are since the process started. Per-topic metrics carry the plugin whose "
+        "publisher counted them (`core-kafka`: the core topics, and the legacy `kafka` "
+        "plugin's topics when it uses the same brokers and producer settings, so shares "
+        "core-kafka's producer); a topic appears once it had a message.", "",
         "| metric | type | labels | meaning |", "|---|---|---|---|", *rows, "",
         "Latency buckets (seconds, `le` label of the histogram): see "
         "`aliecs_integration.publish.metrics.LATENCY_BUCKETS`.", ""])

@@ -30,6 +30,8 @@ from aliecs_integration.cli.common import (
     convert,
     format_table,
     load_settings,
+    metrics_address_option,
+    metrics_error,
     options,
     settings_option,
     unexpected,
@@ -311,9 +313,10 @@ def _progress_printer(width: int) -> Callable[[Any], None]:
                    "everything, all plugins together [default: kafkaProducer."
                    "flushTimeoutSeconds, 10].")
 @consul_token_option
+@metrics_address_option("")
 @click.pass_context
 def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbers: Path | None,
-        flush_timeout: float | None, consul_token: str | None) -> None:
+        flush_timeout: float | None, consul_token: str | None, metrics_address: str) -> None:
     """Run a scenario with the configured plugins, against your own Kafka and Consul.
 
     The engine of `demo` without the dev stack: progress while it runs, then the messages
@@ -322,6 +325,7 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     """
     from aliecs_integration.cli.demo import TOPIC_HEADERS, topic_rows
     from aliecs_integration.engine.run_numbers import RunNumberStore
+    from aliecs_integration.monitoring.endpoint import EndpointError
     from aliecs_integration.scenario.model import load_scenario
     from aliecs_integration.scenario.session import run_scenario
 
@@ -340,7 +344,12 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     try:
         outcome = run_scenario(settings, scenario, run_numbers=RunNumberStore(run_numbers),
                                on_progress=_progress_printer(width),
-                               flush_timeout_s=flush_timeout)
+                               flush_timeout_s=flush_timeout, metrics_address=metrics_address,
+                               on_monitoring=lambda where: click.echo(
+                                   f"metrics on http://{where}/metrics, health on "
+                                   f"http://{where}/healthz"))
+    except EndpointError as exc:
+        raise metrics_error(exc) from None
     finally:
         publish_log.removeHandler(last_error)
     problems = [f"{p.label} actions[{p.index}] {p.action}" for p in outcome.result.failures]

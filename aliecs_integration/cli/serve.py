@@ -20,8 +20,17 @@ from types import FrameType
 
 import click
 
-from aliecs_integration.cli.common import EXIT_CODES_HELP, CliError, load_settings, settings_option
+from aliecs_integration.cli.common import (
+    EXIT_CODES_HELP,
+    CliError,
+    load_settings,
+    metrics_address_option,
+    metrics_error,
+    settings_option,
+)
 from aliecs_integration.host import declared_settings_keys
+from aliecs_integration.monitoring.endpoint import DEFAULT_ADDRESS as METRICS_ADDRESS
+from aliecs_integration.monitoring.endpoint import EndpointError
 from aliecs_integration.service.server import DEFAULT_ADDRESS, ControlServer
 from aliecs_integration.service.servicer import ALICE_DETECTORS
 from aliecs_integration.settings.watch import SettingsWatcher
@@ -75,10 +84,11 @@ def _wait_for_signal(on_hangup: Callable[[], None] | None = None) -> int:
 @click.option("--no-watch", is_flag=True,
               help="Read the settings once at start: do not follow Consul or the file for "
                    "changes (SIGHUP then does nothing).")
+@metrics_address_option(METRICS_ADDRESS)
 def serve(settings_source: str | None, consul_token: str | None, address: str,
           run_numbers: Path | None,
           workflow_dirs: tuple[Path, ...], detectors: str, drain_timeout: float,
-          flush_timeout: float, no_watch: bool) -> None:
+          flush_timeout: float, no_watch: bool, metrics_address: str) -> None:
     """Serve the control API of the environment manager until SIGTERM or Ctrl-C.
 
     Clients of the reference's o2control.Control (its CLI and GUI), and our own `env`,
@@ -93,20 +103,31 @@ def serve(settings_source: str | None, consul_token: str | None, address: str,
 
     \b
     aliecs-integration serve --settings consul://127.0.0.1:18500 --address 127.0.0.1:32102
+
+    Prometheus metrics and the health check are served on --metrics-address (docs/metrics.md).
     """
     settings = load_settings(settings_source, consul_token)
     names = tuple(d.strip() for d in detectors.split(",") if d.strip())
-    server = ControlServer(settings, address=address, run_numbers=run_numbers,
-                           template_dirs=workflow_dirs, detectors=names)
-    server.start()
     watcher: SettingsWatcher | None = None
-    watch_log = logging.getLogger(WATCH_LOGGER)
-    watch_level = watch_log.level
     if settings_source and settings_source.strip() and not no_watch:
-        watcher = SettingsWatcher(
+        watcher = SettingsWatcher(  # started once the server runs (it applies the changes)
             settings_source, settings,
             lambda new: server.apply_settings(new, flush_timeout_s=flush_timeout),
             token=consul_token, declared_keys=declared_settings_keys())
+    server = ControlServer(settings, address=address, run_numbers=run_numbers,
+                           template_dirs=workflow_dirs, detectors=names,
+                           metrics_address=metrics_address,
+                           watch_status=watcher.status if watcher is not None else None)
+    try:
+        server.start()
+    except EndpointError as exc:
+        raise metrics_error(exc) from None
+    if server.monitoring is not None:
+        click.echo(f"metrics on {server.monitoring.url}/metrics, health on "
+                   f"{server.monitoring.url}/healthz", err=True)
+    watch_log = logging.getLogger(WATCH_LOGGER)
+    watch_level = watch_log.level
+    if watcher is not None:
         if not watch_log.isEnabledFor(logging.INFO):
             watch_log.setLevel(logging.INFO)  # every applied change is said, even without -v
         watcher.start()

@@ -38,6 +38,7 @@ until its call times out (forever if it is nonblocking: those run on the driving
 from __future__ import annotations
 
 import builtins
+import collections
 import logging
 import threading
 import time
@@ -371,6 +372,19 @@ class EnvironmentManager:
         with self._slots_lock:
             slots = list(self._slots.values())
         return [slot.env.snapshot() for slot in slots]
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many environments are in each state now (PENDING ones being created included;
+        states no environment is in are absent). Never waits for a running transition."""
+        with self._slots_lock:
+            states = [slot.env.state for slot in self._slots.values()]
+        return dict(collections.Counter(states))
+
+    def active_runs(self) -> int:
+        """How many environments have a run in progress (a run number, Start of Run done, End
+        of Run not yet). Never waits for a running transition."""
+        with self._slots_lock:
+            return sum(1 for slot in self._slots.values() if slot.env.run_number is not None)
 
     def active_detectors(self) -> dict[str, str]:
         """Detector -> id of the environment holding it (held from creation to destruction)."""

@@ -18,15 +18,12 @@ per topic.
 - Otherwise delivery latency is sampled per topic: the first acknowledged message of each
   topic, then one in ``sample_every`` (default 16).
 
-Samples feed Prometheus histogram buckets (cumulative since start: their ``_count``/``_sum``
-are over samples, not over every delivery), the maximum, and a ring of the last
-``reservoir_size`` samples from which the snapshot's p50/p99 are computed (when no statistics
-window set them).
+Samples feed histogram buckets (cumulative since start: they count samples, not every
+delivery), the maximum, and a ring of the last ``reservoir_size`` samples from which the
+snapshot's p50/p99 are computed (when no statistics window set them).
 
-The Prometheus text exposition format (version 0.0.4) is written here by hand: a handful of
-counters, one gauge and one histogram do not justify a runtime dependency of the always-on
-core plugin on ``prometheus_client`` (its global registry and metric objects would also cost
-more per delivery than this module's plain counters).
+This module only counts; :mod:`aliecs_integration.monitoring.collector` exposes the
+snapshots in the Prometheus format, read at scrape time (no cost per message).
 """
 
 from __future__ import annotations
@@ -57,7 +54,6 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     30.0,
     60.0,
 )
-PREFIX = "aliecs_kafka"
 _bisect = bisect.bisect_left
 
 
@@ -72,6 +68,11 @@ class LatencySummary:
     p99_s: float = 0.0
     max_s: float = 0.0
     samples: int = 0
+    buckets: tuple[int, ...] = ()
+    """Samples per bucket of :data:`LATENCY_BUCKETS` (not cumulative), the last one past the
+    largest bound (``+Inf``); empty when nothing was sampled."""
+    sum_s: float = 0.0
+    """The sum of every sampled latency."""
 
 
 @attrs.frozen
@@ -124,25 +125,23 @@ class _Topic:
         self.window: tuple[float, float] | None = None  # p50, p99 of the last statistics
 
     def summary(self) -> LatencySummary:
-        if self.window is not None:
-            return LatencySummary(
-                count=self.sent,
-                p50_s=self.window[0],
-                p99_s=self.window[1],
-                max_s=self.max,
-                samples=self.samples,
-            )
-        if not self.ring:
-            return LatencySummary(count=self.sent, max_s=self.max, samples=self.samples)
-        ordered = sorted(self.ring)
-        last = len(ordered) - 1
+        p50, p99 = self.window if self.window is not None else self._ring_quantiles()
         return LatencySummary(
             count=self.sent,
-            p50_s=ordered[round(0.50 * last)],
-            p99_s=ordered[round(0.99 * last)],
+            p50_s=p50,
+            p99_s=p99,
             max_s=self.max,
             samples=self.samples,
+            buckets=tuple(self.buckets) if self.samples else (),
+            sum_s=self.latency_sum,
         )
+
+    def _ring_quantiles(self) -> tuple[float, float]:
+        if not self.ring:
+            return 0.0, 0.0
+        ordered = sorted(self.ring)
+        last = len(ordered) - 1
+        return ordered[round(0.50 * last)], ordered[round(0.99 * last)]
 
 
 class Metrics:
@@ -167,7 +166,7 @@ class Metrics:
         """Count one message offered to the publisher for a topic (exact after :meth:`fold`)."""
 
     def set_queue_depth_source(self, source: Callable[[], int]) -> None:
-        """Use ``source()`` as the queue depth in snapshots and the Prometheus gauge."""
+        """Use ``source()`` as the queue depth in snapshots."""
         self._queue_depth = source
 
     def _topic(self, topic: str) -> _Topic:
@@ -296,59 +295,19 @@ class Metrics:
             published=sum(t.published for t in topics.values()),
         )
 
-    def to_prometheus(self) -> str:
-        """Every metric in the Prometheus text exposition format (0.0.4), newline-terminated."""
-        queued = self._queue_depth()
-        with self._lock:
-            self._fold()
-            rows = [
-                (name, t.published, t.sent, t.failed, t.dropped, list(t.buckets), t.latency_sum)
-                for name, t in sorted(self._topics.items())
-            ]
-        out: list[str] = []
-        for metric, column, help_text in (
-            ("messages_published_total", 1, "Messages offered to the publisher."),
-            ("messages_sent_total", 2, "Messages acknowledged by the broker."),
-            ("messages_failed_total", 3, "Messages the Kafka client reported as failed."),
-            ("messages_dropped_total", 4, "Messages dropped by the overflow policy or refused."),
-        ):
-            out += [f"# HELP {PREFIX}_{metric} {help_text}", f"# TYPE {PREFIX}_{metric} counter"]
-            out += [f'{PREFIX}_{metric}{{topic="{_label(r[0])}"}} {r[column]}' for r in rows]
-        out += [
-            f"# HELP {PREFIX}_queue_messages Messages held and not yet delivered.",
-            f"# TYPE {PREFIX}_queue_messages gauge",
-            f"{PREFIX}_queue_messages {queued}",
-        ]
-        name = f"{PREFIX}_delivery_latency_seconds"
-        out += [
-            f"# HELP {name} Time from publish to broker acknowledgement, sampled (the first "
-            f"delivery of each topic, then one in {self._every}).",
-            f"# TYPE {name} histogram",
-        ]
-        for topic, *_counts, buckets, total in rows:
-            label = _label(topic)
-            cumulative = 0
-            for bound, count in zip((*LATENCY_BUCKETS, None), buckets, strict=True):
-                cumulative += count
-                le = "+Inf" if bound is None else repr(bound)
-                out.append(f'{name}_bucket{{topic="{label}",le="{le}"}} {cumulative}')
-            out.append(f'{name}_sum{{topic="{label}"}} {total!r}')
-            out.append(f'{name}_count{{topic="{label}"}} {cumulative}')
-        return "\n".join(out) + "\n"
 
-
-def _label(value: str) -> str:
-    """Escape a label value per the exposition format: backslash, double quote, newline."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
+def _add_buckets(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    if not a or not b:
+        return a or b
+    return tuple(x + y for x, y in zip(a, b, strict=True))
 
 
 def merged(snapshots: Sequence[MetricsSnapshot]) -> MetricsSnapshot:
     """One snapshot adding up the counts of ``snapshots`` (publishers used one after the
-    other): per topic, ``published``/``sent``/``failed``/``dropped`` and the latency count are
-    summed, the maximum latency is the largest, p50/p99 are the last snapshot's that has the
-    topic; ``queued`` is the last snapshot's."""
+    other, e.g. before and after a live settings change): per topic, ``published``, ``sent``,
+    ``failed``, ``dropped``, the latency count, samples, buckets and sum are summed (so
+    counters never go down), the maximum latency is the largest, p50/p99 are the last
+    snapshot's that has the topic; ``queued`` is the last snapshot's."""
     topics: dict[str, TopicMetrics] = {}
     for snap in snapshots:
         for name, t in snap.topics.items():
@@ -356,10 +315,11 @@ def merged(snapshots: Sequence[MetricsSnapshot]) -> MetricsSnapshot:
             if before is None:
                 topics[name] = t
                 continue
+            a, b = before.latency, t.latency
             latency = attrs.evolve(
-                t.latency, count=before.latency.count + t.latency.count,
-                samples=before.latency.samples + t.latency.samples,
-                max_s=max(before.latency.max_s, t.latency.max_s))
+                b, count=a.count + b.count, samples=a.samples + b.samples,
+                max_s=max(a.max_s, b.max_s), buckets=_add_buckets(a.buckets, b.buckets),
+                sum_s=a.sum_s + b.sum_s)
             topics[name] = TopicMetrics(
                 sent=before.sent + t.sent, failed=before.failed + t.failed,
                 dropped=before.dropped + t.dropped, latency=latency,

@@ -13,6 +13,8 @@ from aliecs_integration.engine.manager import EnvironmentManager
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.errors import PluginError
 from aliecs_integration.host import PluginHost, PluginStatus
+from aliecs_integration.monitoring.collector import WatchSource, static_watch_status
+from aliecs_integration.monitoring.endpoint import MonitoringEndpoint, start_monitoring
 from aliecs_integration.publish.metrics import MetricsSnapshot
 from aliecs_integration.scenario.model import Scenario
 from aliecs_integration.scenario.runner import (
@@ -57,6 +59,9 @@ def run_scenario(
     on_started: Callable[[list[PluginStatus]], None] | None = None,
     flush_timeout_s: float | None = None,
     require_plugins: bool = False,
+    metrics_address: str | None = None,
+    watch_status: WatchSource | None = None,
+    on_monitoring: Callable[[str], None] | None = None,
 ) -> EngineOutcome:
     """Start the plugins, run ``scenario`` through an environment manager, flush, stop.
 
@@ -70,6 +75,13 @@ def run_scenario(
     :class:`~aliecs_integration.errors.PluginError` before any environment is created. Never
     raises because of a scenario action (outcomes are in the result); plugin failures are
     reported by the host.
+
+    ``metrics_address`` (HOST:PORT; None or '' for none) serves ``/metrics`` and ``/healthz``
+    from before the first environment until the plugins stopped, reading ``watch_status``
+    (default: settings read once from ``settings.source``); ``on_monitoring`` is told where it
+    listens. A failure to listen raises
+    :class:`~aliecs_integration.monitoring.endpoint.EndpointError` before any environment is
+    created.
     """
     started = time.monotonic()
     budget = settings.producer.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
@@ -82,6 +94,7 @@ def run_scenario(
 
     host = PluginHost(settings)
     host.start()
+    monitoring: MonitoringEndpoint | None = None
     try:
         if on_started is not None:
             on_started(host.list_plugins())
@@ -92,6 +105,10 @@ def run_scenario(
                                      run_numbers=run_numbers,
                                      variable_defaults=host.variable_defaults())
         try:
+            monitoring = start_monitoring(metrics_address, host, manager,
+                                          watch_status or static_watch_status(settings.source))
+            if monitoring is not None and on_monitoring is not None:
+                on_monitoring(monitoring.address)
             result = ScenarioRunner(manager, on_progress=on_progress).run(scenario)
         finally:
             manager.close()
@@ -100,6 +117,8 @@ def run_scenario(
         plugins = tuple(host.list_plugins())
     finally:
         host.stop(timeout_s=left())
+        if monitoring is not None:
+            monitoring.stop()
     failed = tuple(
         f"plugin {name}: {count} hook call(s) failed, the last: {last.hook}: "
         f"{_one_line(last.error)}"

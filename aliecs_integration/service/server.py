@@ -1,7 +1,9 @@
 """``serve``: the environment manager as a long-running gRPC service (``o2control.Control``).
 
 Composition: settings -> plugin host -> environment manager -> :class:`ControlServicer` on a
-grpcio server; core-kafka's published messages feed the :class:`EventFanout` of ``Subscribe``.
+grpcio server; core-kafka's published messages feed the :class:`EventFanout` of ``Subscribe``;
+with a metrics address, the monitoring endpoint (``/metrics``, ``/healthz``) reads the host,
+the manager and the settings watch (:mod:`aliecs_integration.monitoring.endpoint`).
 
 One instance per run-number store: :class:`ControlServer` holds an exclusive ``flock`` on
 ``<run-number file>.serve.lock`` (with the holder's pid in it) for its whole life; a second
@@ -10,7 +12,8 @@ instance on the same store refuses to start naming the holder.
 Shutdown (:meth:`ControlServer.shutdown`): stop accepting operations (UNAVAILABLE), wait for
 the operations in progress to finish (up to ``drain_timeout_s``), flush the plugins, end the
 ``Subscribe`` streams after what they have queued, stop the gRPC server, close the manager,
-stop the plugins; the :class:`ShutdownReport` says what was delivered and what was not.
+stop the plugins, stop the monitoring endpoint; the :class:`ShutdownReport` says what was
+delivered and what was not.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from aliecs_integration.engine.manager import EnvironmentManager
 from aliecs_integration.engine.run_numbers import RunNumberStore
 from aliecs_integration.errors import AliecsError
 from aliecs_integration.host import HostStopReport, PluginHost
+from aliecs_integration.monitoring.collector import WatchSource, static_watch_status
+from aliecs_integration.monitoring.endpoint import MonitoringEndpoint, start_monitoring
 from aliecs_integration.pb import o2control_pb2
 from aliecs_integration.service.fanout import EventFanout
 from aliecs_integration.service.reload import ApplyReport, apply_settings
@@ -147,6 +152,9 @@ class ControlServer:
     """The running service. ``start()`` then ``shutdown()``; not restartable.
 
     ``extra_plugins`` are registered in the plugin host next to the discovered ones (tests).
+    ``metrics_address`` (HOST:PORT, None or '' for none) serves ``/metrics`` and ``/healthz``;
+    ``watch_status`` tells the state of the settings watch (default: settings read once from
+    ``settings.source``).
     """
 
     def __init__(
@@ -159,6 +167,8 @@ class ControlServer:
         detectors: tuple[str, ...] = ALICE_DETECTORS,
         workers: int = 32,
         extra_plugins: Mapping[str, object] | None = None,
+        metrics_address: str | None = None,
+        watch_status: WatchSource | None = None,
     ) -> None:
         self.settings = settings
         self.address = address
@@ -177,6 +187,10 @@ class ControlServer:
         self._fanout = EventFanout()
         self.port = 0
         self._report: ShutdownReport | None = None
+        self._metrics_address = metrics_address
+        self._watch_status = watch_status or static_watch_status(settings.source)
+        self.monitoring: MonitoringEndpoint | None = None
+        """The running monitoring endpoint (its ``address`` is where it listens), or None."""
 
     @property
     def run_number_store(self) -> Path:
@@ -210,6 +224,8 @@ class ControlServer:
             self._manager, host, self._fanout, self._templates, framework_id=host.instance_id,
             configuration_endpoint=self.settings.source,
             detectors=self._detectors, max_subscribers=max(1, self._workers - 8))
+        self.monitoring = start_monitoring(self._metrics_address, host, self._manager,
+                                           self._watch_status)
         server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix="grpc"),
                              handlers=[_handlers(self._servicer), _Unsupported()])
         try:
@@ -226,6 +242,8 @@ class ControlServer:
                  self.framework_id, self._store.path)
 
     def _abandon(self) -> None:
+        if self.monitoring is not None:
+            self.monitoring.stop()
         if self._server is not None:
             self._server.stop(0)
         if self._manager is not None:
@@ -270,6 +288,8 @@ class ControlServer:
         self._server.stop(grace_s).wait()
         self._manager.close()
         report = self._host.stop(timeout_s=flush_timeout_s)
+        if self.monitoring is not None:
+            self.monitoring.stop()
         self._lock.release()
         self._report = ShutdownReport(tuple(unfinished), report)
         return self._report

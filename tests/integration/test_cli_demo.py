@@ -51,6 +51,10 @@ def test_demo_end_to_end_and_consume_decodes_every_topic_it_wrote(
     assert re.search(r"^\w{12}\s+default\s+RUNNING\s+\d+\s+CPV,EMC", served, re.MULTILINE)
     assert "environment" in served and "destroyed" in served
     assert "  serve: stopped cleanly" in served
+    # serve's /metrics during the run, and its health
+    assert "\naliecs_active_runs 1.0\n" in served
+    assert '\naliecs_environments{state="RUNNING"} 1.0\n' in served
+    assert re.search(r"/healthz   -> HTTP 200\n", served)
     assert "0 not as expected" in out
     assert "! " not in out  # no unexpected outcome marker
 

@@ -50,7 +50,7 @@ class Serve:
         self.args = [sys.executable, "-m", "tests.integration.serve_with_slow_plugin", "serve",
                      "--settings", settings, "--address", self.address,
                      "--run-numbers", str(run_numbers), "--workflows", str(workdir / "wf"),
-                     "--drain-timeout", "30"]
+                     "--drain-timeout", "30", "--metrics-address", "127.0.0.1:0"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> Serve:

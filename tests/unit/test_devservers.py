@@ -74,3 +74,21 @@ def test_mode_args_follow_status_start_and_stop(tmp_path: Path) -> None:
     assert server.ensure_running("--fresh") is False
     server.stop_if_started()
     assert commands(tmp_path) == ["status --cluster", "start --cluster --fresh", "stop --cluster"]
+
+
+def test_echo_works_when_stderr_is_not_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a test runner's capture (click's CliRunner) stderr has no file descriptor: the
+    script still runs and its output is echoed (it once failed with 'cannot run ...: fileno')."""
+    import io
+    import sys
+
+    captured = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", captured)
+    script = tmp_path / "talk"
+    script.write_text("#!/usr/bin/env bash\necho out; echo err >&2\n")
+    script.chmod(0o755)
+    res = DevServer("x", script).run("start", echo=True)
+    assert res.returncode == 0
+    assert captured.getvalue().split() == ["out", "err"]

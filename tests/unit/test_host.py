@@ -264,6 +264,8 @@ def test_slow_hook_logged_with_plugin_name(caplog: pytest.LogCaptureFixture) -> 
     assert "plugin 'slowpoke' took" in caplog.text and "in on_core_event" in caplog.text
     assert "plugin 'rec' took" not in caplog.text
     assert [n for n, _, _ in Recorder.seen] == ["rec"]
+    host.fire(hookspecs.on_core_event, CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT))
+    assert host.slow_hooks() == {"slowpoke": 2}  # counted per plugin (the metrics read it)
 
 
 class SlowStop(Plugin):
@@ -279,6 +281,27 @@ def test_flushing_at_stop_is_not_reported_as_slow(caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.WARNING):
         assert host.stop(timeout_s=1).failures == []
     assert "took" not in caplog.text
+    assert host.slow_hooks() == {}
+
+
+class Spooling(Plugin):
+    def spool_stats(self) -> dict[str, int]:
+        return {"entries": 3, "bytes": 120, "replayed": 0, "trimmed": 0}
+
+
+class BrokenSpool(Plugin):
+    def spool_stats(self) -> dict[str, int]:
+        raise RuntimeError("spool gone")
+
+
+def test_spool_stats_by_plugin_from_those_that_have_one() -> None:
+    host = PluginHost(FakeSettings(), entry_points=[],
+                      extra_plugins={"spooler": Spooling, "plain": Recorder,
+                                     "broken": BrokenSpool})
+    host.start()
+    assert host.spool_stats() == {
+        "spooler": {"entries": 3, "bytes": 120, "replayed": 0, "trimmed": 0}}
+    host.stop(timeout_s=1)
 
 
 class UsesItsTimeout(Plugin):

@@ -457,6 +457,23 @@ def test_start_and_stop_of_run(
     assert restarted.transition(env2.id, "START_ACTIVITY").run_number == 3
 
 
+def test_environments_by_state_and_active_runs(
+    make: Callable[..., EnvironmentManager],
+) -> None:
+    manager = make()
+    assert (manager.count_by_state(), manager.active_runs()) == ({}, 0)
+    env = manager.create(detectors=["ITS"])
+    drive(manager, env.id, ["DEPLOY", "CONFIGURE"])
+    assert (manager.count_by_state(), manager.active_runs()) == ({"CONFIGURED": 1}, 0)
+    manager.transition(env.id, "START_ACTIVITY")
+    other = manager.create(detectors=["TPC"])
+    assert manager.count_by_state() == {"RUNNING": 1, "STANDBY": 1}
+    assert manager.active_runs() == 1
+    manager.transition(env.id, "STOP_ACTIVITY")
+    manager.destroy(other.id)
+    assert (manager.count_by_state(), manager.active_runs()) == ({"CONFIGURED": 1}, 0)
+
+
 def test_go_error_while_running(make: Callable[..., EnvironmentManager], host: FakeHost) -> None:
     manager = make()
     env = manager.create()

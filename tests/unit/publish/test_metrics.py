@@ -1,10 +1,10 @@
 """Unit tests of aliecs_integration.publish.metrics: counters, latency sampling and summary,
-Prometheus text, the rate-limited log and log filter."""
+the latency histogram in snapshots, the rate-limited log and log filter (the Prometheus form is
+tested with the collector, tests/unit/monitoring/test_collector.py)."""
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 import time
@@ -71,10 +71,7 @@ def test_latency_is_sampled_per_topic_while_counts_stay_exact() -> None:
     assert (a.count, a.samples, a.max_s) == (10, 3, 0.009)
     assert (b.count, b.samples, b.p99_s) == (1, 1, 0.5)
     assert snap.sent == 11
-    text = m.to_prometheus()
-    assert 'aliecs_kafka_messages_sent_total{topic="a"} 10' in text
-    assert 'aliecs_kafka_delivery_latency_seconds_count{topic="a"} 3' in text
-    assert "one in 4" in text
+    assert (snap.topics["a"].sent, sum(a.buckets)) == (10, 3)
 
 
 def test_published_is_counted_per_topic() -> None:
@@ -88,7 +85,6 @@ def test_published_is_counted_per_topic() -> None:
     assert (snap.topics["a"].published, snap.topics["a"].sent) == (3, 1)
     assert (snap.topics["b"].published, snap.topics["b"].dropped) == (1, 1)
     assert snap.published == 4
-    assert 'aliecs_kafka_messages_published_total{topic="a"} 3' in m.to_prometheus()
 
 
 def test_counts_from_several_threads_are_exact_and_never_ahead_of_published() -> None:
@@ -145,52 +141,26 @@ def test_concurrent_updates_are_not_lost() -> None:
     assert (snap.sent, snap.dropped) == (20000, 20000)
 
 
-LINE = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*)\})?'
-    r" (?P<value>[-+]?(\d+(\.\d*)?([eE][-+]?\d+)?|\+Inf|NaN))$"
-)
-
-
-def test_prometheus_text_format() -> None:
+def test_snapshot_histogram_buckets_and_sum() -> None:
     m = Metrics(sample_every=1)
     m.count_published("aliecs.run")
     m.record_sent("aliecs.run", 0.003)
     m.record_sent("aliecs.run", 0.2)
-    m.record_failed('we"ird\\topic\n')
-    m.record_dropped("aliecs.run", 2)
-    m.set_queue_depth_source(lambda: 5)
-    text = m.to_prometheus()
-    assert text.endswith("\n")
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            assert re.match(r"^# (HELP|TYPE) aliecs_kafka_[a-z_]+ .+$", line), line
-            continue
-        match = LINE.match(line)
-        assert match, line
-        samples[line.rsplit(" ", 1)[0]] = float(match["value"])
-    assert samples['aliecs_kafka_messages_sent_total{topic="aliecs.run"}'] == 2
-    assert samples['aliecs_kafka_messages_published_total{topic="aliecs.run"}'] == 1
-    assert samples['aliecs_kafka_messages_dropped_total{topic="aliecs.run"}'] == 2
-    assert samples['aliecs_kafka_messages_failed_total{topic="we\\"ird\\\\topic\\n"}'] == 1
-    assert samples["aliecs_kafka_queue_messages"] == 5
-    h = "aliecs_kafka_delivery_latency_seconds"
-    assert samples[f'{h}_bucket{{topic="aliecs.run",le="0.001"}}'] == 0
-    assert samples[f'{h}_bucket{{topic="aliecs.run",le="0.005"}}'] == 1
-    assert samples[f'{h}_bucket{{topic="aliecs.run",le="0.25"}}'] == 2
-    assert samples[f'{h}_bucket{{topic="aliecs.run",le="+Inf"}}'] == 2
-    assert samples[f'{h}_count{{topic="aliecs.run"}}'] == 2
-    assert samples[f'{h}_sum{{topic="aliecs.run"}}'] == pytest.approx(0.203)
-    buckets = [k for k in samples if k.startswith(f'{h}_bucket{{topic="aliecs.run"')]
-    assert len(buckets) == len(LATENCY_BUCKETS) + 1
-    for kind in ("counter", "gauge", "histogram"):
-        assert f" {kind}\n" in text
+    m.record_sent("aliecs.run", 100.0)  # past the largest bound: the +Inf bucket
+    latency = m.snapshot().topics["aliecs.run"].latency
+    assert len(latency.buckets) == len(LATENCY_BUCKETS) + 1
+    assert latency.buckets[LATENCY_BUCKETS.index(0.005)] == 1
+    assert latency.buckets[LATENCY_BUCKETS.index(0.25)] == 1
+    assert latency.buckets[-1] == 1
+    assert sum(latency.buckets) == latency.samples == 3
+    assert latency.sum_s == pytest.approx(100.203)
 
 
-def test_empty_metrics_export_headers_and_gauge() -> None:
-    text = Metrics().to_prometheus()
-    assert "aliecs_kafka_queue_messages 0\n" in text
-    assert "topic=" not in text
+def test_nothing_sampled_has_no_buckets() -> None:
+    m = Metrics()
+    m.record_failed("a")
+    latency = m.snapshot().topics["a"].latency
+    assert (latency.buckets, latency.sum_s, latency.samples) == ((), 0.0, 0)
 
 
 def test_rate_limited_log_counts_between_messages(caplog: pytest.LogCaptureFixture) -> None:
@@ -259,5 +229,6 @@ def test_counts_raised_from_statistics_never_go_down_and_windows_set_the_latency
     latency = m.snapshot().topics["a"].latency
     assert (latency.p50_s, latency.p99_s, latency.max_s, latency.samples) == (
         0.001, 0.004, 0.012, 2)
-    assert 'aliecs_kafka_delivery_latency_seconds_count{topic="a"} 2' in m.to_prometheus()
+    assert sum(latency.buckets) == 2
+    assert latency.sum_s == pytest.approx(0.003)
     assert m.outcomes() == {"a": (0, 5, 0, 0)}
