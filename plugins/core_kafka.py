@@ -457,9 +457,10 @@ class CoreKafkaPlugin(Plugin):
     def spool_stats(self) -> Mapping[str, int] | None:
         """The publisher's spool (``kafkaProducer.spool``): entries, bytes, replayed,
         trimmed; None when producing is off or the spool is not on."""
-        if self.publisher is None:
+        publisher = self.publisher
+        if publisher is None:
             return None
-        stats = self.publisher.spool_stats()
+        stats = publisher.spool_stats()
         return None if stats is None else {k: int(v) for k, v in stats.items()}
 
     def flush(self, timeout_s: float) -> DeliveryReport | None:

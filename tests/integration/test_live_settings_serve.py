@@ -5,12 +5,15 @@ active (a real ``serve`` process, real Kafka); an invalid file is refused and se
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from aliecs_integration.publish.topics import TopicNames
 from tests.integration.test_control_service import Serve, _delete_topics
@@ -76,6 +79,17 @@ def test_serve_applies_file_changes_and_sighup_during_a_run(
             wait_for(lambda: "new settings refused" in serve.output(), "the refusal")
             assert f"{settings}: key 'enableKafka': expected a boolean" in serve.output()
             assert client.control(env_id, "START_ACTIVITY").state == "RUNNING"
+
+            # the watch's counts, as the metrics endpoint serves them
+            url = re.search(r"metrics on (\S+)/metrics", serve.output())
+            assert url is not None, serve.output()
+            text = requests.get(f"{url.group(1)}/metrics", timeout=30).text
+            samples = {(s.name, s.labels.get("result", "")): s.value
+                       for family in text_string_to_metric_families(text)
+                       for s in family.samples if s.name.startswith("aliecs_settings_")}
+            assert samples[("aliecs_settings_reloads_total", "applied")] == 2
+            assert samples[("aliecs_settings_reloads_total", "refused")] == 1
+            assert samples[("aliecs_settings_source_reachable", "")] == 1
         assert serve.terminate() == 0, serve.output()
         assert applied() == 2
         assert "0 undelivered" in serve.output() and "stopped cleanly" in serve.output()
