@@ -398,6 +398,16 @@ class PluginHost:
                     failures.append(self._record_failure(name, "reconfigure", exc))
             return failures
 
+    def missing_setting(self, name: str, settings: Settings) -> str | None:
+        """The ``endpoint_setting`` that loaded plugin ``name`` needs and ``settings`` lack
+        (a plugin that needs one is not loaded without it, see :meth:`start`); None when it
+        needs none, has it, or is not loaded."""
+        plugin = self.pm.get_plugin(name)
+        key = getattr(plugin, "endpoint_setting", None) if plugin is not None else None
+        if isinstance(key, str) and key and settings.get(key) in (None, ""):
+            return key
+        return None
+
     def start_plugin(self, name: str) -> PluginStatus:
         """Load and start one more plugin while running (it was just named in
         ``integrationPlugins``), with the current settings: the same loading rules as

@@ -3,7 +3,8 @@
 :func:`apply_settings` is what the settings watch
 (:class:`~aliecs_integration.settings.watch.SettingsWatcher`) calls in ``serve``, in this order:
 
-1. plugins no longer named in ``integrationPlugins`` are flushed and stopped; their call
+1. plugins no longer named in ``integrationPlugins``, or whose endpoint setting (e.g. the
+   legacy plugin's ``kafkaEndpoint``) is now missing, are flushed and stopped; their call
    functions disappear first, so a call naming one fails as an unknown function;
 2. every loaded plugin is given the new settings (``reconfigure``): core-kafka and the legacy
    ``kafka`` plugin switch to a new producer when ``kafkaEndpoints``/``kafkaEndpoint``,
@@ -37,6 +38,19 @@ class ApplyReport:
     problems: tuple[str, ...] = ()
 
 
+def _stop(host: PluginHost, name: str, timeout_s: float, problems: list[str]) -> list[str]:
+    """Stop ``name`` if loaded; its name in a list when it was."""
+    if host.plugin(name) is None:
+        return []
+    report = host.stop_plugin(name, timeout_s)
+    problems.extend(str(f) for f in report.failures)
+    for plugin, delivery in report.deliveries.items():
+        if delivery.undelivered or delivery.failed:
+            problems.append(f"plugin '{plugin}' stopped with {delivery.undelivered} "
+                            f"undelivered and {delivery.failed} failed event(s)")
+    return [name]
+
+
 def apply_settings(host: PluginHost, manager: EnvironmentManager, new: Settings, *,
                    flush_timeout_s: float = 10.0) -> ApplyReport:
     """Apply ``new`` (validated) to ``host`` and ``manager`` (see the module doc). Never raises
@@ -45,14 +59,16 @@ def apply_settings(host: PluginHost, manager: EnvironmentManager, new: Settings,
     wanted = set(new.integration_plugins) | set(ALWAYS_ON)
     problems: list[str] = []
     stopped: list[str] = []
+    for name in sorted(old & wanted):
+        missing = host.missing_setting(name, new)
+        if missing is not None:  # as at start: not loaded without its endpoint setting
+            problems.append(f"plugin '{name}' stopped: setting '{missing}' is missing (needed "
+                            f"by plugin '{name}')")
+            old.discard(name)
+            wanted.discard(name)
+            stopped.extend(_stop(host, name, flush_timeout_s, problems))
     for name in sorted(old - wanted):
-        report = host.stop_plugin(name, flush_timeout_s)
-        stopped.append(name)
-        problems.extend(str(f) for f in report.failures)
-        for plugin, delivery in report.deliveries.items():
-            if delivery.undelivered or delivery.failed:
-                problems.append(f"plugin '{plugin}' stopped with {delivery.undelivered} "
-                                f"undelivered and {delivery.failed} failed event(s)")
+        stopped.extend(_stop(host, name, flush_timeout_s, problems))
     problems.extend(str(f) for f in host.reconfigure(new))
     started: list[str] = []
     for name in sorted(wanted - old):
