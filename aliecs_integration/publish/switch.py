@@ -12,8 +12,8 @@ Contract of :meth:`PublisherSwitch.replace` (live settings: a new ``kafkaEndpoin
   final report is kept, so :meth:`delivery_report` and :meth:`metrics_snapshot` count every
   publisher this switch ever used.
 
-The cost on the publishing path is one short lock round trip before and after
-``Publisher.publish``.
+The publishing path takes no lock (see :meth:`PublisherSwitch.publish`); what it adds is
+measured by ``bench/switch_cost.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from threading import get_ident
 from typing import Protocol
 
 from aliecs_integration.publish.metrics import MetricsSnapshot, merged
@@ -57,9 +58,12 @@ class PublisherSwitch:
                  snapshot_of: SnapshotOf = lambda p: None) -> None:
         self._current = publisher
         self._snapshot_of = snapshot_of
-        self._cond = threading.Condition(threading.Lock())
-        self._users = 0
+        self._active: dict[int, None] = {}  # threads inside publish (set and del are atomic)
         self._switching = False
+        self._open = threading.Event()  # set unless a switch is in progress
+        self._open.set()
+        self._writer = threading.Lock()  # one replace at a time
+        self._lock = threading.Lock()  # the retired totals
         self._retired_report = DeliveryReport(0, 0, 0, 0)
         self._retired_metrics: list[MetricsSnapshot] = []
         self._retired_any = False
@@ -73,22 +77,28 @@ class PublisherSwitch:
     def publish(self, topic: str, value: bytes, key: bytes | None = None) -> bool:
         """Hand one message to the current publisher; False (nothing done) when there is none.
         Waits while a :meth:`replace` flushes the old publisher. Raises what
-        ``Publisher.publish`` raises."""
-        cond = self._cond
-        with cond:
-            while self._switching:
-                cond.wait()
+        ``Publisher.publish`` raises. Not re-entrant on one thread.
+
+        No lock on this path: a thread announces itself in a dict, then checks the switching
+        flag; :meth:`replace` sets the flag, then waits for the dict to empty. Under the GIL
+        each step is atomic and they are seen in program order, so either the publishing
+        thread sees the flag (and waits) or ``replace`` sees the thread (and waits for it).
+        """
+        ident = get_ident()
+        active = self._active
+        while True:
+            active[ident] = None
+            if not self._switching:
+                break
+            del active[ident]
+            self._open.wait()
+        try:
             publisher = self._current
             if publisher is None:
                 return False
-            self._users += 1
-        try:
             publisher.publish(topic, value, key)
         finally:
-            with cond:
-                self._users -= 1
-                if self._switching and not self._users:
-                    cond.notify_all()
+            del active[ident]
         return True
 
     def replace(self, new: SwitchablePublisher | None, timeout_s: float) -> DeliveryReport | None:
@@ -96,13 +106,12 @@ class PublisherSwitch:
         progress, flush the old one within ``timeout_s`` while new ones wait, switch, then
         close the old one. Returns the old one's final report (None when there was none)."""
         deadline = time.monotonic() + max(0.0, timeout_s)
-        with self._cond:
-            while self._switching:
-                self._cond.wait()
+        with self._writer:
+            self._open.clear()
             self._switching = True
             try:
-                while self._users:
-                    self._cond.wait()
+                while self._active:  # publishes in progress (bounded by the overflow policy)
+                    time.sleep(0.0005)
                 old = self._current
                 if old is not None:
                     old.flush(max(0.0, deadline - time.monotonic()))
@@ -110,12 +119,12 @@ class PublisherSwitch:
                 self.switches += 1
             finally:
                 self._switching = False
-                self._cond.notify_all()
+                self._open.set()
         if old is None:
             return None
         report = old.close(max(0.0, deadline - time.monotonic()))
         snapshot = self._snapshot_of(old)
-        with self._cond:
+        with self._lock:
             self._retired_report = _add(self._retired_report, report)
             self._retired_any = True
             if snapshot is not None:
@@ -132,6 +141,6 @@ class PublisherSwitch:
 
     def metrics_snapshot(self, current: MetricsSnapshot) -> MetricsSnapshot:
         """``current`` (the current publisher's counts) merged with every retired one's."""
-        with self._cond:
+        with self._lock:
             retired = list(self._retired_metrics)
         return merged([*retired, current]) if retired else current
