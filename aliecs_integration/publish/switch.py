@@ -65,7 +65,7 @@ class PublisherSwitch:
         self._writer = threading.Lock()  # one replace at a time
         self._lock = threading.Lock()  # the retired totals
         self._retired_report = DeliveryReport(0, 0, 0, 0)
-        self._retired_metrics: list[MetricsSnapshot] = []
+        self._retired_metrics: MetricsSnapshot | None = None  # merged: bounded
         self._retired_any = False
         self.switches = 0
         """How many times :meth:`replace` changed the publisher."""
@@ -128,7 +128,8 @@ class PublisherSwitch:
             self._retired_report = _add(self._retired_report, report)
             self._retired_any = True
             if snapshot is not None:
-                self._retired_metrics.append(snapshot)
+                before = self._retired_metrics
+                self._retired_metrics = snapshot if before is None else merged([before, snapshot])
         return report
 
     def delivery_report(self, current: DeliveryReport | None) -> DeliveryReport | None:
@@ -141,6 +142,5 @@ class PublisherSwitch:
 
     def metrics_snapshot(self, current: MetricsSnapshot) -> MetricsSnapshot:
         """``current`` (the current publisher's counts) merged with every retired one's."""
-        with self._lock:
-            retired = list(self._retired_metrics)
-        return merged([*retired, current]) if retired else current
+        retired = self._retired_metrics
+        return current if retired is None else merged([retired, current])

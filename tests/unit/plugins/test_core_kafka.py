@@ -543,3 +543,38 @@ def test_cached_payloads_are_the_canonical_message(record: Any) -> None:
         assert value == event.SerializeToString(deterministic=True)
         assert getattr(decode(value), field) == getattr(event, field)
         assert decode(value).HasField(field)  # an all-empty payload is still present
+
+
+def test_reconfigure_switches_the_publisher_only_when_producing_settings_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[Recorder] = []
+
+    def fake_shared(servers: Any, config: ProducerConfig, *, name: str) -> Recorder:
+        made.append(Recorder())
+        return made[-1]
+
+    monkeypatch.setattr(core_kafka, "shared_publisher", fake_shared)
+    start = Settings(kafka_endpoints=("b:1",), producer=ProducerConfig(topic_root="r"))
+    plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", start))
+    heard: list[str] = []
+    plugin.add_event_listener(lambda topic, key, value: heard.append(topic))
+    event = CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT)
+
+    plugin.on_core_event(event=event)
+    plugin.reconfigure(attrs.evolve(start, runtime_vars={"x": "1"}))  # not a producing change
+    assert len(made) == 1 and plugin.settings.runtime_vars == {"x": "1"}
+
+    moved = attrs.evolve(start, kafka_endpoints=("c:2",))
+    plugin.reconfigure(moved)
+    assert len(made) == 2 and made[0].closed_with is not None and made[1].prepared
+    plugin.on_core_event(event=event)
+    assert (len(made[0].sent), len(made[1].sent)) == (1, 1)
+
+    plugin.reconfigure(attrs.evolve(moved, enable_kafka=False))
+    assert plugin.publisher is None and made[1].closed_with is not None
+    assert plugin.connection_state() is ConnectionState.IDLE
+    plugin.on_core_event(event=event)  # producing off: encoded for listeners, not published
+    assert (len(made[0].sent), len(made[1].sent), len(heard)) == (1, 1, 3)
+    # both closed publishers' reports (Recorder: 7 delivered, 1 failed, 2 dropped, 3 left)
+    assert plugin.delivery_report() == DeliveryReport(14, 2, 4, 6)
