@@ -32,6 +32,7 @@ from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.service.reload import apply_settings
 from aliecs_integration.settings.sources import load_consul
 from aliecs_integration.settings.watch import SettingsWatcher, WatchStatus
+from tests.integration.test_control_service import _delete_topics
 from tests.kafka_helpers import read_topics
 
 LEGACY_FUNCS = ("kafka.PublishEnterStateUpdate", "kafka.PublishLeaveStateUpdate")
@@ -111,6 +112,7 @@ def live(kafka_bootstrap: str, consul_address: str, topic_prefix: str,
         host.stop(timeout_s=30)
         for k in (key, vars_prefix):
             client.kv.delete(k, recurse=k.endswith("/"))
+        _delete_topics(kafka_bootstrap, topic_prefix)
 
 
 def test_each_kind_of_change_applies_during_a_run_and_every_event_arrives_once(
