@@ -148,6 +148,7 @@ class PluginHost:
         self._call_functions: dict[str, CallFunction] = {}
         self._dispatch: dict[str, tuple[tuple[str, Callable[..., Any]], ...]] = {}
         self._lock = threading.Lock()
+        self._admin_lock = threading.RLock()  # loading, stopping and reconfiguring plugins
         self._started = False
         self._slow_hook_s = slow_hook_s
         self.failure_count: dict[str, int] = {}
@@ -283,8 +284,11 @@ class PluginHost:
         with self._lock:
             self._dispatch = table
 
-    def _collect_call_functions(self) -> None:
+    def _collect_call_functions(self, only: str | None = None) -> None:
+        found = dict(self._call_functions)
         for plugin_name, function in self._dispatch.get("register_call_functions", ()):
+            if only is not None and plugin_name != only:
+                continue
             try:
                 exported = dict(function())
             except Exception as exc:
@@ -294,9 +298,11 @@ class PluginHost:
                 if not callable(fn) or not bare.isidentifier():
                     log.error("plugin '%s' exported an invalid call function %r", plugin_name, bare)
                     continue
-                self._call_functions[f"{plugin_name}.{bare}"] = fn
+                found[f"{plugin_name}.{bare}"] = fn
+        self._call_functions = found  # replaced whole: readers on other threads see either
 
     def _collect_variable_defaults(self) -> None:
+        self._variable_defaults = {}
         for name, plugin in self.pm.list_name_plugin():
             declared = getattr(plugin, "variable_defaults", None) or {}
             if not isinstance(declared, Mapping) or not all(
@@ -379,6 +385,108 @@ class PluginHost:
 
     def call_function_names(self) -> list[str]:
         return sorted(self._call_functions)
+
+    # ----------------------------------------------------------------- live changes
+
+    def reconfigure(self, settings: Settings) -> list[PluginFailure]:
+        """New, validated settings while running: the host (and plugins started from now on)
+        use ``settings``, and every loaded plugin with a ``reconfigure(settings)`` method is
+        given them (see :mod:`aliecs_integration.plugin`). A plugin whose ``reconfigure``
+        raises keeps its old settings; its failure is logged and returned. Plugins named or no
+        longer named in ``integrationPlugins`` are started and stopped by the caller
+        (:meth:`start_plugin`, :meth:`stop_plugin`)."""
+        with self._admin_lock:
+            self.settings = settings
+            failures: list[PluginFailure] = []
+            for name, plugin in list(self.pm.list_name_plugin()):
+                method = getattr(plugin, "reconfigure", None)
+                if not callable(method):
+                    continue
+                try:
+                    method(settings)
+                except Exception as exc:
+                    failures.append(self._record_failure(name, "reconfigure", exc))
+            return failures
+
+    def missing_setting(self, name: str, settings: Settings) -> str | None:
+        """The ``endpoint_setting`` that loaded plugin ``name`` needs and ``settings`` lack
+        (a plugin that needs one is not loaded without it, see :meth:`start`); None when it
+        needs none, has it, or is not loaded."""
+        plugin = self.pm.get_plugin(name)
+        key = getattr(plugin, "endpoint_setting", None) if plugin is not None else None
+        if isinstance(key, str) and key and settings.get(key) in (None, ""):
+            return key
+        return None
+
+    def start_plugin(self, name: str) -> PluginStatus:
+        """Load and start one more plugin while running (it was just named in
+        ``integrationPlugins``), with the current settings: the same loading rules as
+        :meth:`start`, then its call functions become available and its ``on_host_start``
+        runs. Never raises because of the plugin: the returned status says whether it loaded
+        and why not. A plugin already loaded is left as it is."""
+        with self._admin_lock:
+            if self.pm.get_plugin(name) is not None:
+                return self._statuses[name]
+            discovered = self._discover()
+            if name in discovered:
+                self._load_entry_point(name, discovered[name])
+            elif name in self._extra:
+                self._instantiate(name, self._extra[name], origin="registered in-process")
+            else:
+                self._refuse(name, f"no installed plugin provides '{name}' (entry-point group "
+                                   f"{ENTRY_POINT_GROUP})")
+            if self.pm.get_plugin(name) is None:
+                return self._statuses[name]
+            self._collect_call_functions(only=name)
+            self._collect_variable_defaults()
+            event = HostStartEvent(plugin_names=tuple(self.plugin_names()),
+                                   framework_id=self.instance_id, listing=False)
+            for plugin_name, function in self._dispatch.get("on_host_start", ()):
+                if plugin_name == name:
+                    try:
+                        function(event=event)
+                    except Exception as exc:
+                        self._record_failure(name, "on_host_start", exc)
+            log.info("plugin '%s' started while running", name)
+            return self._statuses[name]
+
+    def stop_plugin(self, name: str, timeout_s: float = 10.0) -> HostStopReport:
+        """Stop one plugin while running (it is no longer named in ``integrationPlugins``):
+        its call functions disappear first (a call naming one then fails as an unknown
+        function), then it is flushed and its ``on_host_stop`` runs, all within ``timeout_s``,
+        and it is unregistered. Returns its failures and final delivery report (empty when it
+        was not loaded). Raises :class:`PluginError` for a plugin that is always loaded."""
+        if name in ALWAYS_ON:
+            raise PluginError(f"plugin '{name}' is always loaded and cannot be stopped alone")
+        with self._admin_lock:
+            plugin = self.pm.get_plugin(name)
+            if plugin is None:
+                return HostStopReport([], {})
+            self._call_functions = {
+                k: v for k, v in self._call_functions.items() if not k.startswith(f"{name}.")
+            }
+            deadline = time.monotonic() + max(0.0, timeout_s)
+            self._ask(plugin, name, "flush", None, timeout_s)
+            failures: list[PluginFailure] = []
+            for plugin_name, function in self._dispatch.get("on_host_stop", ()):
+                if plugin_name == name:
+                    try:
+                        function(event=HostStopEvent(timeout_s=max(0.0, deadline
+                                                                   - time.monotonic())))
+                    except Exception as exc:
+                        failures.append(self._record_failure(name, "on_host_stop", exc))
+            deliveries: dict[str, DeliveryReport] = {}
+            report = self._ask(plugin, name, "delivery_report", None)
+            if isinstance(report, DeliveryReport):
+                deliveries[name] = report
+            self.pm.unregister(plugin, name=name)
+            self._rebuild_dispatch()
+            self._collect_variable_defaults()
+            status = self._statuses.get(name) or PluginStatus(name, name, False)
+            self._statuses[name] = attrs.evolve(status, loaded=False,
+                                                reason="not named in integrationPlugins")
+            log.info("plugin '%s' stopped while running", name)
+            return HostStopReport(failures, deliveries)
 
     # ----------------------------------------------------------------- listing and stopping
 

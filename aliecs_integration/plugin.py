@@ -29,6 +29,12 @@ from a plugin to its host; nobody reads a plugin's attributes):
   ``on_host_stop`` returned (:meth:`PluginHost.stop <aliecs_integration.host.PluginHost.stop>`).
 - ``metrics_snapshot()`` -> :class:`~aliecs_integration.publish.metrics.MetricsSnapshot` or None:
   per-topic counts (:meth:`PluginHost.metrics <aliecs_integration.host.PluginHost.metrics>`).
+- ``reconfigure(settings)``: new, validated settings while running (live settings,
+  :meth:`PluginHost.reconfigure <aliecs_integration.host.PluginHost.reconfigure>`). The
+  :class:`Plugin` default makes :attr:`Plugin.settings` return them; a plugin that keeps
+  something built from its settings (a producer, a connection) overrides it, rebuilds that
+  without losing what it holds, and raises to refuse the change (it keeps its old settings).
+  A plugin without the method keeps the settings it was created with.
 - ``spool_stats()`` -> mapping of str to int, or None: the on-disk spool's ``entries``,
   ``bytes``, ``replayed`` and ``trimmed`` when the plugin has one on
   (:meth:`PluginHost.spool_stats <aliecs_integration.host.PluginHost.spool_stats>`).
@@ -40,6 +46,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
+
+import attrs
 
 from aliecs_integration.publish.metrics import MetricsSnapshot
 from aliecs_integration.records import ConnectionState, DeliveryReport, PluginContext
@@ -85,6 +93,10 @@ class Plugin:
     def metrics_snapshot(self) -> MetricsSnapshot | None:
         """Per-topic counts; None: this plugin has none."""
         return None
+
+    def reconfigure(self, settings: Settings) -> None:
+        """New settings while running: from now on :attr:`settings` returns ``settings``."""
+        self.context = attrs.evolve(self.context, settings=settings)
 
     def spool_stats(self) -> Mapping[str, int] | None:
         """The on-disk spool's counts; None: this plugin has no spool on."""

@@ -83,13 +83,16 @@ def read_text(
             raise YamlInputError(
                 f"{info.st_size} bytes: larger than the {max_bytes} bytes accepted"
             )
-        data = _read_bounded(fd, max_bytes, timeout_s)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    data = _read_bounded(fd, max_bytes, timeout_s)
     return decode(data, max_bytes=max_bytes)
 
 
 def _read_bounded(fd: int, max_bytes: int, timeout_s: float) -> bytes:
+    """Read ``fd`` on a thread of its own, waiting at most ``timeout_s``; takes ownership of
+    ``fd`` (the reading thread closes it when it stops, even after the caller gave up)."""
     chunks: list[bytes] = []
     failure: list[BaseException] = []
 
@@ -104,9 +107,17 @@ def _read_bounded(fd: int, max_bytes: int, timeout_s: float) -> bytes:
                 total += len(chunk)
         except OSError as exc:
             failure.append(exc)
+        finally:
+            # The reader owns the descriptor: closed only once no read can follow, so a
+            # reader that outlives the timeout never reads a reused descriptor number.
+            os.close(fd)
 
     thread = threading.Thread(target=reader, name="yaml-read", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except BaseException:
+        os.close(fd)
+        raise
     thread.join(timeout_s)
     if thread.is_alive():
         raise YamlInputError(f"not read within {timeout_s:g} s: refused")

@@ -40,6 +40,7 @@ from aliecs_integration.plugin import Plugin
 from aliecs_integration.publish.headers import HeaderMaker
 from aliecs_integration.publish.metrics import Metrics, MetricsSnapshot
 from aliecs_integration.publish.publisher import Publisher, shared_publisher
+from aliecs_integration.publish.switch import PublisherSwitch, SwitchablePublisher
 from aliecs_integration.publish.topics import DEFAULT, TopicNames, key_for
 from aliecs_integration.records import (
     CallEvent,
@@ -62,8 +63,13 @@ from aliecs_integration.records import (
     TransitionStepEvent,
     User,
 )
+from aliecs_integration.settings.core import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _snapshot_of(publisher: SwitchablePublisher) -> MetricsSnapshot | None:
+    return publisher.metrics.snapshot() if isinstance(publisher, Publisher) else None
 
 
 @attrs.frozen
@@ -462,25 +468,58 @@ class CoreKafkaPlugin(Plugin):
         settings = context.settings
         self.topics = TopicNames(settings.producer.topic_root)
         self._encoding = Encoding(self.topics)
-        self.publisher: Publisher | None = None
         self._stopped = False
         self._final: DeliveryReport | None = None
         self._idle_metrics = Metrics()
         self._listeners: tuple[EventListener, ...] = ()
         self._listeners_lock = threading.Lock()
         self._headers = HeaderMaker(events_pb2.Event, context.instance_id)
-        if settings.producing:
-            self.publisher = shared_publisher(
-                settings.kafka_endpoints, settings.producer, name=context.name
-            )
-            t = self.topics
-            self.publisher.prepare([t.core, t.environment, t.task, t.role, t.call, t.run])
-        else:
+        self._switch = PublisherSwitch(self._new_publisher(settings), _snapshot_of)
+        self._closed: Publisher | None = None  # the last publisher, after host stop
+
+    def _new_publisher(self, settings: Settings) -> Publisher | None:
+        if not settings.producing:
             log.info(
                 "%s: producing is off (enableKafka false or kafkaEndpoints empty): "
                 "nothing is published",
-                context.name,
+                self.name,
             )
+            return None
+        publisher = shared_publisher(settings.kafka_endpoints, settings.producer, name=self.name)
+        t = TopicNames(settings.producer.topic_root)
+        publisher.prepare([t.core, t.environment, t.task, t.role, t.call, t.run])
+        return publisher
+
+    @property
+    def publisher(self) -> Publisher | None:
+        """The current publisher; None when producing is off."""
+        return cast("Publisher | None", self._switch.current)
+
+    @publisher.setter
+    def publisher(self, value: Publisher | None) -> None:
+        self._switch = PublisherSwitch(value, _snapshot_of)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """New settings while running: when ``enableKafka``, ``kafkaEndpoints`` or
+        ``kafkaProducer`` changed, a new publisher (or none) replaces the current one (see
+        :class:`~aliecs_integration.publish.switch.PublisherSwitch`: the old one is flushed
+        within ``flushTimeoutSeconds`` and closed; nothing is lost or sent twice, order per
+        environment holds). Other changes only update :attr:`settings`."""
+        old = self.settings
+        super().reconfigure(settings)
+        if self._stopped or (old.producing, old.kafka_endpoints, old.producer) == (
+                settings.producing, settings.kafka_endpoints, settings.producer):
+            return
+        new = self._new_publisher(settings)
+        report = self._switch.replace(new, old.producer.flush_timeout_s)
+        self.topics = TopicNames(settings.producer.topic_root)
+        self._encoding = Encoding(self.topics)
+        if report is not None:
+            log.info("%s: previous producer closed: %d delivered, %d failed, %d dropped, "
+                     "%d undelivered", self.name, report.delivered, report.failed,
+                     report.dropped, report.undelivered)
+        log.info("%s: now producing to %s", self.name,
+                 ",".join(settings.kafka_endpoints) if new is not None else "nothing (off)")
 
     def endpoint(self) -> str:
         """The bootstrap servers, comma-separated."""
@@ -490,43 +529,52 @@ class CoreKafkaPlugin(Plugin):
         """The publisher's state; IDLE when producing is off, SHUTDOWN after host stop."""
         if self._stopped:
             return ConnectionState.SHUTDOWN
-        if self.publisher is None:
+        publisher = self.publisher
+        if publisher is None:
             return ConnectionState.IDLE
-        return self.publisher.connection_state()
+        return publisher.connection_state()
 
     def metrics(self) -> Metrics:
-        """The publisher's metrics (all zero when producing is off)."""
-        return self._idle_metrics if self.publisher is None else self.publisher.metrics
+        """The current publisher's metrics (after host stop: the last one's; all zero when
+        producing is off)."""
+        publisher = self.publisher or self._closed
+        return self._idle_metrics if publisher is None else publisher.metrics
 
     def metrics_snapshot(self) -> MetricsSnapshot:
-        """Per-topic counts of the publisher (all zero when producing is off)."""
-        return self.metrics().snapshot()
+        """Per-topic counts of every publisher this plugin used (all zero when producing was
+        always off)."""
+        return self._switch.metrics_snapshot(self.metrics().snapshot())
 
     def spool_stats(self) -> Mapping[str, int] | None:
         """The publisher's spool (``kafkaProducer.spool``): entries, bytes, replayed,
         trimmed; None when producing is off or the spool is not on."""
-        if self.publisher is None:
+        publisher = self.publisher
+        if publisher is None:
             return None
-        stats = self.publisher.spool_stats()
+        stats = publisher.spool_stats()
         return None if stats is None else {k: int(v) for k, v in stats.items()}
 
     def flush(self, timeout_s: float) -> DeliveryReport | None:
         """Wait up to ``timeout_s`` for every event handed over to be acknowledged; None when
         producing is off. After host stop: the final report."""
-        if self.publisher is None:
-            return None
         if self._final is not None:
             return self._final
-        return self.publisher.flush(timeout_s)
+        publisher = self.publisher
+        if publisher is None:
+            return self._switch.delivery_report(None)
+        return self._switch.delivery_report(publisher.flush(timeout_s))
 
     def delivery_report(self) -> DeliveryReport | None:
-        """The publisher's totals (final after host stop); None when producing is off."""
-        if self.publisher is None:
-            return None
+        """The totals of every publisher used (final after host stop); None when producing
+        was always off."""
         if self._final is not None:
             return self._final
-        snap = self.publisher.metrics.snapshot()
-        return DeliveryReport(snap.sent, snap.failed, snap.dropped, snap.queued)
+        publisher = self.publisher
+        if publisher is None:
+            return self._switch.delivery_report(None)
+        snap = publisher.metrics.snapshot()
+        return self._switch.delivery_report(
+            DeliveryReport(snap.sent, snap.failed, snap.dropped, snap.queued))
 
     def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener(topic, key, value)`` with every message once the publisher accepted
@@ -548,16 +596,13 @@ class CoreKafkaPlugin(Plugin):
         self._emit(self._encoding.any, record)
 
     def _emit(self, encoder: Callable[[Any], Message], record: Any) -> None:
-        """``encoder(record)`` to the publisher, then to the listeners (nothing is encoded
-        when nobody takes the message)."""
-        if self._stopped:
-            return
-        publisher, listeners = self.publisher, self._listeners
-        if publisher is None and not listeners:
+        """``encoder(record)`` to the current publisher, then to the listeners (nothing is
+        encoded when nobody takes the message)."""
+        listeners = self._listeners
+        if self._stopped or (self._switch.current is None and not listeners):
             return
         topic, key, value = encoder(record)
-        if publisher is not None:
-            publisher.publish(topic, value, key, self._headers())
+        self._switch.publish(topic, value, key, self._headers())
         for listener in listeners:
             try:
                 listener(topic, key, value)
@@ -573,16 +618,20 @@ class CoreKafkaPlugin(Plugin):
     @hookimpl
     def on_host_stop(self, event: HostStopEvent) -> None:
         """Flushes and closes the publisher within ``event.timeout_s``; logs the report."""
-        if self.publisher is not None and not self._stopped:
-            report = self._final = self.publisher.close(event.timeout_s)
-            log.info(
-                "%s: stopped: %d delivered, %d failed, %d dropped, %d undelivered",
-                self.name,
-                report.delivered,
-                report.failed,
-                report.dropped,
-                report.undelivered,
-            )
+        if not self._stopped:
+            self._closed = self.publisher
+            last = self._switch.replace(None, event.timeout_s)
+            if last is not None:
+                report = self._final = self._switch.delivery_report(None)
+                assert report is not None
+                log.info(
+                    "%s: stopped: %d delivered, %d failed, %d dropped, %d undelivered",
+                    self.name,
+                    report.delivered,
+                    report.failed,
+                    report.dropped,
+                    report.undelivered,
+                )
         self._stopped = True
 
     @hookimpl

@@ -109,7 +109,8 @@ class Environment:
         self._user = _check_user_vars(user_vars or {})
         self._plugin_defaults = dict(plugin_defaults or {})
         self._runtime = dict(runtime_vars or {})
-        self._base = {**self._plugin_defaults, **(defaults or {}), **self._runtime, **self._user}
+        self._defaults = dict(defaults or {})
+        self._base = {**self._plugin_defaults, **self._defaults, **self._runtime, **self._user}
         self._managed: dict[str, str] = {
             "environment_id": env_id,
             "detectors": json.dumps(list(self.detectors), separators=(",", ":")),
@@ -203,7 +204,19 @@ class Environment:
         """The workflow was loaded: its defaults and template info apply from now on."""
         with self._lock:
             self.workflow = workflow
-            self._base = {**self._plugin_defaults, **defaults, **self._runtime, **self._user}
+            self._defaults = dict(defaults)
+            self._base = {**self._plugin_defaults, **self._defaults, **self._runtime, **self._user}
+            self._changed()
+
+    def set_defaults(self, runtime_vars: Mapping[str, str],
+                     plugin_defaults: Mapping[str, str]) -> None:
+        """New runtime defaults (layer 3) and plugin defaults (layer 4) from live settings:
+        they apply from the next read of the variables (the next call, the next event); the
+        user and managed variables still take precedence."""
+        with self._lock:
+            self._runtime = dict(runtime_vars)
+            self._plugin_defaults = dict(plugin_defaults)
+            self._base = {**self._plugin_defaults, **self._defaults, **self._runtime, **self._user}
             self._changed()
 
     def set_var(self, name: str, value: str) -> None:

@@ -171,6 +171,20 @@ class EnvironmentManager:
 
     # ------------------------------------------------------------------ public API
 
+    def set_defaults(self, runtime_vars: Mapping[str, str],
+                     plugin_defaults: Mapping[str, str]) -> None:
+        """Live settings: new runtime variable defaults (Consul's ``o2/runtime/aliecs/vars/``
+        or ``runtimeVars``) and plugin variable defaults, for the environments created from
+        now on and for the next calls of every existing one (see
+        :meth:`Environment.set_defaults
+        <aliecs_integration.engine.environment.Environment.set_defaults>`)."""
+        with self._slots_lock:
+            self._runtime_vars = dict(runtime_vars)
+            self._variable_defaults = dict(plugin_defaults)
+            environments = [slot.env for slot in self._slots.values()]
+        for env in environments:
+            env.set_defaults(self._runtime_vars, self._variable_defaults)
+
     def create(
         self,
         workflow: Workflow | TemplateRef | None = None,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 import collections
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import attrs
@@ -294,3 +294,42 @@ class Metrics:
             topics=MappingProxyType(topics),
             published=sum(t.published for t in topics.values()),
         )
+
+
+def _add_buckets(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    if not a or not b:
+        return a or b
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def merged(snapshots: Sequence[MetricsSnapshot]) -> MetricsSnapshot:
+    """One snapshot adding up the counts of ``snapshots`` (publishers used one after the
+    other, e.g. before and after a live settings change): per topic, ``published``, ``sent``,
+    ``failed``, ``dropped``, the latency count, samples, buckets and sum are summed (so
+    counters never go down), the maximum latency is the largest, p50/p99 are the last
+    snapshot's that has the topic; ``queued`` is the last snapshot's."""
+    topics: dict[str, TopicMetrics] = {}
+    for snap in snapshots:
+        for name, t in snap.topics.items():
+            before = topics.get(name)
+            if before is None:
+                topics[name] = t
+                continue
+            a, b = before.latency, t.latency
+            latency = attrs.evolve(
+                b, count=a.count + b.count, samples=a.samples + b.samples,
+                max_s=max(a.max_s, b.max_s), buckets=_add_buckets(a.buckets, b.buckets),
+                sum_s=a.sum_s + b.sum_s)
+            topics[name] = TopicMetrics(
+                sent=before.sent + t.sent, failed=before.failed + t.failed,
+                dropped=before.dropped + t.dropped, latency=latency,
+                published=before.published + t.published)
+    ordered = dict(sorted(topics.items()))
+    return MetricsSnapshot(
+        sent=sum(t.sent for t in ordered.values()),
+        failed=sum(t.failed for t in ordered.values()),
+        dropped=sum(t.dropped for t in ordered.values()),
+        queued=snapshots[-1].queued if snapshots else 0,
+        topics=MappingProxyType(ordered),
+        published=sum(t.published for t in ordered.values()),
+    )

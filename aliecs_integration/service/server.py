@@ -37,6 +37,7 @@ from aliecs_integration.monitoring.collector import WatchSource, static_watch_st
 from aliecs_integration.monitoring.endpoint import MonitoringEndpoint, start_monitoring
 from aliecs_integration.pb import o2control_pb2
 from aliecs_integration.service.fanout import EventFanout
+from aliecs_integration.service.reload import ApplyReport, apply_settings
 from aliecs_integration.service.servicer import ALICE_DETECTORS, ControlServicer
 from aliecs_integration.service.templates import TemplateCatalog
 from aliecs_integration.settings.core import Settings
@@ -250,6 +251,17 @@ class ControlServer:
         if self._host is not None:
             self._host.stop(timeout_s=2.0)
         self._lock.release()
+
+    def apply_settings(self, settings: Settings, *, flush_timeout_s: float = 10.0) -> ApplyReport:
+        """Apply new, validated settings while serving, without stopping environments (see
+        :func:`aliecs_integration.service.reload.apply_settings`). Raises :class:`ServeError`
+        when the server is not running."""
+        if self._host is None or self._manager is None or self._report is not None:
+            raise ServeError("the server is not running: settings cannot be applied")
+        report = apply_settings(self._host, self._manager, settings,
+                                flush_timeout_s=flush_timeout_s)
+        self.settings = settings
+        return report
 
     def busy_operations(self) -> dict[str, str]:
         """Environment id -> operation in progress."""

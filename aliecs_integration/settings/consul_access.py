@@ -13,6 +13,7 @@ written into the URL itself (``?token=``) is refused, since URLs are shown.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, urlsplit
@@ -53,6 +54,21 @@ def _split(url: str, *, what: str) -> SplitResult:
                             source=what) from None
 
 
+def _read_head(path: str, limit: int, *, what: str, where: str) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path``; ``SettingsError`` naming ``what``
+    and the path when it cannot be read or is not a regular file."""
+    try:
+        # O_NONBLOCK: a FIFO in its place is refused instead of waiting for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SettingsError(f"{what} {path} is not a regular file", source=where)
+            return handle.read(limit)
+    except OSError as exc:
+        raise SettingsError(f"cannot read the {what} {path}: {exc.strerror or exc}",
+                            source=where) from None
+
+
 def read_token_file(path: str) -> str:
     """The token in the file at ``path`` (whitespace around it stripped).
 
@@ -60,15 +76,7 @@ def read_token_file(path: str) -> str:
     larger than :data:`MAX_TOKEN_FILE_BYTES`, is not UTF-8 or holds no token.
     """
     where = f"token-file {path}"
-    try:
-        with open(path, "rb") as handle:
-            if not os.path.isfile(path):
-                raise SettingsError(f"Consul token file {path} is not a regular file",
-                                    source=where)
-            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
-    except OSError as exc:
-        raise SettingsError(f"cannot read the Consul token file {path}: "
-                            f"{exc.strerror or exc}", source=where) from None
+    data = _read_head(path, MAX_TOKEN_FILE_BYTES + 1, what="Consul token file", where=where)
     if len(data) > MAX_TOKEN_FILE_BYTES:
         raise SettingsError(f"Consul token file {path} is larger than {MAX_TOKEN_FILE_BYTES} "
                             "bytes; expected one ACL token", source=where)
@@ -92,15 +100,7 @@ def check_ca_file(path: str) -> str:
     Raises ``SettingsError`` naming the path otherwise.
     """
     where = f"CA bundle {path}"
-    try:
-        with open(path, "rb") as handle:
-            if not os.path.isfile(path):
-                raise SettingsError(f"Consul CA bundle {path} is not a regular file",
-                                    source=where)
-            data = handle.read(MAX_CA_FILE_BYTES + 1)
-    except OSError as exc:
-        raise SettingsError(f"cannot read the Consul CA bundle {path}: {exc.strerror or exc}",
-                            source=where) from None
+    data = _read_head(path, MAX_CA_FILE_BYTES + 1, what="Consul CA bundle", where=where)
     if len(data) > MAX_CA_FILE_BYTES:
         raise SettingsError(f"Consul CA bundle {path} is larger than {MAX_CA_FILE_BYTES} bytes",
                             source=where)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import consul
 import requests
 
@@ -319,6 +320,101 @@ def _decode(value: bytes, *, source: str, what: str) -> str:
         raise SettingsError(f"{what} is not UTF-8 text (byte {exc.start})", source=source) from exc
 
 
+@attrs.frozen
+class Document:
+    """A settings document as read from its source, not validated yet: the YAML ``text``
+    (None: the Consul key does not exist), the runtime variables read from Consul's prefix
+    (raw bytes by name), and ``source`` (the file path or ``consul[s]://`` key)."""
+
+    text: bytes | str | None
+    source: str
+    runtime_vars: Mapping[str, bytes] = attrs.field(factory=dict)
+    vars_source: str = ""
+    """The ``consul[s]://`` URL of the runtime variables' prefix (empty for a file)."""
+
+
+def read_consul(
+    access: ConsulAccess,
+    *,
+    settings_key: str = DEFAULT_SETTINGS_KEY,
+    vars_prefix: str = DEFAULT_VARS_PREFIX,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Document:
+    """Read (not validate) the settings document at ``settings_key`` and the runtime variables
+    under ``vars_prefix``. Raises ``SettingsError`` only when Consul cannot be reached within
+    ``timeout_s``, TLS fails or it refuses the read (see :func:`settings_from` for the
+    document)."""
+    settings_key = settings_key.strip("/")
+    prefix = _normalise_prefix(vars_prefix)
+    with _consul(access, timeout_s=timeout_s) as kv:
+        source = kv.url(settings_key)
+        value = kv.get(settings_key)
+        variables = {
+            key[len(prefix):]: raw for key, raw in kv.get_prefix(prefix).items() if key != prefix
+        }
+        vars_url = kv.url(prefix)
+        return Document(value, source, variables,
+                        vars_url if vars_url.endswith("/") else f"{vars_url}/")
+
+
+def read_file(path: Path) -> Document:
+    """Read (not validate) a settings file. Raises ``SettingsError`` when the file is missing,
+    unreadable, not UTF-8 or too large."""
+    text, source = _read_file(path)
+    return Document(text, source)
+
+
+def settings_from(document: Document, *, declared_keys: Collection[str] = ()) -> Settings:
+    """Validate a document read by :func:`read_consul` or :func:`read_file`: the same checks
+    as at start (YAML, :class:`Settings`, ``kafkaProducer``, the keys plugins declare).
+    Raises ``SettingsError`` naming the source and key and what was expected."""
+    source = document.source
+    if document.text is None:
+        hostport, _, key = source.split("://", 1)[-1].partition("/")
+        raise SettingsError(
+            f"settings key not found in Consul at {hostport}; expected a YAML settings "
+            "document there (write one with `settings push`)",
+            source=source,
+            key=key,
+        )
+    text = document.text
+    if isinstance(text, bytes):
+        text = _decode(text, source=source, what="settings document")
+    variables = {
+        name: _decode(raw, source=f"{document.vars_source}{name}", what="runtime variable")
+        for name, raw in document.runtime_vars.items()
+    }
+    return Settings.from_dict(parse_yaml(text, source=source), source=source,
+                              runtime_vars=variables, declared_keys=declared_keys)
+
+
+def wait_for_change(
+    access: ConsulAccess,
+    key: str,
+    *,
+    index: int,
+    wait_s: float,
+    recurse: bool = False,
+) -> int:
+    """A Consul blocking query on ``key`` (a prefix with ``recurse``): returns Consul's index
+    once something under it changed since ``index`` or ``wait_s`` passed (then the index may
+    be unchanged); ``index`` 0 returns at once. Raises ``SettingsError`` when Consul cannot be
+    reached, TLS fails or it refuses the read."""
+    key = key.strip("/") if not recurse else _normalise_prefix(key)
+    with _consul(access, timeout_s=wait_s + DEFAULT_TIMEOUT_S) as kv:
+        wait = f"{max(1, int(wait_s))}s"
+        new_index, _ = kv.call(
+            "read", key,
+            lambda: kv.client.kv.get(key, index=index or None, wait=wait, recurse=recurse,
+                                     token=kv.token, keys=recurse),
+            permission="key_prefix:read" if recurse else "key:read")
+    try:
+        return int(new_index)
+    except (TypeError, ValueError):
+        raise SettingsError(f"unexpected answer from Consul at {kv.hostport}: no index",
+                            source=kv.url(key)) from None
+
+
 def load_consul(
     address: str,
     *,
@@ -339,9 +435,10 @@ def load_consul(
     permission), the key is missing, a value is not UTF-8, the YAML is malformed (with line)
     or a key has a wrong type.
     """
-    return _load_consul(_address(address, token=token, ca_file=ca_file),
-                        settings_key=settings_key, vars_prefix=vars_prefix, timeout_s=timeout_s,
-                        declared_keys=declared_keys)
+    document = read_consul(_address(address, token=token, ca_file=ca_file),
+                           settings_key=settings_key, vars_prefix=vars_prefix,
+                           timeout_s=timeout_s)
+    return settings_from(document, declared_keys=declared_keys)
 
 
 def _address(address: str, *, token: str | None, ca_file: str | Path | None) -> ConsulAccess:
@@ -354,32 +451,47 @@ def _address(address: str, *, token: str | None, ca_file: str | Path | None) -> 
     return access
 
 
-def _load_consul(
-    access: ConsulAccess, *, settings_key: str, vars_prefix: str, timeout_s: float,
-    declared_keys: Collection[str],
-) -> Settings:
-    settings_key = settings_key.strip("/")
-    prefix = _normalise_prefix(vars_prefix)
-    with _consul(access, timeout_s=timeout_s) as kv:
-        source = kv.url(settings_key)
-        value = kv.get(settings_key)
-        if value is None:
-            raise SettingsError(
-                f"settings key not found in Consul at {kv.hostport}; expected a YAML settings "
-                f"document there (write one with `settings push`)",
-                source=source,
-                key=settings_key,
-            )
-        text = _decode(value, source=source, what="settings document")
-        variables = {
-            key[len(prefix) :]: _decode(raw, source=kv.url(key), what="runtime variable")
-            for key, raw in kv.get_prefix(prefix).items()
-            if key != prefix
-        }
-    return Settings.from_dict(
-        parse_yaml(text, source=source), source=source, runtime_vars=variables,
-        declared_keys=declared_keys,
-    )
+@attrs.frozen
+class SourceSpec:
+    """A settings source parsed: a YAML ``path``, or Consul (``access``: address, TLS, token)
+    with the settings document at ``key``. ``shown``: the source with secrets left out."""
+
+    shown: str
+    path: Path | None = None
+    access: ConsulAccess | None = None
+    key: str = DEFAULT_SETTINGS_KEY
+
+
+def parse_source(
+    source: str, *, token: str | None = None, ca_file: str | Path | None = None
+) -> SourceSpec:
+    """Parse ``consul[s]://host:port[/settings/key][?token-file=PATH&ca-file=PATH]``,
+    ``file:///path`` or a YAML file path; ``token`` and ``ca_file`` (the CLI's
+    ``--consul-token`` and ``--consul-ca``) take precedence over the URL's, the URL's
+    ``token-file`` over ``$CONSUL_HTTP_TOKEN``. Raises ``SettingsError`` for an empty source,
+    an unknown URL scheme or a bad Consul address, token file or CA file."""
+    text = source.strip()
+    if not text:
+        raise SettingsError(
+            "no settings source given: expected consul://host:port[/key] or a YAML file path"
+        )
+    if "://" in text:
+        scheme = text.partition("://")[0].lower()
+        if scheme in ("consul", "consuls"):
+            access, key = consul_access.parse(text, token=token, ca_file=ca_file)
+            return SourceSpec(access.url(key or DEFAULT_SETTINGS_KEY), access=access,
+                              key=key or DEFAULT_SETTINGS_KEY)
+        if scheme == "file":
+            return SourceSpec(consul_access.shown(text),
+                              path=Path(text.partition("://")[2]))
+        shown = consul_access.shown(source)
+        raise SettingsError(
+            f"unknown settings source scheme {shown.partition('://')[0]!r}: "
+            "expected consul://host:port[/key], consuls://host:port[/key], file:///path or a "
+            "YAML file path",
+            source=shown,
+        )
+    return SourceSpec(text, path=Path(text))
 
 
 def load(
@@ -390,36 +502,19 @@ def load(
     ca_file: str | Path | None = None,
     declared_keys: Collection[str] = (),
 ) -> Settings:
-    """Load settings from ``consul[s]://host:port[/settings/key][?token-file=PATH&ca-file=PATH]``
-    or a YAML file path; ``token`` and ``ca_file`` (the CLI's ``--consul-token`` and
-    ``--consul-ca``) take precedence over the URL's, the URL's ``token-file`` over
-    ``$CONSUL_HTTP_TOKEN``.
+    """Load settings from ``source`` (see :func:`parse_source` for its forms and the token and
+    CA precedence).
 
     Raises ``SettingsError`` for an empty source or an unknown URL scheme, or whatever
     :func:`load_consul` / :func:`load_file` raise.
     """
-    text = source.strip()
-    if not text:
-        raise SettingsError(
-            "no settings source given: expected consul://host:port[/key] or a YAML file path"
-        )
-    if "://" in text:
-        scheme = text.partition("://")[0].lower()
-        if scheme in ("consul", "consuls"):
-            access, key = consul_access.parse(text, token=token, ca_file=ca_file)
-            return _load_consul(access, settings_key=key or DEFAULT_SETTINGS_KEY,
-                                vars_prefix=DEFAULT_VARS_PREFIX, timeout_s=timeout_s,
-                                declared_keys=declared_keys)
-        if scheme == "file":
-            return load_file(Path(text.partition("://")[2]), declared_keys=declared_keys)
-        shown = consul_access.shown(source)
-        raise SettingsError(
-            f"unknown settings source scheme {shown.partition('://')[0]!r}: "
-            "expected consul://host:port[/key], consuls://host:port[/key], file:///path or a "
-            "YAML file path",
-            source=shown,
-        )
-    return load_file(Path(text), declared_keys=declared_keys)
+    spec = parse_source(source, token=token, ca_file=ca_file)
+    if spec.path is not None:
+        return load_file(spec.path, declared_keys=declared_keys)
+    assert spec.access is not None
+    document = read_consul(spec.access, settings_key=spec.key, vars_prefix=DEFAULT_VARS_PREFIX,
+                           timeout_s=timeout_s)
+    return settings_from(document, declared_keys=declared_keys)
 
 
 def push_to_consul(

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, cast
 
 from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
@@ -44,6 +44,7 @@ from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import Plugin, nonblocking
 from aliecs_integration.publish.headers import HeaderMaker, Headers
 from aliecs_integration.publish.publisher import shared_publisher
+from aliecs_integration.publish.switch import PublisherSwitch
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.records import (
     CallContext,
@@ -54,6 +55,7 @@ from aliecs_integration.records import (
     HostStopEvent,
     PluginContext,
 )
+from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.producer import ProducerConfig
 
 from .active_runs import ActiveRuns, timestamp_field, varint
@@ -79,6 +81,8 @@ class LegacyPublisher(Protocol):
                 headers: Headers | None = None) -> None: ...
 
     def prepare(self, topics: Iterable[str]) -> None: ...
+
+    def flush(self, timeout_s: float) -> DeliveryReport: ...
 
     def close(self, timeout_s: float | None = None) -> DeliveryReport: ...
 
@@ -126,7 +130,7 @@ class KafkaPlugin(Plugin):
         self.topics = TopicNames(self._config.topic_root)
         self._factory = publisher_factory
         self._clock = clock_ms
-        self._publisher: LegacyPublisher | None = None
+        self._switch = PublisherSwitch(None)
         self._publisher_lock = threading.Lock()
         self._stopped = False
         self.active_runs = ActiveRuns()
@@ -142,10 +146,44 @@ class KafkaPlugin(Plugin):
     def connection_state(self) -> ConnectionState:
         if not self._enabled:
             return ConnectionState.IDLE
-        publisher = self._publisher
+        publisher = self._switch.current
         if publisher is None:
             return ConnectionState.SHUTDOWN if self._stopped else ConnectionState.IDLE
         return publisher.connection_state()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """New settings while running: when ``enableKafka``, ``kafkaEndpoint`` or
+        ``kafkaProducer`` changed, the next messages go to a new publisher (none when Kafka is
+        now off); the old one is flushed and closed first (see
+        :class:`~aliecs_integration.publish.switch.PublisherSwitch`). The running set is kept.
+        Raises :class:`PluginError` (nothing changed) when Kafka is on without
+        ``kafkaEndpoint``."""
+        if settings.enable_kafka and not settings.kafka_endpoint:
+            raise PluginError(f"plugin '{self.name}': setting 'kafkaEndpoint' is not set")
+        old = (self._enabled, self._bootstrap, self._config)
+        super().reconfigure(settings)
+        if old == (settings.enable_kafka, settings.kafka_endpoint, settings.producer):
+            return
+        with self._publisher_lock:
+            self._enabled = settings.enable_kafka
+            self._bootstrap = settings.kafka_endpoint
+            self._config = settings.producer
+            self.topics = TopicNames(self._config.topic_root)
+            self._state_topics = {}
+            if self._stopped:
+                return
+            new = (self._factory((settings.kafka_endpoint,), self._config)
+                   if settings.enable_kafka and settings.kafka_endpoint else None)
+            report = self._switch.replace(new, old[2].flush_timeout_s)
+        if new is not None:
+            new.prepare(self.topics.legacy_topics())
+        if report is not None:
+            log.info("%s: previous producer closed: %d delivered, %d failed, %d dropped, "
+                     "%d undelivered", self.name, report.delivered, report.failed,
+                     report.dropped, report.undelivered)
+        log.info("%s: now %s", self.name,
+                 f"producing to {self._bootstrap}" if new is not None else "publishing nothing "
+                 "(enableKafka is false)")
 
     @hookimpl
     def on_host_start(self, event: HostStartEvent) -> None:
@@ -168,11 +206,10 @@ class KafkaPlugin(Plugin):
     def on_host_stop(self, event: HostStopEvent) -> None:
         """Flush within ``event.timeout_s`` and release the publisher (shared: last user stops)."""
         with self._publisher_lock:
-            publisher, self._publisher = self._publisher, None
             self._stopped = True
-        if publisher is None:
+            report = self._switch.replace(None, event.timeout_s)
+        if report is None:
             return
-        report = publisher.close(event.timeout_s)
         level = logging.WARNING if report.undelivered or report.failed else logging.INFO
         log.log(level, "%s: stopped: %d delivered, %d failed, %d dropped, %d undelivered",
                 self.name, report.delivered, report.failed, report.dropped, report.undelivered)
@@ -268,19 +305,30 @@ class KafkaPlugin(Plugin):
         return topic
 
     def _get_publisher(self) -> LegacyPublisher:
-        publisher = self._publisher  # set once, cleared only by on_host_stop
+        publisher = self._switch.current  # replaced only by reconfigure and on_host_stop
         if publisher is not None:
-            return publisher
+            return cast(LegacyPublisher, publisher)
         with self._publisher_lock:
             if self._stopped:
                 raise PluginError(f"plugin '{self.name}' is stopped: nothing can be published")
-            if self._publisher is None:
+            if not self._enabled:
+                raise PluginError(f"plugin '{self.name}': enableKafka is false: nothing can be "
+                                  "published")
+            current = self._switch.current
+            if current is None:
                 assert self._bootstrap is not None  # checked in __init__ when enabled
-                self._publisher = self._factory((self._bootstrap,), self._config)
-            return self._publisher
+                current = self._factory((self._bootstrap,), self._config)
+                self._switch.replace(current, 0.0)
+            return cast(LegacyPublisher, current)
+
+    def _publish(self, topic: str, value: bytes, headers: Headers) -> None:
+        if not self._switch.publish(topic, value, None, headers):
+            raise PluginError(f"plugin '{self.name}': {topic}: not published: Kafka was "
+                              "switched off meanwhile (enableKafka false)")
 
     def _send(self, topic: str, value: bytes, headers: HeaderMaker) -> None:
-        self._get_publisher().publish(topic, value, None, headers())
+        self._get_publisher()
+        self._publish(topic, value, headers())
 
 
 _INFO_FIELDS: dict[int, tuple[kafka_pb2.EnvInfo, bytes]] = {}

@@ -219,7 +219,7 @@ def test_serve_with_and_without_the_token(secured: Secured, tmp_path: Path) -> N
             if not first:
                 break
         assert first.startswith("serving o2control.Control"), first
-        assert f"settings {secured.source};" in first
+        assert f"settings {secured.source} (watched);" in first
         served.send_signal(signal.SIGTERM)
         out, err = served.communicate(timeout=120)
     finally:
@@ -252,3 +252,33 @@ def test_the_token_is_not_in_debug_logs(secured: Secured) -> None:
         result = invoke("-vv", "settings", "show", "--source", secured.source, *args)
         assert "DEBUG" in result.stderr, result.stderr  # the debug logs were on
         secured.assert_not_shown(result.stdout + result.stderr)
+
+
+def test_the_live_watch_works_with_a_token_that_reads_only_the_settings_key(
+    secured: Secured,
+) -> None:
+    """serve's watch (blocking queries on the key and on the runtime-variable prefix) with the
+    read-only token: a changed document is applied, the prefix it may not list is no error."""
+    from aliecs_integration.settings.sources import load
+    from aliecs_integration.settings.watch import SettingsWatcher
+
+    start = load(secured.source, token=secured.token)
+    applied: list[tuple[str, ...]] = []
+    watcher = SettingsWatcher(secured.source, start,
+                              lambda new: applied.append(new.kafka_endpoints),
+                              token=secured.token, wait_s=2.0)
+    watcher.start()
+    try:
+        time.sleep(1.0)  # both blocking queries established
+        requests.put(f"http://{secured.address}/v1/kv/{secured.key}", headers=MANAGEMENT,
+                     data=DOCUMENT.replace(b"acl-test-broker", b"acl-other-broker"),
+                     timeout=10).raise_for_status()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not applied:
+            time.sleep(0.1)
+        status = watcher.status()
+    finally:
+        watcher.stop()
+    assert applied == [("acl-other-broker:9092",)]
+    assert status.applied == 1 and status.reachable, status
+    assert status.watch_errors == 0, status.last_error

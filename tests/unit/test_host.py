@@ -361,3 +361,68 @@ def test_the_legacy_plugin_owns_kafka_enabled() -> None:
     from aliecs_integration_plugins.kafka import KafkaPlugin
 
     assert dict(KafkaPlugin.variable_defaults) == {"kafka_enabled": "false"}
+
+
+class StartsAndStops(Exporter):
+    """Records its start, flush and stop (live settings: one plugin started and stopped)."""
+
+    log: ClassVar[list[str]] = []
+
+    @hookimpl
+    def on_host_start(self, event: HostStartEvent) -> None:
+        self.log.append(f"start {self.name}")
+
+    @hookimpl
+    def on_host_stop(self, event: HostStopEvent) -> None:
+        self.log.append(f"stop {self.name}")
+
+    def flush(self, timeout_s: float) -> Any:
+        self.log.append(f"flush {self.name}")
+        return None
+
+
+def test_start_and_stop_one_plugin_while_running() -> None:
+    StartsAndStops.log = []
+    eps = [ep("core-kafka", f"{MOD}:Recorder"), ep("exp", f"{MOD}:StartsAndStops")]
+    host = host_with((), eps)
+    assert host.call_function("exp.Hello") is None
+    status = host.start_plugin("exp")
+    assert status.loaded and host.plugin("exp") is not None
+    assert host.call_function("exp.Hello") is not None
+    assert StartsAndStops.log == ["start exp"]  # only the new plugin's on_host_start
+    assert host.start_plugin("exp").loaded and StartsAndStops.log == ["start exp"]
+
+    report = host.stop_plugin("exp", timeout_s=1)
+    assert report.failures == []
+    assert StartsAndStops.log == ["start exp", "flush exp", "stop exp"]
+    assert host.plugin("exp") is None and host.call_function("exp.Hello") is None
+    assert host.call_function_names() == []
+    listed = {s.name: s for s in host.list_plugins()}
+    assert not listed["exp"].loaded and "not named" in listed["exp"].reason
+    assert host.stop_plugin("exp").deliveries == {}  # not loaded: nothing to do
+    with pytest.raises(PluginError, match="always loaded"):
+        host.stop_plugin("core-kafka")
+
+
+def test_start_plugin_nobody_provides_is_reported_not_raised() -> None:
+    host = host_with((), [ep("core-kafka", f"{MOD}:Recorder")])
+    status = host.start_plugin("nope")
+    assert not status.loaded and "no installed plugin provides 'nope'" in status.reason
+
+
+class Refuses(Plugin):
+    def reconfigure(self, settings: Any) -> None:
+        raise ValueError("cannot take these settings")
+
+
+def test_reconfigure_gives_plugins_the_new_settings_and_isolates_refusals() -> None:
+    eps = [ep("core-kafka", f"{MOD}:Recorder"), ep("bad", f"{MOD}:Refuses")]
+    host = host_with(("bad",), eps)
+    new = FakeSettings(integration_plugins=("bad",), raw={"x": 1})
+    failures = host.reconfigure(new)  # type: ignore[arg-type]
+    assert [(f.plugin, f.hook) for f in failures] == [("bad", "reconfigure")]
+    assert host.settings is new
+    core: Any = host.plugin("core-kafka")
+    assert core.settings is new  # the Plugin default: self.settings returns the new ones
+    bad: Any = host.plugin("bad")
+    assert bad.settings is not new

@@ -109,3 +109,42 @@ def test_non_finite_sleep_and_timeout_are_refused(tmp_path: Path, value: str) ->
                   f"  - {{func: a.B(), trigger: after_DEPLOY, timeout: {value}}}\n")
     with pytest.raises(WorkflowError, match="timeout"):
         Workflow.from_yaml(wf)
+
+
+def test_timed_out_reader_keeps_its_descriptor_until_it_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that outlives the timeout must not read a descriptor number reused by the next
+    open (this once made a later test read an empty file): the descriptor stays open, with the
+    same file behind it, until the reader stops, and is closed then."""
+    gate = threading.Event()
+    real_read = os.read
+    seen: list[int] = []
+
+    def slow_read(fd: int, n: int) -> bytes:
+        seen.append(fd)
+        gate.wait(10)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(safe_yaml.os, "read", slow_read)
+    path = tmp_path / "slow.yaml"
+    path.write_text("a: 1\n")
+    with pytest.raises(safe_yaml.YamlInputError, match=r"not read within 0\.2 s"):
+        safe_yaml.read_text(path, timeout_s=0.2)
+    fd = seen[0]
+    assert os.fstat(fd).st_ino == path.stat().st_ino  # still open, still that file
+    other = tmp_path / "other.yaml"
+    other.write_text("b: 2\n")
+    monkeypatch.setattr(safe_yaml.os, "read", real_read)
+    gate.set()
+    assert safe_yaml.read_text(other) == "b: 2\n"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if os.fstat(fd).st_ino != path.stat().st_ino:
+                break  # closed and the number reused by someone else
+        except OSError:
+            break  # closed
+        time.sleep(0.01)
+    else:
+        pytest.fail(f"descriptor {fd} still open 10 s after the reader was released")

@@ -149,3 +149,16 @@ def test_snapshots_stay_consistent_under_concurrent_changes() -> None:
         stop.set()
         thread.join()
     assert bad == []
+
+
+def test_live_defaults_apply_to_the_next_reads_below_user_variables() -> None:
+    from aliecs_integration.engine.environment import Environment
+
+    env = Environment("E1", user_vars={"mine": "user"}, runtime_vars={"kafka_enabled": "false",
+                      "mine": "runtime"}, defaults={"wf": "1"}, plugin_defaults={"p": "0"})
+    before = env.snapshot()
+    env.set_defaults({"kafka_enabled": "true", "mine": "runtime2"}, {"p": "1", "q": "2"})
+    after = env.variables()
+    assert after["kafka_enabled"] == "true" and after["mine"] == "user"
+    assert after["wf"] == "1" and after["p"] == "1" and after["q"] == "2"
+    assert before.variables["kafka_enabled"] == "false"  # a snapshot taken before is kept

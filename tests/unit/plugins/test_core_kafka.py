@@ -65,6 +65,9 @@ class Recorder:
     def prepare(self, topics: Any) -> None:
         self.prepared += list(topics)
 
+    def flush(self, timeout_s: float) -> DeliveryReport:
+        return DeliveryReport(delivered=7, failed=1, dropped=2, undelivered=3)
+
     def close(self, timeout_s: float | None = None) -> DeliveryReport:
         self.closed_with = timeout_s
         return DeliveryReport(delivered=7, failed=1, dropped=2, undelivered=3)
@@ -436,7 +439,7 @@ def test_producing_on_uses_the_shared_publisher_and_closes_it(
     assert plugin.metrics() is recorder.metrics
     with caplog.at_level(logging.INFO):
         plugin.on_host_stop(event=HostStopEvent(timeout_s=2.5))
-    assert recorder.closed_with == 2.5
+    assert recorder.closed_with == pytest.approx(2.5, abs=0.5)  # what is left of 2.5 s
     assert "7 delivered, 1 failed, 2 dropped, 3 undelivered" in caplog.text
     assert plugin.connection_state() is ConnectionState.SHUTDOWN
     plugin.on_core_event(event=CoreEvent(kind=CoreEventKind.FRAMEWORK))
@@ -600,3 +603,38 @@ def test_every_message_carries_the_event_type_an_event_id_and_the_instance() -> 
         ids.add(found["event-id"])
     assert len(ids) == len(recorder.sent) == 4
     assert seen == recorder.sent  # listeners get the same key and value
+
+
+def test_reconfigure_switches_the_publisher_only_when_producing_settings_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[Recorder] = []
+
+    def fake_shared(servers: Any, config: ProducerConfig, *, name: str) -> Recorder:
+        made.append(Recorder())
+        return made[-1]
+
+    monkeypatch.setattr(core_kafka, "shared_publisher", fake_shared)
+    start = Settings(kafka_endpoints=("b:1",), producer=ProducerConfig(topic_root="r"))
+    plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", start))
+    heard: list[str] = []
+    plugin.add_event_listener(lambda topic, key, value: heard.append(topic))
+    event = CoreEvent(kind=CoreEventKind.MESOS_HEARTBEAT)
+
+    plugin.on_core_event(event=event)
+    plugin.reconfigure(attrs.evolve(start, runtime_vars={"x": "1"}))  # not a producing change
+    assert len(made) == 1 and plugin.settings.runtime_vars == {"x": "1"}
+
+    moved = attrs.evolve(start, kafka_endpoints=("c:2",))
+    plugin.reconfigure(moved)
+    assert len(made) == 2 and made[0].closed_with is not None and made[1].prepared
+    plugin.on_core_event(event=event)
+    assert (len(made[0].sent), len(made[1].sent)) == (1, 1)
+
+    plugin.reconfigure(attrs.evolve(moved, enable_kafka=False))
+    assert plugin.publisher is None and made[1].closed_with is not None
+    assert plugin.connection_state() is ConnectionState.IDLE
+    plugin.on_core_event(event=event)  # producing off: encoded for listeners, not published
+    assert (len(made[0].sent), len(made[1].sent), len(heard)) == (1, 1, 3)
+    # both closed publishers' reports (Recorder: 7 delivered, 1 failed, 2 dropped, 3 left)
+    assert plugin.delivery_report() == DeliveryReport(14, 2, 4, 6)

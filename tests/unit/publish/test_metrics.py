@@ -232,3 +232,23 @@ def test_counts_raised_from_statistics_never_go_down_and_windows_set_the_latency
     assert sum(latency.buckets) == 2
     assert latency.sum_s == pytest.approx(0.003)
     assert m.outcomes() == {"a": (0, 5, 0, 0)}
+
+
+def test_merged_snapshots_add_up_so_counters_never_go_down() -> None:
+    from aliecs_integration.publish.metrics import merged
+
+    first, second = Metrics(sample_every=1), Metrics(sample_every=1)
+    for m, topic, n in ((first, "a", 3), (first, "b", 1), (second, "a", 2)):
+        for _ in range(n):
+            m.count_published(topic)
+            m.record_sent(topic, 0.002)
+    m1, m2 = first.snapshot(), second.snapshot()
+    both = merged([m1, m2])
+    assert both.sent == both.published == 6
+    assert both.topics["a"].sent == 5 and both.topics["b"].sent == 1
+    a = both.topics["a"].latency
+    assert a.count == m1.topics["a"].latency.count + m2.topics["a"].latency.count
+    assert sum(a.buckets) == sum(m1.topics["a"].latency.buckets) + sum(
+        m2.topics["a"].latency.buckets)
+    assert a.sum_s == m1.topics["a"].latency.sum_s + m2.topics["a"].latency.sum_s
+    assert merged([m1]) == m1 and merged([]).sent == 0

@@ -117,3 +117,14 @@ def test_bad_ca_files(tmp_path: Path, content: str | None, fragment: str) -> Non
     with pytest.raises(SettingsError) as info:
         parse("consuls://c:1", ca_file=path, environ={})
     assert fragment.format(path=path) in str(info.value)
+
+
+@pytest.mark.parametrize("option", ["token-file", "ca-file"])
+def test_a_fifo_in_place_of_a_file_is_refused_at_once(tmp_path: Path, option: str) -> None:
+    """Opening a FIFO for reading would wait for a writer: it is refused without waiting."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SettingsError, match=f"{fifo} is not a regular file"):
+        parse(f"consul://c:1/k?{option}={fifo}")

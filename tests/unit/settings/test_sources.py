@@ -185,16 +185,23 @@ def test_load_dispatches_consul(
 
     sentinel = Settings(source="sentinel")
 
-    def fake_load_consul(access: ConsulAccess, **kwargs: Any) -> Settings:
+    document = settings_sources.Document("{}", "consul://x/y")
+
+    def fake_read_consul(access: ConsulAccess, **kwargs: Any) -> settings_sources.Document:
         calls.append((access.hostport, kwargs))
         assert access.token == "t" and access.token_origin == "--consul-token"
         assert not access.tls and access.ca_file is None
+        return document
+
+    def fake_settings_from(got: settings_sources.Document, *, declared_keys: Any) -> Settings:
+        assert got is document and declared_keys == ()
         return sentinel
 
-    monkeypatch.setattr(settings_sources, "_load_consul", fake_load_consul)
+    monkeypatch.setattr(settings_sources, "read_consul", fake_read_consul)
+    monkeypatch.setattr(settings_sources, "settings_from", fake_settings_from)
     assert load(source, timeout_s=2.0, token="t") is sentinel
     assert calls == [(address, {"settings_key": key, "timeout_s": 2.0,
-                                "vars_prefix": DEFAULT_VARS_PREFIX, "declared_keys": ()})]
+                                "vars_prefix": DEFAULT_VARS_PREFIX})]
 
 
 @pytest.mark.parametrize(
