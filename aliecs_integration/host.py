@@ -46,6 +46,7 @@ ALWAYS_ON = ("core-kafka",)
 """Plugins loaded whatever ``integrationPlugins`` says."""
 
 log = logging.getLogger(__name__)
+_clock = time.perf_counter
 
 E = TypeVar("E")
 
@@ -327,26 +328,34 @@ class PluginHost:
         logged with the plugin's name and returned, and the others still run. Never raises,
         except ``KeyError`` for a function that is not a hook spec (a programming error).
         """
-        hook_name = hook.__name__
-        impls = self._dispatch.get(hook_name)
+        impls = self._dispatch.get(hook.__name__)
         if impls is None:
-            if not isinstance(getattr(self.pm.hook, hook_name, None), pluggy.HookCaller):
-                raise KeyError(f"no hook named {hook_name!r}")
+            if not isinstance(getattr(self.pm.hook, hook.__name__, None), pluggy.HookCaller):
+                raise KeyError(f"no hook named {hook.__name__!r}")
             return []
         failures: list[PluginFailure] = []
+        slow = self._slow_hook_s
+        started = _clock()
         for plugin_name, function in impls:
-            started = time.perf_counter()
             try:
                 function(event=event)
             except Exception as exc:
-                failures.append(self._record_failure(plugin_name, hook_name, exc))
-            elapsed = time.perf_counter() - started
-            if elapsed > self._slow_hook_s and hook_name != "on_host_stop":  # stop may flush
-                with self._lock:
-                    self._slow_count[plugin_name] = self._slow_count.get(plugin_name, 0) + 1
-                log.warning("plugin '%s' took %.3f s in %s (slow hooks delay the environment's "
-                            "transition)", plugin_name, elapsed, hook_name)
+                failures.append(self._record_failure(plugin_name, hook.__name__, exc))
+            done = _clock()
+            if done - started > slow:
+                self._slow(plugin_name, hook.__name__, done - started)
+                done = _clock()
+            started = done
         return failures
+
+    def _slow(self, plugin_name: str, hook_name: str, elapsed: float) -> None:
+        """A hook call took longer than ``slow_hook_s``: counted and logged (not at host stop,
+        which may flush)."""
+        if hook_name != "on_host_stop":
+            with self._lock:
+                self._slow_count[plugin_name] = self._slow_count.get(plugin_name, 0) + 1
+            log.warning("plugin '%s' took %.3f s in %s (slow hooks delay the environment's "
+                        "transition)", plugin_name, elapsed, hook_name)
 
     def _record_failure(self, plugin_name: str, hook_name: str, exc: Exception) -> PluginFailure:
         failure = PluginFailure(plugin_name, hook_name, exc)

@@ -47,11 +47,6 @@ def _frozen_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
-def now_ns() -> int:
-    """The current time in nanoseconds since the epoch."""
-    return time.time_ns()
-
-
 @attrs.frozen
 class User:
     """The user who made the last request on an environment (``common.User``)."""
@@ -110,7 +105,7 @@ class TransitionStepEvent:
     finished: bool
     message: str
     error: str = ""
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
     include_vars: bool = False
 
 
@@ -124,7 +119,7 @@ class StateChangeEvent:
     environment: EnvironmentSnapshot
     state: str
     transition: str
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
 
 
 @attrs.frozen
@@ -143,7 +138,7 @@ class RunEvent:
     status: OpStatus
     error: str = ""
     last_request_user: User | None = None
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
 
 
 @attrs.frozen
@@ -168,7 +163,7 @@ class CallEvent:
     return_var: str = ""
     output: str = ""
     error: str = ""
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
 
 
 @attrs.frozen
@@ -185,7 +180,7 @@ class CallContext:
     trigger: str
     args: str
     traits: CallTraits
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
     role_path: str = ""
     reporter: Callable[[IntegratedServiceEvent], object] | None = attrs.field(
         default=None, eq=False, repr=False)
@@ -231,7 +226,7 @@ class IntegratedServiceEvent:
     operation_step_status: OpStatus = OpStatus.NULL
     error: str = ""
     payload: str = ""
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
 
 
 @attrs.frozen
@@ -247,7 +242,7 @@ class TaskEvent:
     class_name: str = ""
     path: str = ""
     traits: CallTraits | None = None
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
 
 
 @attrs.frozen
@@ -259,7 +254,7 @@ class RoleEvent:
     state: str
     role_path: str
     environment_id: str
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
 
 
 class CoreEventKind(enum.Enum):
@@ -275,7 +270,7 @@ class CoreEvent:
     kind: CoreEventKind
     framework_id: str = ""
     message: str = ""
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
 
 
 @attrs.frozen
@@ -287,7 +282,7 @@ class HostStartEvent:
     start event or an empty running list would mislead every consumer)."""
 
     plugin_names: tuple[str, ...]
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
     framework_id: str = ""
     """The id of this instance (a UUID, logged at start; ``coreStartEvent.frameworkId``)."""
     listing: bool = False
@@ -298,7 +293,7 @@ class HostStopEvent:
     """The host is shutting down; plugins flush what they hold within ``timeout_s``."""
 
     timeout_s: float
-    timestamp_ns: int = attrs.field(factory=now_ns)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
 
 
 @attrs.frozen

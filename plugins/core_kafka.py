@@ -110,12 +110,25 @@ def _set_traits(message: events_pb2.Traits, traits: CallTraits) -> None:
 _SMALL_VARINTS = tuple(bytes([n]) for n in range(128))
 
 
+_LOW_28 = (1 << 28) - 1
+
+
+def _low_groups(value: int) -> bytes:
+    """The four varint bytes of the low 28 bits of ``value``, each with the continuation bit
+    (a higher group follows): the groups of 7 bits spread into bytes by arithmetic."""
+    low = value & _LOW_28
+    return ((low & 0x7F) | (low & 0x3F80) << 1 | (low & 0x1FC000) << 2 | (low & 0xFE00000) << 3
+            | 0x80808080).to_bytes(4, "little")
+
+
 def _varint(value: int) -> bytes:
-    """Protobuf varint of a non-negative int (message lengths: usually one or two bytes)."""
+    """Protobuf varint of a non-negative int below 2**64."""
     if value < 128:
         return _SMALL_VARINTS[value]
     if value < 16384:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value >= 1 << 28:
+        return _low_groups(value) + _varint(value >> 28)
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -139,30 +152,35 @@ def _fill_shared(p: events_pb2.Ev_EnvironmentEvent, env: EnvironmentSnapshot) ->
             w.name, w.description, w.path, w.public)
 
 
-_SHARED_CACHE: dict[int, tuple[EnvironmentSnapshot, bytes, bytes]] = {}
+_Shared = tuple[EnvironmentSnapshot, "bytes | None", bytes, bytes, int]
+_SHARED_CACHE: dict[int, _Shared] = {}
 _STEP_CACHE: dict[tuple[str, str, str, int], bytes] = {}
 _CACHE_SIZE = 1024
 
 
-def _shared_parts(env: EnvironmentSnapshot) -> tuple[bytes, bytes]:
-    """The fields every event of this snapshot shares, serialized once: (fields 1-3, fields
-    10-11) of ``Ev_EnvironmentEvent``. The manager reuses one snapshot object until the
-    environment changes, so a transition's events share these bytes."""
+def _shared_parts(env: EnvironmentSnapshot) -> _Shared:
+    """What every event of this snapshot shares, built once: (the snapshot, the message key,
+    fields 1-3 and fields 10-11 of ``Ev_EnvironmentEvent`` serialized, their total length).
+    The manager reuses one snapshot object until the environment changes, so a transition's
+    events share these bytes. Cached by the snapshot's identity (the entry holds the snapshot,
+    so its id cannot be reused while the entry lives)."""
     entry = _SHARED_CACHE.get(id(env))
     if entry is not None and entry[0] is env:
-        return entry[1], entry[2]
+        return entry
     head = events_pb2.Ev_EnvironmentEvent(
-        environmentId=env.id, state=env.state, runNumber=env.run_number or 0)
-    tail = events_pb2.Ev_EnvironmentEvent()
-    _fill_shared(tail, env)
-    tail.ClearField("environmentId")
-    tail.ClearField("state")
-    tail.ClearField("runNumber")
-    parts = head.SerializeToString(), tail.SerializeToString()
+        environmentId=env.id, state=env.state, runNumber=env.run_number or 0
+    ).SerializeToString()
+    message = events_pb2.Ev_EnvironmentEvent()
+    _fill_shared(message, env)
+    message.ClearField("environmentId")
+    message.ClearField("state")
+    message.ClearField("runNumber")
+    tail = message.SerializeToString()
+    entry = (env, key_for(env.id), head, tail, len(head) + len(tail))
     if len(_SHARED_CACHE) >= _CACHE_SIZE:
         _SHARED_CACHE.clear()
-    _SHARED_CACHE[id(env)] = (env, *parts)
-    return parts
+    _SHARED_CACHE[id(env)] = entry
+    return entry
 
 
 def _step_part(r: TransitionStepEvent) -> bytes:
@@ -172,7 +190,7 @@ def _step_part(r: TransitionStepEvent) -> bytes:
         return events_pb2.Ev_EnvironmentEvent(
             error=r.error, message=r.message, transition=r.transition,
             transitionStep=r.step, transitionStatus=_status(r.status)).SerializeToString()
-    key = (r.message, r.transition, r.step, int(r.status))
+    key = (r.message, r.transition, r.step, r.status)
     part = _STEP_CACHE.get(key)
     if part is None:
         part = events_pb2.Ev_EnvironmentEvent(
@@ -184,33 +202,45 @@ def _step_part(r: TransitionStepEvent) -> bytes:
     return part
 
 
+# Envelope fields 1 (timestamp, ms) and 2 (timestampNano) of every message, written without a
+# protobuf message for 2**28 <= timestamp_ns < 2**63 (every moment since 1970-01-01T00:00:00.27):
+# the ms field (with the tag of field 2) is kept for the current ms, the varint of
+# timestamp_ns >> 28 for the current 2**28 ns, and the low 28 bits are four varint bytes.
+_FAST_MIN_NS, _FAST_MAX_NS = 1 << 28, 1 << 63
+_ms_field: tuple[int, bytes] = (-1, b"")
+_high_groups: tuple[int, bytes] = (-1, b"")
+
+
 def _envelope_head(timestamp_ns: int) -> bytes:
     """Fields 1 (timestamp, ms) and 2 (timestampNano) of ``events.Event``, serialized."""
-    return events_pb2.Event(timestamp=timestamp_ns // 1_000_000,
-                            timestampNano=timestamp_ns).SerializeToString()
+    global _ms_field, _high_groups
+    if not _FAST_MIN_NS <= timestamp_ns < _FAST_MAX_NS:
+        return events_pb2.Event(timestamp=timestamp_ns // 1_000_000,
+                                timestampNano=timestamp_ns).SerializeToString()
+    ms = timestamp_ns // 1_000_000
+    ms_field = _ms_field  # read once: another thread may replace it
+    if ms_field[0] != ms:
+        ms_field = _ms_field = (ms, b"\x08" + _varint(ms) + b"\x10")
+    high = timestamp_ns >> 28
+    high_groups = _high_groups
+    if high_groups[0] != high:
+        high_groups = _high_groups = (high, _varint(high))
+    low = timestamp_ns & _LOW_28  # as _low_groups does, inline (once per message)
+    return ms_field[1] + (
+        (low & 0x7F) | (low & 0x3F80) << 1 | (low & 0x1FC000) << 2 | (low & 0xFE00000) << 3
+        | 0x80808080).to_bytes(4, "little") + high_groups[1]
 
 
-def _environment_bytes(r: TransitionStepEvent) -> bytes:
-    """The whole ``events.Event`` of an environment event, serialized once and canonically.
-
-    Without ``vars``, the message is assembled from parts serialized once (a protobuf message is
-    the concatenation of its fields in field-number order, which is exactly how a serializer
-    writes it): envelope fields 1-2, then field 11 holding the shared fields 1-3, this event's
-    fields 4-8 and the shared fields 10-11. The event with ``vars`` is built whole
-    (deterministic map order)."""
-    if r.include_vars:
-        event = events_pb2.Event(timestamp=r.timestamp_ns // 1_000_000,
-                                 timestampNano=r.timestamp_ns)
-        p = event.environmentEvent
-        _fill_shared(p, r.environment)
-        p.error, p.message, p.transition, p.transitionStep = (
-            r.error, r.message, r.transition, r.step)
-        p.transitionStatus = _status(r.status)
-        p.vars.update(r.environment.variables)
-        return event.SerializeToString(deterministic=True)
-    head, tail = _shared_parts(r.environment)
-    inner = head + _step_part(r) + tail
-    return _envelope_head(r.timestamp_ns) + _ENVIRONMENT_TAG + _varint(len(inner)) + inner
+def _environment_with_vars(r: TransitionStepEvent) -> bytes:
+    """The environment event that carries ``vars``, built whole (deterministic map order)."""
+    event = events_pb2.Event(timestamp=r.timestamp_ns // 1_000_000, timestampNano=r.timestamp_ns)
+    p = event.environmentEvent
+    _fill_shared(p, r.environment)
+    p.error, p.message, p.transition, p.transitionStep = (
+        r.error, r.message, r.transition, r.step)
+    p.transitionStatus = _status(r.status)
+    p.vars.update(r.environment.variables)
+    return event.SerializeToString(deterministic=True)
 
 
 def _run(r: RunEvent, e: events_pb2.Event, t: TopicNames) -> tuple[str, str]:
@@ -310,39 +340,105 @@ _ENCODERS: Mapping[type, _Encoder] = {
     HostStartEvent: _host_start,
 }
 
-
-_CACHED: Mapping[type, tuple[bytes, str, Callable[[Any], tuple[Any, ...]]]] = {
-    # kind -> (tag of its Event field, field name, the record's fields but the timestamp)
-    CallEvent: (b"\x72", "callEvent", lambda r: (
-        r.environment_id, r.func, r.status, r.traits, r.role_path, r.return_var, r.output,
-        r.error)),
-    RoleEvent: (b"\x6a", "roleEvent", lambda r: (
-        r.name, r.status, r.state, r.role_path, r.environment_id)),
-    TaskEvent: (b"\x62", "taskEvent", lambda r: (
-        r.name, r.task_id, r.state, r.status, r.environment_id, r.hostname, r.class_name,
-        r.path, r.traits)),
-}
-_PAYLOAD_CACHE: dict[tuple[Any, ...], tuple[str, bytes | None, bytes]] = {}
+Message = tuple[str, "bytes | None", bytes]
+"""(topic, key, serialized ``events.Event``)."""
+_Part = tuple["bytes | None", bytes]
+_PAYLOAD_CACHE: dict[tuple[Any, ...], _Part] = {}
 
 
-def _encode_cached(record: Any, topics: TopicNames) -> Encoded:
-    """Call, role and task events repeat (the same call, task or role at every cycle of an
-    environment): their payload field is serialized once per distinct content and placed after
-    the envelope's timestamps, which is exactly the canonical encoding (fields in number
-    order, each once)."""
-    tag, field, fields = _CACHED[type(record)]
-    key = (type(record), topics.root, *fields(record))
-    entry = _PAYLOAD_CACHE.get(key)
-    if entry is None:
-        event = events_pb2.Event()
-        topic, key_id = _ENCODERS[type(record)](record, event, topics)
-        body = getattr(event, field).SerializeToString()
-        entry = (topic, key_for(key_id), tag + _varint(len(body)) + body)
-        if len(_PAYLOAD_CACHE) >= 4 * _CACHE_SIZE:
-            _PAYLOAD_CACHE.clear()
-        _PAYLOAD_CACHE[key] = entry
-    topic, key_bytes, part = entry
-    return Encoded(topic, key_bytes, _envelope_head(record.timestamp_ns) + part)
+def _payload_part(record: Any, tag: bytes, field: str) -> _Part:
+    """(key, the payload field of ``record`` serialized with its tag and length)."""
+    event = events_pb2.Event()
+    _, key_id = _ENCODERS[type(record)](record, event, DEFAULT)
+    body = getattr(event, field).SerializeToString()
+    return key_for(key_id), tag + _varint(len(body)) + body
+
+
+def _remember(key: tuple[Any, ...], part: _Part) -> _Part:
+    if len(_PAYLOAD_CACHE) >= 4 * _CACHE_SIZE:
+        _PAYLOAD_CACHE.clear()
+    _PAYLOAD_CACHE[key] = part
+    return part
+
+
+class Encoding:
+    """The encoders of one topic root, one per event kind, each returning (topic, key,
+    serialized ``events.Event``) of one record, every message canonical.
+
+    Environment events are assembled from parts serialized once (a protobuf message is the
+    concatenation of its fields in field-number order, which is exactly how a serializer
+    writes it): envelope fields 1-2, then field 11 holding the snapshot's shared fields 1-3,
+    this event's fields 4-8 and the shared fields 10-11. Call, role and task events repeat (the
+    same call, task or role at every cycle of an environment): their payload field is
+    serialized once per distinct content and placed after the envelope's timestamps. Other
+    kinds are built whole."""
+
+    def __init__(self, topics: TopicNames) -> None:
+        self.topics = topics
+        self._environment, self._call = topics.environment, topics.call
+        self._role, self._task = topics.role, topics.task
+        self.by_type: Mapping[type, Callable[[Any], Message]] = {
+            TransitionStepEvent: self.environment, CallEvent: self.call,
+            RoleEvent: self.role, TaskEvent: self.task,
+        }
+
+    def environment(self, r: TransitionStepEvent) -> Message:
+        env = r.environment
+        if r.include_vars:
+            return self._environment, key_for(env.id), _environment_with_vars(r)
+        shared = _SHARED_CACHE.get(id(env))
+        if shared is None or shared[0] is not env:
+            shared = _shared_parts(env)
+        step = None if r.error else _STEP_CACHE.get((r.message, r.transition, r.step, r.status))
+        if step is None:
+            step = _step_part(r)
+        size = shared[4] + len(step)
+        return self._environment, shared[1], b"".join((
+            _envelope_head(r.timestamp_ns), _ENVIRONMENT_TAG,
+            _SMALL_VARINTS[size] if size < 128 else _varint(size), shared[2], step, shared[3]))
+
+    def call(self, r: CallEvent) -> Message:
+        t = r.traits
+        key = (CallEvent, r.environment_id, r.func, r.status, r.role_path, r.return_var,
+               r.output, r.error, t.trigger, t.await_, t.timeout, t.critical)
+        part = _PAYLOAD_CACHE.get(key) or _remember(key, _payload_part(r, b"\x72", "callEvent"))
+        return self._call, part[0], _envelope_head(r.timestamp_ns) + part[1]
+
+    def role(self, r: RoleEvent) -> Message:
+        key = (RoleEvent, r.name, r.status, r.state, r.role_path, r.environment_id)
+        part = _PAYLOAD_CACHE.get(key) or _remember(key, _payload_part(r, b"\x6a", "roleEvent"))
+        return self._role, part[0], _envelope_head(r.timestamp_ns) + part[1]
+
+    def task(self, r: TaskEvent) -> Message:
+        t = r.traits
+        key = (TaskEvent, r.name, r.task_id, r.state, r.status, r.environment_id, r.hostname,
+               r.class_name, r.path,
+               None if t is None else (t.trigger, t.await_, t.timeout, t.critical))
+        part = _PAYLOAD_CACHE.get(key) or _remember(key, _payload_part(r, b"\x62", "taskEvent"))
+        return self._task, part[0], _envelope_head(r.timestamp_ns) + part[1]
+
+    def any(self, record: object) -> Message:
+        """Any record; raises ``PublishError`` naming the record's type when it is not a kind
+        of event published here, or naming a bad integrated-service name."""
+        specific = self.by_type.get(type(record))
+        if specific is not None:
+            return specific(record)
+        if isinstance(record, TransitionStepEvent):
+            return self.environment(record)
+        encoder = _ENCODERS.get(type(record))
+        if encoder is None:
+            kinds = ", ".join(sorted([*(k.__name__ for k in _ENCODERS), "TransitionStepEvent"]))
+            raise PublishError(
+                f"core-kafka: cannot publish a {type(record).__qualname__}: not an event kind "
+                f"(expected one of {kinds})"
+            )
+        timestamp_ns: int = record.timestamp_ns  # type: ignore[attr-defined]
+        event = events_pb2.Event(timestamp=timestamp_ns // 1_000_000, timestampNano=timestamp_ns)
+        topic, key = encoder(record, event, self.topics)
+        return topic, key_for(key), event.SerializeToString()
+
+
+_ENCODINGS: dict[TopicNames, Encoding] = {}
 
 
 def encode(record: object, topics: TopicNames = DEFAULT) -> Encoded:
@@ -351,23 +447,12 @@ def encode(record: object, topics: TopicNames = DEFAULT) -> Encoded:
     Raises ``PublishError`` naming the record's type when it is not a kind of event this
     plugin publishes, or naming a bad integrated-service name; nothing is then published.
     """
-    kind = type(record)
-    if isinstance(record, TransitionStepEvent):
-        return Encoded(topics.environment, key_for(record.environment.id),
-                       _environment_bytes(record))
-    if kind in _CACHED:
-        return _encode_cached(record, topics)
-    encoder = _ENCODERS.get(kind)
-    if encoder is None:
-        kinds = ", ".join(sorted([*(k.__name__ for k in _ENCODERS), "TransitionStepEvent"]))
-        raise PublishError(
-            f"core-kafka: cannot publish a {type(record).__qualname__}: not an event kind "
-            f"(expected one of {kinds})"
-        )
-    timestamp_ns: int = record.timestamp_ns  # type: ignore[attr-defined]
-    event = events_pb2.Event(timestamp=timestamp_ns // 1_000_000, timestampNano=timestamp_ns)
-    topic, key = encoder(record, event, topics)
-    return Encoded(topic, key_for(key), event.SerializeToString())
+    encoding = _ENCODINGS.get(topics)
+    if encoding is None:
+        if len(_ENCODINGS) >= 64:
+            _ENCODINGS.clear()
+        encoding = _ENCODINGS[topics] = Encoding(topics)
+    return Encoded(*encoding.any(record))
 
 
 class CoreKafkaPlugin(Plugin):
@@ -382,6 +467,7 @@ class CoreKafkaPlugin(Plugin):
         super().__init__(context)
         settings = context.settings
         self.topics = TopicNames(settings.producer.topic_root)
+        self._encoding = Encoding(self.topics)
         self._stopped = False
         self._final: DeliveryReport | None = None
         self._idle_metrics = Metrics()
@@ -427,6 +513,7 @@ class CoreKafkaPlugin(Plugin):
         new = self._new_publisher(settings)
         report = self._switch.replace(new, old.producer.flush_timeout_s)
         self.topics = TopicNames(settings.producer.topic_root)
+        self._encoding = Encoding(self.topics)
         if report is not None:
             log.info("%s: previous producer closed: %d delivered, %d failed, %d dropped, "
                      "%d undelivered", self.name, report.delivered, report.failed,
@@ -506,14 +593,19 @@ class CoreKafkaPlugin(Plugin):
     def publish(self, record: object) -> None:
         """Encode ``record`` and hand it to the publisher (nothing when producing is off), then
         to the event listeners."""
+        self._emit(self._encoding.any, record)
+
+    def _emit(self, encoder: Callable[[Any], Message], record: Any) -> None:
+        """``encoder(record)`` to the current publisher, then to the listeners (nothing is
+        encoded when nobody takes the message)."""
         listeners = self._listeners
         if self._stopped or (self._switch.current is None and not listeners):
             return
-        message = encode(record, self.topics)
-        self._switch.publish(message.topic, message.value, message.key, self._headers())
+        topic, key, value = encoder(record)
+        self._switch.publish(topic, value, key, self._headers())
         for listener in listeners:
             try:
-                listener(message.topic, message.key, message.value)
+                listener(topic, key, value)
             except Exception:
                 log.exception("%s: event listener %r failed", self.name, listener)
 
@@ -549,7 +641,7 @@ class CoreKafkaPlugin(Plugin):
 
     @hookimpl
     def on_env_transition_step(self, event: TransitionStepEvent) -> None:
-        self.publish(event)
+        self._emit(self._encoding.environment, event)
 
     @hookimpl
     def on_env_enter_state(self, event: StateChangeEvent) -> None:
@@ -561,7 +653,7 @@ class CoreKafkaPlugin(Plugin):
 
     @hookimpl
     def on_call(self, event: CallEvent) -> None:
-        self.publish(event)
+        self._emit(self._encoding.call, event)
 
     @hookimpl
     def on_integrated_service_event(self, event: IntegratedServiceEvent) -> None:
@@ -573,11 +665,11 @@ class CoreKafkaPlugin(Plugin):
 
     @hookimpl
     def on_task_event(self, event: TaskEvent) -> None:
-        self.publish(event)
+        self._emit(self._encoding.task, event)
 
     @hookimpl
     def on_role_event(self, event: RoleEvent) -> None:
-        self.publish(event)
+        self._emit(self._encoding.role, event)
 
     @hookimpl
     def on_core_event(self, event: CoreEvent) -> None:

@@ -25,6 +25,7 @@ import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import cast
 
 from aliecs_integration.engine.fsm import State
 from aliecs_integration.records import EnvironmentSnapshot, User, WorkflowTemplate
@@ -119,7 +120,7 @@ class Environment:
         self._run_number: int | None = None
         self._last_request_user = user
         self._lock = threading.Lock()
-        self._variables: Mapping[str, str] | None = None
+        self._variables: MappingProxyType[str, str] | None = None
         self._snapshot: EnvironmentSnapshot | None = None
 
     # ------------------------------------------------------------------ reading
@@ -153,7 +154,7 @@ class Environment:
                 variables = self._consolidated()
         return variables
 
-    def _consolidated(self) -> Mapping[str, str]:
+    def _consolidated(self) -> MappingProxyType[str, str]:
         # caller holds self._lock
         variables = self._variables
         if variables is None:
@@ -176,9 +177,13 @@ class Environment:
     def snapshot_with(self, extra: Mapping[str, str]) -> EnvironmentSnapshot:
         """A snapshot whose variables also hold ``extra`` (the ``__call_*`` variables of a call)."""
         snap = self.snapshot()
+        # the snapshot's variables are a read-only view of a dict (see _consolidated): copy
+        # the dict itself (copying the view would look every key up)
+        variables = cast("MappingProxyType[str, str]", snap.variables).copy()
+        variables.update(extra)
         return EnvironmentSnapshot(
             id=snap.id, state=snap.state, detectors=snap.detectors, run_type=snap.run_type,
-            run_number=snap.run_number, variables=MappingProxyType({**snap.variables, **extra}),
+            run_number=snap.run_number, variables=MappingProxyType(variables),
             last_request_user=snap.last_request_user, workflow=snap.workflow,
         )
 

@@ -95,8 +95,17 @@ def step_names(
 ) -> tuple[str, str, str, str, str]:
     """The five step names of a transition, in the order they run: ``before_X``, ``leave_S``,
     ``tasks_X`` (no call attaches there), ``enter_T``, ``after_X``."""
-    return (f"before_{transition}", f"leave_{from_state}", f"tasks_{transition}",
-            f"enter_{to_state}", f"after_{transition}")
+    key = (transition, from_state, to_state)
+    names = _STEP_NAMES_OF.get(key)
+    if names is None:
+        names = (f"before_{transition}", f"leave_{from_state}", f"tasks_{transition}",
+                 f"enter_{to_state}", f"after_{transition}")
+        if len(_STEP_NAMES_OF) < 1024:  # bounded: transitions and states are a small set
+            _STEP_NAMES_OF[key] = names
+    return names
+
+
+_STEP_NAMES_OF: dict[tuple[str, str, str], tuple[str, str, str, str, str]] = {}
 
 
 def destroy_step_names(current: str) -> tuple[str, str, str, str]:
@@ -124,8 +133,14 @@ def cancels_on_critical_failure(step: str) -> bool:
     True for ``before_*`` and ``leave_*`` (nothing changed yet) and for the CREATE steps (the
     environment does not exist yet); False for ``enter_*``, ``after_*``, DESTROY and after_DESTROY.
     """
-    return step.startswith(("before_", "leave_", "tasks_")) or step == CREATE
+    cancels = _CANCELS.get(step)
+    if cancels is None:
+        cancels = step.startswith(("before_", "leave_", "tasks_")) or step == CREATE
+    return cancels
 
+
+_CANCELS = {step: step.startswith(("before_", "leave_", "tasks_")) or step == CREATE
+            for step in STEP_NAMES | {f"tasks_{t}" for t in TRANSITIONS}}
 
 _TRIGGER = re.compile(r"(?P<step>[A-Za-z_]+?)(?P<weight>[+-]\d+)?")
 

@@ -134,11 +134,12 @@ def run_call(
             role_path=call.role_path,
             reporter=lambda event: fire(hookspecs.on_integrated_service_event, event))
         outcome = runner.run(fn, context, call.timeout_s)
-    if outcome.ok and spec.return_var:
+    ok = outcome.status is OpStatus.DONE_OK
+    if ok and spec.return_var:
         env.set_var(spec.return_var, outcome.output)
     fire(hookspecs.on_call, CallEvent(env.id, spec.func, outcome.status, call.traits,
                               call.role_path, spec.return_var, outcome.output, outcome.error))
-    if outcome.ok:
+    if ok:
         return None
     kind = "critical call" if spec.critical else "call"
     return outcome.error, f"{kind} {spec.func} at {spec.trigger}: {outcome.status.name}: " \
@@ -193,7 +194,8 @@ def run_step(
         env.snapshot(), transition, step, OpStatus.ONGOING, False, STEP_STARTING))
     negative, positive = plan.at(step)
     failures: list[str] = []
-    cancel = _run_calls(host, runner, env, negative, step, failures, progress, cancellable)
+    cancel = bool(negative) and _run_calls(
+        host, runner, env, negative, step, failures, progress, cancellable)
     if not cancel and work is not None:
         try:
             work()
@@ -203,15 +205,16 @@ def run_step(
             failures.append(error)
             progress.errors.append(error)
             cancel = cancellable
-    if not cancel:
+    if not cancel and positive:
         cancel = _run_calls(host, runner, env, positive, step, failures, progress, cancellable)
-    error = step_error(step, failures)
+    error = step_error(step, failures) if failures else ""
     if inherited_error:
         error = f"{inherited_error}; {error}" if error else inherited_error
     fire(hookspecs.on_env_transition_step, TransitionStepEvent(
         env.snapshot(), transition, step, OpStatus.DONE_ERROR if error else OpStatus.ONGOING,
         True, STEP_FINISHED, error))
-    progress.critical += failures
+    if failures:
+        progress.critical += failures
     if cancel:
         raise StepCancelled(step, error, progress.errors[-1] if progress.errors else "")
     return error

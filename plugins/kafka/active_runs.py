@@ -47,7 +47,8 @@ def listing_key(run: kafka_pb2.EnvInfo) -> tuple[int, int]:
     return group, -count
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Protobuf varint of a non-negative int."""
     out = bytearray()
     while True:
         low = value & 0x7F
@@ -60,7 +61,19 @@ def _varint(value: int) -> bytes:
 
 
 _RUN_TAG = b"\x0a"  # ActiveRunsList.activeRuns: field 1, length-delimited
-_TIMESTAMP_TAG = b"\x10"  # ActiveRunsList.timestamp: field 2, varint
+_last_timestamp: tuple[int, bytes] = (0, b"")
+
+
+def timestamp_field(timestamp_ms: int) -> bytes:
+    """Field 2 (``timestamp``, uint64) of ``ActiveRunsList`` and ``NewStateNotification``
+    serialized: empty for 0 (proto3 omits a zero); the last one is kept (the messages of one
+    moment share it)."""
+    global _last_timestamp
+    last = _last_timestamp  # read once: another thread may replace it
+    if last[0] != timestamp_ms:
+        last = _last_timestamp = (
+            timestamp_ms, b"\x10" + varint(timestamp_ms) if timestamp_ms else b"")
+    return last[1]
 
 
 def sort_runs(runs: Iterable[kafka_pb2.EnvInfo]) -> list[kafka_pb2.EnvInfo]:
@@ -121,7 +134,7 @@ class ActiveRuns:
                 listed.CopyFrom(copy)
                 listed.detectors[:] = sorted(copy.detectors)
                 entry = listed.SerializeToString()
-                self._entries[env_id] = _RUN_TAG + _varint(len(entry)) + entry
+                self._entries[env_id] = _RUN_TAG + varint(len(entry)) + entry
             elif removed is None:
                 return  # not running before nor now: the list is unchanged
             self._sorted = None
@@ -151,6 +164,4 @@ class ActiveRuns:
                 entries = self._entries
                 body = self._body = b"".join(entries[key[3]] for key in self._order)
             count = len(self._order)
-        if timestamp_ms:
-            return body + _TIMESTAMP_TAG + _varint(timestamp_ms), count
-        return body, count
+        return body + timestamp_field(timestamp_ms), count

@@ -38,8 +38,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Protocol, cast
 
-from google.protobuf.message import Message
-
 from aliecs_integration.errors import PluginError
 from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import kafka_pb2
@@ -60,7 +58,7 @@ from aliecs_integration.records import (
 from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.producer import ProducerConfig
 
-from .active_runs import ActiveRuns
+from .active_runs import ActiveRuns, timestamp_field, varint
 from .env_info import EnvVariableError, shared_env_info
 
 log = logging.getLogger(__name__)
@@ -200,7 +198,9 @@ class KafkaPlugin(Plugin):
             return
         publisher.prepare(self.topics.legacy_topics())
         with self.active_runs.lock:
-            self._send(self.topics.env_list_running, self.active_runs.listing(self._clock()))
+            self._send(self.topics.env_list_running,
+                       self.active_runs.listing(self._clock()).SerializeToString(),
+                       self._list_headers)
 
     @hookimpl
     def on_host_stop(self, event: HostStopEvent) -> None:
@@ -236,10 +236,9 @@ class KafkaPlugin(Plugin):
         # moment, and lists reach the topic in the order the set changed.
         with self.active_runs.lock:
             self.active_runs.entered(info)
-            self._send(topic, _notification(info, self._clock()))
+            self._send(topic, _notification(info, self._clock()), self._notification_headers)
             listing, count = self.active_runs.encoded_listing(self._clock())
-            self._get_publisher()
-            self._publish(list_topic, listing, self._list_headers())
+            self._send(list_topic, listing, self._list_headers)
         return f"published {topic}; {list_topic} with {count} run(s)"
 
     @nonblocking
@@ -250,7 +249,7 @@ class KafkaPlugin(Plugin):
             return skipped
         info = self._env_info(call)
         topic = self._state_topic(call, True, info.state)
-        self._send(topic, _notification(info, self._clock()))
+        self._send(topic, _notification(info, self._clock()), self._notification_headers)
         return f"published {topic}"
 
     @nonblocking
@@ -267,7 +266,7 @@ class KafkaPlugin(Plugin):
             topic = self.topics.after_start_activity
         else:
             topic = self.topics.start_activity
-        self._send(topic, _notification(info, self._clock()))
+        self._send(topic, _notification(info, self._clock()), self._notification_headers)
         return f"published {topic}"
 
     # ------------------------------------------------------------------ helpers
@@ -327,12 +326,24 @@ class KafkaPlugin(Plugin):
             raise PluginError(f"plugin '{self.name}': {topic}: not published: Kafka was "
                               "switched off meanwhile (enableKafka false)")
 
-    def _send(self, topic: str, message: Message) -> None:
-        headers = (self._list_headers if isinstance(message, kafka_pb2.ActiveRunsList)
-                   else self._notification_headers)
+    def _send(self, topic: str, value: bytes, headers: HeaderMaker) -> None:
         self._get_publisher()
-        self._publish(topic, message.SerializeToString(), headers())
+        self._publish(topic, value, headers())
 
 
-def _notification(info: kafka_pb2.EnvInfo, timestamp_ms: int) -> kafka_pb2.NewStateNotification:
-    return kafka_pb2.NewStateNotification(envInfo=info, timestamp=timestamp_ms)
+_INFO_FIELDS: dict[int, tuple[kafka_pb2.EnvInfo, bytes]] = {}
+_CACHE_SIZE = 1024
+
+
+def _notification(info: kafka_pb2.EnvInfo, timestamp_ms: int) -> bytes:
+    """``NewStateNotification(envInfo=info, timestamp=timestamp_ms)`` serialized canonically:
+    field 1 (the ``EnvInfo``, serialized once per cached message: ``info`` is shared and never
+    changed) then field 2."""
+    entry = _INFO_FIELDS.get(id(info))
+    if entry is None or entry[0] is not info:
+        body = info.SerializeToString()
+        entry = (info, b"\x0a" + varint(len(body)) + body)
+        if len(_INFO_FIELDS) >= _CACHE_SIZE:
+            _INFO_FIELDS.clear()
+        _INFO_FIELDS[id(info)] = entry  # holds ``info``: its id is not reused meanwhile
+    return entry[1] + timestamp_field(timestamp_ms)

@@ -549,6 +549,38 @@ def test_cached_payloads_are_the_canonical_message(record: Any) -> None:
         assert decode(value).HasField(field)  # an all-empty payload is still present
 
 
+@pytest.mark.parametrize("timestamp_ns", [
+    0, 1, 999_999, 1_000_000, 2**28 - 1, 2**28, 2**28 + 1, 2**35, TS, TS + 999_999,
+    2**62, 2**63 - 1, -1, -TS, -(2**63),
+])
+def test_envelope_timestamps_are_those_a_serializer_writes(timestamp_ns: int) -> None:
+    """The envelope's fields 1-2, written without a protobuf message in the usual range (and by
+    one outside it), are exactly the serializer's bytes, cache miss and hit alike."""
+    expected = events_pb2.Event(timestamp=timestamp_ns // 1_000_000,
+                                timestampNano=timestamp_ns).SerializeToString()
+    for _ in range(2):
+        assert core_kafka._envelope_head(timestamp_ns) == expected
+
+
+def test_envelope_timestamps_in_sequence() -> None:
+    """Consecutive moments crossing ms and 2**28 ns boundaries (the cached parts change)."""
+    start = (TS >> 28 << 28) - 3_000_000
+    for timestamp_ns in range(start, start + 6_000_000, 9_973):
+        assert core_kafka._envelope_head(timestamp_ns) == events_pb2.Event(
+            timestamp=timestamp_ns // 1_000_000, timestampNano=timestamp_ns
+        ).SerializeToString()
+
+
+@pytest.mark.parametrize("value", [
+    0, 1, 127, 128, 16_383, 16_384, 2**21, 2**28 - 1, 2**28, 2**35 + 17, 2**56, 2**63 - 1,
+    2**64 - 1,
+])
+def test_varint_is_the_protobuf_varint(value: int) -> None:
+    message = events_pb2.Event(timestampNano=value if value < 2**63 else value - 2**64)
+    expected = message.SerializeToString()[1:] if value else b"\x00"  # proto3 omits a zero
+    assert core_kafka._varint(value) == expected
+
+
 def test_every_message_carries_the_event_type_an_event_id_and_the_instance() -> None:
     settings = Settings(enable_kafka=False)
     plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings, "instance-3"))

@@ -383,6 +383,29 @@ def test_host_loads_it_only_when_listed_and_exposes_the_calls() -> None:
     assert unlisted.call_function("kafka.PublishEnterStateUpdate") is None
 
 
+@pytest.mark.parametrize("timestamp_ms", [0, 1, 127, 128, 1_700_000_000_123, 2**64 - 1])
+@pytest.mark.parametrize("info", [
+    kafka_pb2.EnvInfo(),
+    kafka_pb2.EnvInfo(environmentId="ENV1", state="RUNNING", detectors=["TPC", "ITS"],
+                      enterStateTimestamp=1_700_000_000_000, runNumber=0, runType=""),
+    kafka_pb2.EnvInfo(environmentId="é" * 200, state="CONFIGURED", detectors=["x"] * 50,
+                      enterStateTimestamp=2**64 - 1),
+])
+def test_notification_bytes_are_those_a_serializer_writes(
+    info: kafka_pb2.EnvInfo, timestamp_ms: int
+) -> None:
+    """The notification assembled from the cached EnvInfo bytes is canonical, cache miss and
+    hit alike (the same bytes as building and serializing the message)."""
+    from aliecs_integration_plugins.kafka.plugin import _notification
+
+    expected = kafka_pb2.NewStateNotification(envInfo=info, timestamp=timestamp_ms)
+    for _ in range(2):
+        value = _notification(info, timestamp_ms)
+        assert value == expected.SerializeToString()
+        assert kafka_pb2.NewStateNotification.FromString(value).SerializeToString(
+            deterministic=True) == value
+
+
 def test_every_legacy_message_carries_its_type_an_event_id_and_the_instance() -> None:
     h = Harness(instance_id="instance-7")
     h.plugin.on_host_start(HostStartEvent(plugin_names=("kafka",)))
