@@ -134,6 +134,7 @@ class SettingsWatcher:
         self._reload_lock = threading.Lock()
         self._status = WatchStatus(self.spec.shown)
         self._failures_in_row = 0
+        self._outages = 0
         self._refused_document: Document | None = None
         self._wanted = threading.Event()
         self._stop = threading.Event()
@@ -183,12 +184,13 @@ class SettingsWatcher:
         """Read the source, validate, and apply when valid and different (see the module
         doc). Never raises."""
         with self._reload_lock:
+            started = self._outage_count()
             try:
                 document = self._read()
             except SettingsError as exc:
                 self._failed(exc)
                 return ReloadResult("unreachable", error=str(exc))
-            self._reachable()
+            self._reachable(started)
             if document == self._refused_document:
                 return ReloadResult("refused", error=self.status().last_refusal)
             try:
@@ -236,6 +238,8 @@ class SettingsWatcher:
             self._status = attrs.evolve(self._status, reachable=False, last_error=str(exc),
                                         watch_errors=self._status.watch_errors + 1)
             count = self._failures_in_row
+            if first:
+                self._outages += 1
         if first:
             log.warning("settings source %s cannot be read: %s; keeping the last good settings "
                         "and retrying with backoff (said once until it is back)",
@@ -244,9 +248,18 @@ class SettingsWatcher:
             log.debug("settings source %s still cannot be read: %s", self.spec.shown, exc)
         return count
 
-    def _reachable(self) -> bool:
-        """A read succeeded; True when the source was unreachable until now (logged)."""
+    def _outage_count(self) -> int:
+        """How many outages began so far; taken before a read, handed to :meth:`_reachable`."""
         with self._lock:
+            return self._outages
+
+    def _reachable(self, started: int) -> bool:
+        """A read that began when :meth:`_outage_count` was ``started`` succeeded; True when
+        the source was unreachable until now (logged). A read that began before the current
+        outage (e.g. a blocking query answered as the server shut down) proves nothing."""
+        with self._lock:
+            if self._outages != started:
+                return False
             was_down = not self._status.reachable
             failures = self._failures_in_row
             self._failures_in_row = 0
@@ -268,6 +281,7 @@ class SettingsWatcher:
     def _watch_consul(self, key: str, *, recurse: bool) -> None:
         index = 0
         while not self._stop.is_set():
+            started = self._outage_count()
             try:
                 assert self.spec.access is not None
                 new_index = wait_for_change(self.spec.access, key, index=index,
@@ -276,7 +290,7 @@ class SettingsWatcher:
                 attempt = self._failed(exc)
                 self._stop.wait(self._backoff.delay(attempt, self._rand))
                 continue
-            if self._reachable() or new_index != index:
+            if self._reachable(started) or new_index != index:
                 self._wanted.set()  # changed (or may have, while unreachable): read it again
             # Consul's index may go backwards (the agent restarted): start again from 0
             index = new_index if new_index >= index else 0

@@ -171,3 +171,47 @@ def test_trigger_reads_again(doc: Path, tmp_path: Path) -> None:
         wait_for(lambda: w.status().applied == 1, "the triggered reload")
     finally:
         w.stop()
+
+
+def test_a_read_begun_before_the_outage_does_not_end_it(
+    doc: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read that began before the source went away and succeeded after (as a Consul
+    blocking query answered while the agent shuts down) must not say 'reachable again': the
+    outage is said once, and ends only with a read begun during it."""
+    import threading
+
+    from aliecs_integration.settings import watch
+
+    caplog.set_level(logging.DEBUG, logger="aliecs_integration.settings.watch")
+    gate, reading = threading.Event(), threading.Event()
+    real_read = watch.read_file
+    early = real_read(doc)
+
+    def slow_first_read(path: Path) -> Any:
+        if not reading.is_set():
+            reading.set()
+            gate.wait(30)
+            return early  # read before the outage, answered after it began
+        return real_read(path)
+
+    monkeypatch.setattr(watch, "read_file", slow_first_read)
+    w = watcher_for(doc, Applied(), poll_s=0.02)
+    w.start()
+    try:
+        first = threading.Thread(target=w.reload)
+        first.start()
+        assert reading.wait(30)
+        doc.rename(doc.with_suffix(".away"))  # the poller sees the outage
+        wait_for(lambda: not w.status().reachable, "the outage")
+        gate.set()
+        first.join(30)
+        assert not w.status().reachable  # the early read proved nothing
+        doc.with_suffix(".away").rename(doc)
+        wait_for(lambda: w.status().reachable, "the source back")
+    finally:
+        w.stop()
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [m for m in said if "cannot be read" in m] != []
+    assert len([m for m in said if "cannot be read" in m]) == 1, said
+    assert len([m for m in said if "reachable again" in m]) == 1, said
