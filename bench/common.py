@@ -38,6 +38,8 @@ from aliecs_integration.engine.run_numbers import RunNumberStore  # noqa: E402
 from aliecs_integration.engine.workflow import Workflow  # noqa: E402
 from aliecs_integration.hookspecs import hookimpl  # noqa: E402
 from aliecs_integration.host import PluginHost  # noqa: E402
+from aliecs_integration.pb import events_pb2  # noqa: E402
+from aliecs_integration.publish.headers import HeaderMaker, Headers  # noqa: E402
 from aliecs_integration.publish.metrics import MetricsSnapshot  # noqa: E402
 from aliecs_integration.records import ConnectionState, DeliveryReport  # noqa: E402
 from aliecs_integration.settings.core import Settings  # noqa: E402
@@ -174,7 +176,7 @@ def raw_config(settings: Settings) -> dict[str, Any]:
     return dict(config.client_config(settings.kafka_endpoints))
 
 
-Message = tuple[str, bytes, bytes | None]
+Message = tuple[str, bytes, bytes | None, "Headers | None"]
 
 
 class _CoreRecorder:
@@ -185,10 +187,11 @@ class _CoreRecorder:
         from aliecs_integration.publish.topics import TopicNames
 
         self.sink, self.topics = sink, TopicNames(settings.producer.topic_root)
+        self.headers = HeaderMaker(events_pb2.Event, "bench-capture")
 
     def _record(self, record: object) -> None:
         m = encode(record, self.topics)
-        self.sink.append((m.topic, m.value, m.key))
+        self.sink.append((m.topic, m.value, m.key, self.headers()))
 
     @hookimpl
     def on_env_transition_step(self, event: Any) -> None:
@@ -221,8 +224,12 @@ class _RecordingPublisher:
     def __init__(self, sink: list[Message]) -> None:
         self.sink = sink
 
-    def publish(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        self.sink.append((topic, value, key))
+    def publish(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None:
+        self.sink.append((topic, value, key, headers))
+
+    def flush(self, timeout_s: float) -> DeliveryReport:
+        return DeliveryReport(len(self.sink), 0, 0, 0)
 
     def prepare(self, topics: Any) -> None:
         pass

@@ -48,6 +48,8 @@ from typing import Any
 import common as c
 from confluent_kafka import Producer
 
+from aliecs_integration.publish.topic_admin import ensure_topics
+
 Message = c.Message
 TARGET_RATE = 150_000.0
 TARGET_RAW_RATIO = 0.5
@@ -123,17 +125,17 @@ def raw_run(config: dict[str, Any], messages: list[Message], seconds: float) -> 
             failed[0] += 1
 
     producer = Producer({**config, "on_delivery": on_delivery})
-    for topic, value, key in messages:  # warm-up: connections, idempotence PID, metadata
-        producer.produce(topic, value, key)
+    for topic, value, key, headers in messages:  # warm-up: connections, PID, metadata
+        producer.produce(topic, value, key, headers=headers)
     producer.flush(60)
     produce, poll = producer.produce, producer.poll
     produced = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        for topic, value, key in messages:
+        for topic, value, key, headers in messages:
             while True:
                 try:
-                    produce(topic, value, key)
+                    produce(topic, value, key, headers=headers)
                     break
                 except BufferError:
                     poll(0.001)
@@ -165,7 +167,7 @@ def go_binary() -> Path | None:
 
 def write_messages(messages: list[Message], path: Path) -> None:
     with path.open("wb") as fh:
-        for topic, value, _key in messages:
+        for topic, value, _key, _headers in messages:  # values only, as the reference's
             name = topic.encode()
             fh.write(struct.pack(">H", len(name)) + name + struct.pack(">I", len(value)) + value)
 
@@ -210,7 +212,7 @@ def run_round(i: int, args: Any, seconds: float, binary: Path | None, wanted: li
     settings = c.settings_for(args.bootstrap, root)
     try:
         captured = c.capture_cycle(settings, envs=args.envs)
-        record_size = round(sum(len(v) for _, v, _ in captured) / len(captured))
+        record_size = round(sum(len(v) for _, v, _, _ in captured) / len(captured))
         with tempfile.TemporaryDirectory(prefix="aliecs-bench-") as tmp:
             stream = Path(tmp) / "messages.bin"
             write_messages(captured, stream)
@@ -225,6 +227,9 @@ def run_round(i: int, args: Any, seconds: float, binary: Path | None, wanted: li
             if binary is not None:
                 steps["go-none"] = lambda: go_run(binary, args.bootstrap, stream, seconds, "none")
                 steps["go-all"] = lambda: go_run(binary, args.bootstrap, stream, seconds, "all")
+            if "host" not in wanted:  # nothing else creates the captured messages' topics
+                ensure_topics((args.bootstrap,), settings.producer,
+                              sorted({topic for topic, _, _, _ in captured}), timeout_s=60)
             # the host first (it creates the topics), then the peers in a rotating order
             peers = [w for w in wanted if w != "host" and w in steps]  # host-fullq among them
             shift = i % max(1, len(peers))
