@@ -36,6 +36,7 @@ import attrs
 
 from aliecs_integration.errors import SettingsError
 from aliecs_integration.settings.changes import Change, changes
+from aliecs_integration.settings.consul_access import ConsulAccess
 from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.sources import (
     DEFAULT_TIMEOUT_S,
@@ -124,6 +125,7 @@ class SettingsWatcher:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.spec: SourceSpec = parse_source(source, token=token, ca_file=ca_file)
+        self._source_args = (source, token, ca_file)
         self._current = current
         self._apply = apply
         self._declared = tuple(declared_keys)
@@ -218,9 +220,21 @@ class SettingsWatcher:
     def _read(self) -> Document:
         if self.spec.path is not None:
             return read_file(self.spec.path)
-        assert self.spec.access is not None
-        return read_consul(self.spec.access, settings_key=self.spec.key,
+        return read_consul(self._access(), settings_key=self.spec.key,
                            vars_prefix=self._vars_prefix, timeout_s=self._timeout_s)
+
+    def _access(self) -> ConsulAccess:
+        """Consul's address, TLS and token for the next request. A token from a token file is
+        read again each time, so a rotated token applies without a restart (a file that cannot
+        be read then is a failed read: ``SettingsError``)."""
+        access = self.spec.access
+        assert access is not None
+        if not access.token_origin.startswith("token-file "):
+            return access
+        source, token, ca_file = self._source_args
+        fresh = parse_source(source, token=token, ca_file=ca_file).access
+        assert fresh is not None
+        return fresh
 
     def _refuse(self, document: Document, error: str) -> ReloadResult:
         self._refused_document = document
@@ -283,8 +297,7 @@ class SettingsWatcher:
         while not self._stop.is_set():
             started = self._outage_count()
             try:
-                assert self.spec.access is not None
-                new_index = wait_for_change(self.spec.access, key, index=index,
+                new_index = wait_for_change(self._access(), key, index=index,
                                             wait_s=self._wait_s, recurse=recurse)
             except SettingsError as exc:
                 attempt = self._failed(exc)

@@ -282,3 +282,41 @@ def test_the_live_watch_works_with_a_token_that_reads_only_the_settings_key(
     assert applied == [("acl-other-broker:9092",)]
     assert status.applied == 1 and status.reachable, status
     assert status.watch_errors == 0, status.last_error
+
+
+def test_the_live_watch_reads_a_rotated_token_file(secured: Secured) -> None:
+    """?token-file=PATH: the watch reads the file again for each request, so a token rotated
+    in the file (the old one deleted in Consul) keeps the watch working without a restart."""
+    from aliecs_integration.settings.sources import load
+    from aliecs_integration.settings.watch import SettingsWatcher
+
+    name = f"read-{secured.key.replace('/', '-')}"
+    answer = requests.put(f"http://{secured.address}/v1/acl/token", headers=MANAGEMENT,
+                          timeout=10, json={"Policies": [{"Name": name}]})
+    answer.raise_for_status()
+    old_accessor, old_secret = answer.json()["AccessorID"], answer.json()["SecretID"]
+    token_file = secured.token_file.with_name("rotated-token")
+    token_file.write_text(old_secret)
+    source = secured.with_file(token_file)
+    applied: list[tuple[str, ...]] = []
+    watcher = SettingsWatcher(source, load(source),
+                              lambda new: applied.append(new.kafka_endpoints), wait_s=1.0)
+    watcher.start()
+    try:
+        token_file.write_text(secured.token)  # rotated: the new token in the file ...
+        requests.delete(f"http://{secured.address}/v1/acl/token/{old_accessor}",
+                        headers=MANAGEMENT, timeout=10).raise_for_status()  # ... the old gone
+        time.sleep(2.5)  # the blocking queries begun with the old token have ended
+        requests.put(f"http://{secured.address}/v1/kv/{secured.key}", headers=MANAGEMENT,
+                     data=DOCUMENT.replace(b"acl-test-broker", b"acl-rotated-broker"),
+                     timeout=10).raise_for_status()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not applied:
+            time.sleep(0.1)
+        status = watcher.status()
+    finally:
+        watcher.stop()
+    assert applied == [("acl-rotated-broker:9092",)]
+    assert status.reachable, status.last_error
+    secured.assert_not_shown(str(status))
+    assert old_secret not in str(status)
