@@ -39,9 +39,12 @@ WATCH_LOGGER = "aliecs_integration.settings.watch"
 """Says what each applied or refused settings change was; INFO while ``serve`` watches."""
 
 
-def _wait_for_signal(on_hangup: Callable[[], None] | None = None) -> int:
-    """Block until SIGTERM or SIGINT; returns the signal number. SIGHUP calls ``on_hangup``
-    (when given) and goes on waiting. Handlers are left ignoring these signals after."""
+def _wait_for_signal(ready: Callable[[], None],
+                     on_hangup: Callable[[], None] | None = None) -> int:
+    """Install the signal handlers, call ``ready`` (which announces the service: a SIGTERM
+    sent as soon as it is seen must find the handlers in place), then block until SIGTERM or
+    SIGINT; returns the signal number. SIGHUP calls ``on_hangup`` (when given) and goes on
+    waiting. Handlers are left ignoring these signals after."""
     received: list[int] = []
     stop = threading.Event()
 
@@ -56,6 +59,7 @@ def _wait_for_signal(on_hangup: Callable[[], None] | None = None) -> int:
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hangup)
     try:
+        ready()
         while not stop.wait(0.5):
             pass
     finally:
@@ -132,12 +136,15 @@ def serve(settings_source: str | None, consul_token: str | None, consul_ca: str 
         if not watch_log.isEnabledFor(logging.INFO):
             watch_log.setLevel(logging.INFO)  # every applied change is said, even without -v
         watcher.start()
-    click.echo(f"serving o2control.Control on {address} (port {server.port}); framework id "
-               f"{server.framework_id}; settings {settings.source}"
-               f"{' (watched)' if watcher is not None else ''}; run numbers "
-               f"{server.run_number_store}", err=True)
+
+    def ready() -> None:
+        click.echo(f"serving o2control.Control on {address} (port {server.port}); framework id "
+                   f"{server.framework_id}; settings {settings.source}"
+                   f"{' (watched)' if watcher is not None else ''}; run numbers "
+                   f"{server.run_number_store}", err=True)
+
     try:
-        signum = _wait_for_signal(watcher.trigger if watcher is not None else None)
+        signum = _wait_for_signal(ready, watcher.trigger if watcher is not None else None)
     finally:
         if watcher is not None:  # a change being applied finishes before the shutdown
             watcher.stop(timeout_s=2 * flush_timeout + 5)
