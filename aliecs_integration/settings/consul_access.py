@@ -114,7 +114,8 @@ def check_ca_file(path: str) -> str:
 class ConsulAccess:
     """One Consul agent and how to talk to it. ``token`` is kept out of ``repr``;
     ``token_origin`` says where it came from (``--consul-token``, ``token-file PATH``,
-    ``$CONSUL_HTTP_TOKEN``) or is ``""`` when requests are anonymous."""
+    ``$CONSUL_HTTP_TOKEN``) or is ``""`` when requests are anonymous; ``token_file`` is the
+    file the token was read from, if it was (see :meth:`refreshed`)."""
 
     host: str
     port: int
@@ -122,6 +123,15 @@ class ConsulAccess:
     ca_file: str | None = None
     token: str | None = attrs.field(default=None, repr=False)
     token_origin: str = ""
+    token_file: str | None = None
+
+    def refreshed(self) -> ConsulAccess:
+        """This access with its token read again from its token file, so a token rotated in
+        the file applies; itself when the token did not come from a file. Raises
+        ``SettingsError`` as :func:`read_token_file` does."""
+        if self.token_file is None:
+            return self
+        return attrs.evolve(self, token=read_token_file(self.token_file))
 
     @property
     def hostport(self) -> str:
@@ -176,11 +186,13 @@ def parse(
     query = _query(parts.query, what=what)
     url_token = None
     origin = ""
+    token_file = None
     if token:
         origin = "--consul-token"
     elif "token-file" in query:
-        url_token = read_token_file(query["token-file"])
-        origin = f"token-file {query['token-file']}"
+        token_file = query["token-file"]
+        url_token = read_token_file(token_file)
+        origin = f"token-file {token_file}"
     elif env.get(TOKEN_ENV):
         origin = f"${TOKEN_ENV}"
     chosen = token or url_token or env.get(TOKEN_ENV) or None
@@ -192,7 +204,7 @@ def parse(
         raise SettingsError(f"bad Consul address {what!r}: a CA bundle ({ca}) is for HTTPS; "
                             "write https:// or consuls://", source=what)
     access = ConsulAccess(host=parts.hostname, port=port, tls=tls, ca_file=ca, token=chosen,
-                          token_origin=origin if chosen else "")
+                          token_origin=origin if chosen else "", token_file=token_file)
     return access, parts.path.strip("/")
 
 

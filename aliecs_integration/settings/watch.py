@@ -125,7 +125,6 @@ class SettingsWatcher:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.spec: SourceSpec = parse_source(source, token=token, ca_file=ca_file)
-        self._source_args = (source, token, ca_file)
         self._current = current
         self._apply = apply
         self._declared = tuple(declared_keys)
@@ -227,14 +226,8 @@ class SettingsWatcher:
         """Consul's address, TLS and token for the next request. A token from a token file is
         read again each time, so a rotated token applies without a restart (a file that cannot
         be read then is a failed read: ``SettingsError``)."""
-        access = self.spec.access
-        assert access is not None
-        if not access.token_origin.startswith("token-file "):
-            return access
-        source, token, ca_file = self._source_args
-        fresh = parse_source(source, token=token, ca_file=ca_file).access
-        assert fresh is not None
-        return fresh
+        assert self.spec.access is not None
+        return self.spec.access.refreshed()
 
     def _refuse(self, document: Document, error: str) -> ReloadResult:
         self._refused_document = document
