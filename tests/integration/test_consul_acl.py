@@ -254,6 +254,18 @@ def test_the_token_is_not_in_debug_logs(secured: Secured) -> None:
         secured.assert_not_shown(result.stdout + result.stderr)
 
 
+def _write_broker_and_wait(secured: Secured, broker: bytes,
+                           applied: list[tuple[str, ...]]) -> None:
+    """Write the settings document naming ``broker`` (management token), then wait up to
+    30 s for the watch to apply something."""
+    requests.put(f"http://{secured.address}/v1/kv/{secured.key}", headers=MANAGEMENT,
+                 data=DOCUMENT.replace(b"acl-test-broker", broker), timeout=10
+                 ).raise_for_status()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not applied:
+        time.sleep(0.1)
+
+
 def test_the_live_watch_works_with_a_token_that_reads_only_the_settings_key(
     secured: Secured,
 ) -> None:
@@ -270,12 +282,7 @@ def test_the_live_watch_works_with_a_token_that_reads_only_the_settings_key(
     watcher.start()
     try:
         time.sleep(1.0)  # both blocking queries established
-        requests.put(f"http://{secured.address}/v1/kv/{secured.key}", headers=MANAGEMENT,
-                     data=DOCUMENT.replace(b"acl-test-broker", b"acl-other-broker"),
-                     timeout=10).raise_for_status()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not applied:
-            time.sleep(0.1)
+        _write_broker_and_wait(secured, b"acl-other-broker", applied)
         status = watcher.status()
     finally:
         watcher.stop()
@@ -307,12 +314,7 @@ def test_the_live_watch_reads_a_rotated_token_file(secured: Secured) -> None:
         requests.delete(f"http://{secured.address}/v1/acl/token/{old_accessor}",
                         headers=MANAGEMENT, timeout=10).raise_for_status()  # ... the old gone
         time.sleep(2.5)  # the blocking queries begun with the old token have ended
-        requests.put(f"http://{secured.address}/v1/kv/{secured.key}", headers=MANAGEMENT,
-                     data=DOCUMENT.replace(b"acl-test-broker", b"acl-rotated-broker"),
-                     timeout=10).raise_for_status()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not applied:
-            time.sleep(0.1)
+        _write_broker_and_wait(secured, b"acl-rotated-broker", applied)
         status = watcher.status()
     finally:
         watcher.stop()
