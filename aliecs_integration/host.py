@@ -348,6 +348,22 @@ class PluginHost:
             started = done
         return failures
 
+    def _fire_each(self, hook_name: str, make_event: Callable[[], object],
+                   only: str | None = None) -> list[PluginFailure]:
+        """Call ``hook_name`` of every plugin (or of plugin ``only``) in turn, each with an
+        event made just before its call (e.g. the time left of a shared deadline); failures
+        are recorded and returned, the others still run. Not timed: for the host's own
+        start and stop hooks, which may flush."""
+        failures: list[PluginFailure] = []
+        for plugin_name, function in self._dispatch.get(hook_name, ()):
+            if only is not None and plugin_name != only:
+                continue
+            try:
+                function(event=make_event())
+            except Exception as exc:
+                failures.append(self._record_failure(plugin_name, hook_name, exc))
+        return failures
+
     def _slow(self, plugin_name: str, hook_name: str, elapsed: float) -> None:
         """A hook call took longer than ``slow_hook_s``: counted and logged (not at host stop,
         which may flush)."""
@@ -441,12 +457,7 @@ class PluginHost:
             self._collect_variable_defaults()
             event = HostStartEvent(plugin_names=tuple(self.plugin_names()),
                                    framework_id=self.instance_id, listing=False)
-            for plugin_name, function in self._dispatch.get("on_host_start", ()):
-                if plugin_name == name:
-                    try:
-                        function(event=event)
-                    except Exception as exc:
-                        self._record_failure(name, "on_host_start", exc)
+            self._fire_each("on_host_start", lambda: event, only=name)
             log.info("plugin '%s' started while running", name)
             return self._statuses[name]
 
@@ -467,14 +478,10 @@ class PluginHost:
             }
             deadline = time.monotonic() + max(0.0, timeout_s)
             self._ask(plugin, name, "flush", None, timeout_s)
-            failures: list[PluginFailure] = []
-            for plugin_name, function in self._dispatch.get("on_host_stop", ()):
-                if plugin_name == name:
-                    try:
-                        function(event=HostStopEvent(timeout_s=max(0.0, deadline
-                                                                   - time.monotonic())))
-                    except Exception as exc:
-                        failures.append(self._record_failure(name, "on_host_stop", exc))
+            failures = self._fire_each(
+                "on_host_stop",
+                lambda: HostStopEvent(timeout_s=max(0.0, deadline - time.monotonic())),
+                only=name)
             deliveries: dict[str, DeliveryReport] = {}
             report = self._ask(plugin, name, "delivery_report", None)
             if isinstance(report, DeliveryReport):
@@ -562,13 +569,8 @@ class PluginHost:
         if not self._started:
             return HostStopReport([], {})
         deadline = time.monotonic() + max(0.0, timeout_s)
-        failures: list[PluginFailure] = []
-        for plugin_name, function in self._dispatch.get("on_host_stop", ()):
-            left = max(0.0, deadline - time.monotonic())
-            try:
-                function(event=HostStopEvent(timeout_s=left))
-            except Exception as exc:
-                failures.append(self._record_failure(plugin_name, "on_host_stop", exc))
+        failures = self._fire_each(
+            "on_host_stop", lambda: HostStopEvent(timeout_s=max(0.0, deadline - time.monotonic())))
         deliveries: dict[str, DeliveryReport] = {}
         for name, plugin in list(self.pm.list_name_plugin()):
             report = self._ask(plugin, name, "delivery_report", None)
