@@ -42,6 +42,7 @@ from aliecs_integration.publish.metrics import Metrics, MetricsSnapshot
 from aliecs_integration.publish.publisher import Publisher, shared_publisher
 from aliecs_integration.publish.switch import PublisherSwitch, SwitchablePublisher
 from aliecs_integration.publish.topics import DEFAULT, TopicNames, key_for
+from aliecs_integration.publish.wire import LOW_28, SMALL_VARINTS, varint
 from aliecs_integration.records import (
     CallEvent,
     CallFunction,
@@ -105,36 +106,6 @@ def _set_traits(message: events_pb2.Traits, traits: CallTraits) -> None:
     setattr(message, "await", traits.await_)  # `await`: a Python keyword
     message.timeout = traits.timeout
     message.critical = traits.critical
-
-
-_SMALL_VARINTS = tuple(bytes([n]) for n in range(128))
-
-
-_LOW_28 = (1 << 28) - 1
-
-
-def _low_groups(value: int) -> bytes:
-    """The four varint bytes of the low 28 bits of ``value``, each with the continuation bit
-    (a higher group follows): the groups of 7 bits spread into bytes by arithmetic."""
-    low = value & _LOW_28
-    return ((low & 0x7F) | (low & 0x3F80) << 1 | (low & 0x1FC000) << 2 | (low & 0xFE00000) << 3
-            | 0x80808080).to_bytes(4, "little")
-
-
-def _varint(value: int) -> bytes:
-    """Protobuf varint of a non-negative int below 2**64."""
-    if value < 128:
-        return _SMALL_VARINTS[value]
-    if value < 16384:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    if value >= 1 << 28:
-        return _low_groups(value) + _varint(value >> 28)
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 _ENVIRONMENT_TAG = b"\x5a"  # field 11 (environmentEvent), wire type 2 (length-delimited)
@@ -220,12 +191,12 @@ def _envelope_head(timestamp_ns: int) -> bytes:
     ms = timestamp_ns // 1_000_000
     ms_field = _ms_field  # read once: another thread may replace it
     if ms_field[0] != ms:
-        ms_field = _ms_field = (ms, b"\x08" + _varint(ms) + b"\x10")
+        ms_field = _ms_field = (ms, b"\x08" + varint(ms) + b"\x10")
     high = timestamp_ns >> 28
     high_groups = _high_groups
     if high_groups[0] != high:
-        high_groups = _high_groups = (high, _varint(high))
-    low = timestamp_ns & _LOW_28  # as _low_groups does, inline (once per message)
+        high_groups = _high_groups = (high, varint(high))
+    low = timestamp_ns & LOW_28  # as low_groups does, inline (once per message)
     return ms_field[1] + (
         (low & 0x7F) | (low & 0x3F80) << 1 | (low & 0x1FC000) << 2 | (low & 0xFE00000) << 3
         | 0x80808080).to_bytes(4, "little") + high_groups[1]
@@ -351,7 +322,7 @@ def _payload_part(record: Any, tag: bytes, field: str) -> _Part:
     event = events_pb2.Event()
     _, key_id = _ENCODERS[type(record)](record, event, DEFAULT)
     body = getattr(event, field).SerializeToString()
-    return key_for(key_id), tag + _varint(len(body)) + body
+    return key_for(key_id), tag + varint(len(body)) + body
 
 
 def _remember(key: tuple[Any, ...], part: _Part) -> _Part:
@@ -395,7 +366,7 @@ class Encoding:
         size = shared[4] + len(step)
         return self._environment, shared[1], b"".join((
             _envelope_head(r.timestamp_ns), _ENVIRONMENT_TAG,
-            _SMALL_VARINTS[size] if size < 128 else _varint(size), shared[2], step, shared[3]))
+            SMALL_VARINTS[size] if size < 128 else varint(size), shared[2], step, shared[3]))
 
     def call(self, r: CallEvent) -> Message:
         t = r.traits

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterable
 
 from aliecs_integration.pb import kafka_pb2
+from aliecs_integration.publish.wire import varint
 
 from .env_info import RUNNING
 
@@ -45,19 +46,6 @@ def listing_key(run: kafka_pb2.EnvInfo) -> tuple[int, int]:
     count = len(run.detectors)
     group = (0 if ITS in run.detectors else 1) if count >= 2 else 2
     return group, -count
-
-
-def varint(value: int) -> bytes:
-    """Protobuf varint of a non-negative int."""
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
 
 
 _RUN_TAG = b"\x0a"  # ActiveRunsList.activeRuns: field 1, length-delimited

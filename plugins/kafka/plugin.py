@@ -46,6 +46,7 @@ from aliecs_integration.publish.headers import HeaderMaker, Headers
 from aliecs_integration.publish.publisher import shared_publisher
 from aliecs_integration.publish.switch import PublisherSwitch
 from aliecs_integration.publish.topics import TopicNames
+from aliecs_integration.publish.wire import varint
 from aliecs_integration.records import (
     CallContext,
     CallFunction,
@@ -58,7 +59,7 @@ from aliecs_integration.records import (
 from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.producer import ProducerConfig
 
-from .active_runs import ActiveRuns, timestamp_field, varint
+from .active_runs import ActiveRuns, timestamp_field
 from .env_info import EnvVariableError, shared_env_info
 
 log = logging.getLogger(__name__)

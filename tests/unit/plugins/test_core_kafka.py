@@ -571,16 +571,6 @@ def test_envelope_timestamps_in_sequence() -> None:
         ).SerializeToString()
 
 
-@pytest.mark.parametrize("value", [
-    0, 1, 127, 128, 16_383, 16_384, 2**21, 2**28 - 1, 2**28, 2**35 + 17, 2**56, 2**63 - 1,
-    2**64 - 1,
-])
-def test_varint_is_the_protobuf_varint(value: int) -> None:
-    message = events_pb2.Event(timestampNano=value if value < 2**63 else value - 2**64)
-    expected = message.SerializeToString()[1:] if value else b"\x00"  # proto3 omits a zero
-    assert core_kafka._varint(value) == expected
-
-
 def test_every_message_carries_the_event_type_an_event_id_and_the_instance() -> None:
     settings = Settings(enable_kafka=False)
     plugin = core_kafka.CoreKafkaPlugin(PluginContext("core-kafka", settings, "instance-3"))
