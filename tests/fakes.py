@@ -121,10 +121,15 @@ class FakeProducer:
         topic: str,
         value: bytes,
         key: bytes | None = None,
+        partition: int = -1,
         on_delivery: Callable[..., None] | None = None,
+        callback: Callable[..., None] | None = None,
+        timestamp: int = 0,
         headers: dict[str, bytes] | list[tuple[str, bytes]] | None = None,
     ) -> None:
+        """confluent-kafka's signature, positional order included (the publisher relies on it)."""
         assert not self.closed, "produce after close"
+        assert partition == -1 and callback is None and timestamp == 0, "unexpected arguments"
         if self.refuse_bytes is not None and len(value) > self.refuse_bytes:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         with self.cond:

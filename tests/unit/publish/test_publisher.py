@@ -550,3 +550,30 @@ def test_under_block_the_publishing_thread_waits_for_room_nothing_is_relayed(mak
     assert pub.flush(5).delivered == 30
     assert values(producer, "t") == [str(i).encode() for i in range(30)]
     assert max(held_seen) <= 10
+
+
+
+def test_positional_produce_arguments_match_the_real_client() -> None:
+    """The publisher calls ``Producer.produce`` positionally (keywords cost a third of the
+    call). With the real client and no broker: a purge reports the value and key back from
+    their positions, and the 7th and 8th positions are the timestamp and the headers (the
+    headers themselves reach a real broker: tests/integration/test_event_headers.py)."""
+    from confluent_kafka import Producer
+
+    from aliecs_integration.publish import publisher as module
+
+    reports: list[tuple[object, object]] = []
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})
+    producer.produce("t", b"value", b"key", module._ANY_PARTITION,
+                     lambda err, msg: reports.append((err, msg)), None, module._NOW,
+                     {"content-type": b"x", "event-id": b"y"})
+    producer.purge()
+    producer.poll(5)
+    assert len(reports) == 1
+    err, msg = reports[0]
+    assert err is not None  # purged: never sent
+    assert (msg.value(), msg.key()) == (b"value", b"key")  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="headers"):
+        producer.produce("t", b"v", None, module._ANY_PARTITION, None, None, module._NOW, 42)
+    with pytest.raises(TypeError, match="integer"):
+        producer.produce("t", b"v", None, module._ANY_PARTITION, None, None, "not a timestamp")
