@@ -178,12 +178,11 @@ class EnvironmentManager:
         now on and for the next calls of every existing one (see
         :meth:`Environment.set_defaults
         <aliecs_integration.engine.environment.Environment.set_defaults>`)."""
-        with self._slots_lock:
+        with self._slots_lock:  # with create's registration: no environment is missed
             self._runtime_vars = dict(runtime_vars)
             self._variable_defaults = dict(plugin_defaults)
-            environments = [slot.env for slot in self._slots.values()]
-        for env in environments:
-            env.set_defaults(self._runtime_vars, self._variable_defaults)
+            for slot in self._slots.values():
+                slot.env.set_defaults(self._runtime_vars, self._variable_defaults)
 
     def create(
         self,
@@ -204,12 +203,13 @@ class EnvironmentManager:
         Raises ``ValueError`` for malformed detectors or variables (nothing published)."""
         source = workflow or self._default_workflow
         while True:
+            runtime_vars, plugin_defaults = self._runtime_vars, self._variable_defaults
             env = Environment(
                 new_environment_id(), detectors=detectors, run_type=run_type,
-                user_vars=variables, runtime_vars=self._runtime_vars,
+                user_vars=variables, runtime_vars=runtime_vars,
                 defaults=source.defaults if isinstance(source, Workflow) else None,
                 workflow=source.template_info(), user=user,
-                plugin_defaults=self._variable_defaults,
+                plugin_defaults=plugin_defaults,
             )
             pending = source if isinstance(source, Workflow) else Workflow(env.id)
             slot = _Slot(env, pending, self._timeout_s)
@@ -217,6 +217,10 @@ class EnvironmentManager:
             with self._slots_lock:
                 if env.id not in self._slots:
                     self._slots[env.id] = slot
+                    if (self._runtime_vars is not runtime_vars
+                            or self._variable_defaults is not plugin_defaults):
+                        # set_defaults ran since they were read, before this one was listed
+                        env.set_defaults(self._runtime_vars, self._variable_defaults)
                     break
             slot.lock.release()
         try:

@@ -955,3 +955,29 @@ def test_the_same_environment_is_serialised(
     steps = [(e[1], e[2]) for e in host.trace if e[0] == "step"]
     assert steps == [(s, p) for s in fsm.step_names("DEPLOY", "STANDBY", "DEPLOYED")
                      for p in ("started", "finished")]
+
+
+def test_new_defaults_reach_an_environment_created_while_they_change(
+    make: Callable[..., EnvironmentManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live settings: new runtime variables applied between an environment's construction (with
+    the old ones) and its registration still reach it; one created after sees them at once."""
+    from aliecs_integration.engine import manager as module
+
+    manager = make(settings_runtime_vars={"mine": "old"})
+    real = module.Environment
+    changed: list[bool] = []
+
+    def built_then_changed(*args: Any, **kwargs: Any) -> Any:
+        env = real(*args, **kwargs)
+        if not changed:  # the reload lands right after the first construction
+            changed.append(True)
+            manager.set_defaults({"mine": "new"}, {"plugin_default": "1"})
+        return env
+
+    monkeypatch.setattr(module, "Environment", built_then_changed)
+    raced = manager.create()
+    assert changed
+    assert raced.variables["mine"] == "new"
+    assert manager.get(raced.id).variables["plugin_default"] == "1"
+    assert manager.create().variables["mine"] == "new"
