@@ -101,9 +101,11 @@ def metrics_reference() -> str:
         "`READY`; none producing is healthy) and `settings` (`ok`: the settings source "
         "answered its last read, `source`, `last_error`).", "",
         "Counts are since the process started. Per-topic metrics carry the plugin whose "
-        "publisher counted them (`core-kafka`: the core topics, and the legacy `kafka` "
-        "plugin's topics when it uses the same brokers and producer settings, so shares "
-        "core-kafka's producer); a topic appears once it had a message.", "",
+        "publisher counted them: `core-kafka` the core topics, and the legacy `kafka` "
+        "plugin's topics too when that plugin uses the same brokers and producer settings "
+        "(it then shares core-kafka's producer); otherwise the legacy plugin has a producer "
+        "of its own and reports its topics under `kafka` (starting from zero again when live "
+        "settings give it a new producer). A topic appears once it had a message.", "",
         "| metric | type | labels | meaning |", "|---|---|---|---|", *rows, "",
         "Latency buckets (seconds, `le` label of the histogram): see "
         "`aliecs_integration.publish.metrics.LATENCY_BUCKETS`.", ""])

@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 import collections
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
 
 import attrs
@@ -300,6 +300,15 @@ def _add_buckets(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     if not a or not b:
         return a or b
     return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def only_topics(snapshot: MetricsSnapshot, topics: Collection[str]) -> MetricsSnapshot:
+    """``snapshot`` restricted to ``topics`` (totals over those; the queue depth unchanged)."""
+    kept = {name: t for name, t in snapshot.topics.items() if name in topics}
+    return MetricsSnapshot(
+        sent=sum(t.sent for t in kept.values()), failed=sum(t.failed for t in kept.values()),
+        dropped=sum(t.dropped for t in kept.values()), queued=snapshot.queued,
+        topics=MappingProxyType(kept), published=sum(t.published for t in kept.values()))
 
 
 def merged(snapshots: Sequence[MetricsSnapshot]) -> MetricsSnapshot:

@@ -217,6 +217,11 @@ class Publisher:
                 return
         self._enqueue(topic, value, key, headers)
 
+    @property
+    def users(self) -> int:
+        """How many plugins use this publisher now (see :func:`shared_publisher`)."""
+        return self._users
+
     def prepare(self, topics: Iterable[str]) -> None:
         """Start creating ``topics`` in the background now (publish would do it on first use)."""
         with self._cond:

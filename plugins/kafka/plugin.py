@@ -43,7 +43,8 @@ from aliecs_integration.hookspecs import hookimpl
 from aliecs_integration.pb import kafka_pb2
 from aliecs_integration.plugin import Plugin, nonblocking
 from aliecs_integration.publish.headers import HeaderMaker, Headers
-from aliecs_integration.publish.publisher import shared_publisher
+from aliecs_integration.publish.metrics import MetricsSnapshot, only_topics
+from aliecs_integration.publish.publisher import Publisher, shared_publisher
 from aliecs_integration.publish.switch import PublisherSwitch
 from aliecs_integration.publish.topics import TopicNames
 from aliecs_integration.publish.wire import varint
@@ -135,6 +136,7 @@ class KafkaPlugin(Plugin):
         self._publisher_lock = threading.Lock()
         self._stopped = False
         self.active_runs = ActiveRuns()
+        self._sent_topics: set[str] = set()  # the topics of metrics_snapshot
         self._state_topics: dict[tuple[bool, str], str] = {}  # (leave, state) -> checked topic
         self._notification_headers = HeaderMaker(kafka_pb2.NewStateNotification,
                                                  context.instance_id)
@@ -151,6 +153,16 @@ class KafkaPlugin(Plugin):
         if publisher is None:
             return ConnectionState.SHUTDOWN if self._stopped else ConnectionState.IDLE
         return publisher.connection_state()
+
+    def metrics_snapshot(self) -> MetricsSnapshot | None:
+        """Per-topic counts of the legacy topics while this plugin has a producer of its own
+        (its ``kafkaEndpoint`` or producer settings differ from core-kafka's); None while it
+        shares core-kafka's producer (core-kafka reports them) or has none. A new producer
+        (live settings) starts from zero: Prometheus sees a counter reset."""
+        publisher = self._switch.current
+        if not isinstance(publisher, Publisher) or publisher.users > 1:
+            return None
+        return only_topics(publisher.metrics.snapshot(), self._sent_topics)
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings while running: when ``enableKafka``, ``kafkaEndpoint`` or
@@ -329,6 +341,7 @@ class KafkaPlugin(Plugin):
 
     def _send(self, topic: str, value: bytes, headers: HeaderMaker) -> None:
         self._get_publisher()
+        self._sent_topics.add(topic)
         self._publish(topic, value, headers())
 
 

@@ -71,12 +71,29 @@ def settled(samples: Samples) -> bool:
             and samples.get(("aliecs_environments", (("state", "DEPLOYED"),))) == 1)
 
 
+def by_plugin(samples: Samples, name: str) -> dict[str, set[str]]:
+    """The topics of metric ``name``, by the plugin label carrying them."""
+    found: dict[str, set[str]] = {}
+    for (n, labels), _ in samples.items():
+        if n == name:
+            found.setdefault(dict(labels)["plugin"], set()).add(dict(labels)["topic"])
+    return found
+
+
+@pytest.mark.parametrize("legacy_producer", ["shared", "own"])
 def test_scrape_during_a_run_equals_what_kafka_holds(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, cleanup_topics: None,
+    legacy_producer: str,
 ) -> None:
+    """With the legacy plugin on core-kafka's producer (same endpoint) or on one of its own
+    (the same broker named differently): every topic is counted once, under the plugin whose
+    producer published it, and the counts are what Kafka holds."""
+    host, port = kafka_bootstrap.rsplit(":", 1)
+    legacy_endpoint = kafka_bootstrap if legacy_producer == "shared" else f"localhost:{port}"
+    assert host == "127.0.0.1"
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({
-        "kafkaEndpoints": [kafka_bootstrap], "kafkaEndpoint": kafka_bootstrap,
+        "kafkaEndpoints": [kafka_bootstrap], "kafkaEndpoint": legacy_endpoint,
         "integrationPlugins": ["kafka", "trg"],
         "kafkaProducer": {"topicRoot": topic_prefix, "topics": {"replicationFactor": 1}},
     }))
@@ -118,6 +135,17 @@ def test_scrape_during_a_run_equals_what_kafka_holds(
         legacy = f"{topic_prefix}.env_list.RUNNING"
         assert {f"{topic_prefix}.environment", f"{topic_prefix}.run", legacy} <= set(
             acknowledged)
+        plugins = by_plugin(samples, "aliecs_kafka_messages_acknowledged_total")
+        core = {f"{topic_prefix}.{name}" for name in ("environment", "run", "call", "role",
+                                                         "task", "core")}
+        legacy_topics = {t for t in acknowledged
+                         if t not in core and ".integrated_service." not in t}
+        assert legacy in legacy_topics and f"{topic_prefix}.before_start_activity" in legacy_topics
+        if legacy_producer == "shared":
+            assert set(plugins) == {"core-kafka"}
+        else:
+            assert plugins["kafka"] == legacy_topics
+            assert not plugins["core-kafka"] & legacy_topics
         read = read_back(kafka_bootstrap, sorted(acknowledged), {}, root=topic_prefix,
                          timeout_s=30)
         assert all(item.ok for item in read)

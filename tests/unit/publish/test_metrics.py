@@ -252,3 +252,21 @@ def test_merged_snapshots_add_up_so_counters_never_go_down() -> None:
         m2.topics["a"].latency.buckets)
     assert a.sum_s == m1.topics["a"].latency.sum_s + m2.topics["a"].latency.sum_s
     assert merged([m1]) == m1 and merged([]).sent == 0
+
+
+def test_only_topics_keeps_those_topics_and_their_totals() -> None:
+    from aliecs_integration.publish.metrics import only_topics
+
+    metrics = Metrics(sample_every=1)
+    for topic, n in (("core", 3), ("legacy.a", 2), ("legacy.b", 1)):
+        for _ in range(n):
+            metrics.count_published(topic)
+            metrics.record_sent(topic, 0.001)
+    metrics.record_dropped("legacy.b")
+    snap = metrics.snapshot()
+    legacy = only_topics(snap, {"legacy.a", "legacy.b", "never-used"})
+    assert set(legacy.topics) == {"legacy.a", "legacy.b"}
+    assert (legacy.published, legacy.sent, legacy.dropped) == (3, 3, 1)
+    assert legacy.topics["legacy.a"] == snap.topics["legacy.a"]
+    assert legacy.queued == snap.queued
+    assert only_topics(snap, ()).topics == {}
