@@ -106,7 +106,7 @@ def unexpected(exc: BaseException, *, verbose: bool) -> CliError:
 SETTINGS_ENV = "ALIECS_SETTINGS"
 SETTINGS_HELP = (
     "Settings source: consul://HOST:PORT[/KEY] (consuls:// for HTTPS; "
-    "?token-file=PATH&ca-file=PATH may follow) or a YAML file "
+    "?token-file=PATH&ca-file=PATH&client-cert=PATH&client-key=PATH may follow) or a YAML file "
     f"(default: ${SETTINGS_ENV}, else the built-in defaults)."
 )
 
@@ -125,11 +125,14 @@ def options(ctx: click.Context) -> Options:
 
 
 def load_settings(source: str | None, token: str | None = None,
-                  ca_file: str | None = None) -> Settings:
+                  ca_file: str | None = None, client_cert: str | None = None,
+                  client_key: str | None = None) -> Settings:
     """Settings from ``source`` (``consul[s]://…`` or a file), or the built-in defaults when
     None; ``token``: the Consul ACL token (else the URL's ``token-file``, else
     ``$CONSUL_HTTP_TOKEN``); ``ca_file``: the CA bundle that verifies Consul's HTTPS
-    certificate (else the URL's ``ca-file``).
+    certificate (else the URL's ``ca-file``, else ``$CONSUL_CACERT``); ``client_cert`` and
+    ``client_key``: the client certificate sent to Consul (else the URL's, else
+    ``$CONSUL_CLIENT_CERT`` and ``$CONSUL_CLIENT_KEY``).
 
     Raises ``SettingsError`` as :func:`aliecs_integration.settings.sources.load` does.
     """
@@ -138,7 +141,8 @@ def load_settings(source: str | None, token: str | None = None,
 
     if source is None or not source.strip():
         return Settings.from_dict({}, source="built-in defaults")
-    return load(source, token=token, ca_file=ca_file, declared_keys=declared_settings_keys())
+    return load(source, token=token, ca_file=ca_file, client_cert=client_cert,
+                client_key=client_key, declared_keys=declared_settings_keys())
 
 
 CONSUL_TOKEN_HELP = (
@@ -147,23 +151,39 @@ CONSUL_TOKEN_HELP = (
 )
 CONSUL_CA_HELP = (
     "CA bundle (PEM) that verifies Consul's HTTPS certificate; implies HTTPS (as consuls://); "
-    "takes precedence over the URL's ?ca-file=PATH [default: the system's CA bundle]."
+    "takes precedence over the URL's ?ca-file=PATH, which takes precedence over "
+    "$CONSUL_CACERT [default: the system's CA bundle]."
+)
+CONSUL_CLIENT_CERT_HELP = (
+    "Client certificate (PEM) sent to Consul, for an agent with verify_incoming (mutual TLS); "
+    "needs --consul-client-key; implies HTTPS; takes precedence over the URL's "
+    "?client-cert=PATH, which takes precedence over $CONSUL_CLIENT_CERT."
+)
+CONSUL_CLIENT_KEY_HELP = (
+    "Unencrypted private key (PEM) of --consul-client-cert; takes precedence over the URL's "
+    "?client-key=PATH, which takes precedence over $CONSUL_CLIENT_KEY."
 )
 
 
 def consul_token_option(fn: Any) -> Any:
-    """``--consul-token TOKEN`` and ``--consul-ca PATH`` (parameters ``consul_token`` and
-    ``consul_ca``). ``$CONSUL_HTTP_TOKEN`` is read by the library, after the URL's
-    ``token-file``, so that an explicit option wins over the URL and the URL over the
-    environment."""
+    """``--consul-token TOKEN``, ``--consul-ca PATH``, ``--consul-client-cert PATH`` and
+    ``--consul-client-key PATH`` (parameters ``consul_token``, ``consul_ca``,
+    ``consul_client_cert``, ``consul_client_key``). The environment (``$CONSUL_HTTP_TOKEN``,
+    ``$CONSUL_CACERT``, ``$CONSUL_CLIENT_CERT``, ``$CONSUL_CLIENT_KEY``) is read by the
+    library, after the URL's query, so that an explicit option wins over the URL and the URL
+    over the environment."""
+    fn = click.option("--consul-client-key", "consul_client_key", metavar="PATH",
+                      help=CONSUL_CLIENT_KEY_HELP)(fn)
+    fn = click.option("--consul-client-cert", "consul_client_cert", metavar="PATH",
+                      help=CONSUL_CLIENT_CERT_HELP)(fn)
     fn = click.option("--consul-ca", "consul_ca", metavar="PATH", help=CONSUL_CA_HELP)(fn)
     return click.option("--consul-token", "consul_token", metavar="TOKEN",
                         help=CONSUL_TOKEN_HELP)(fn)
 
 
 def settings_option(fn: Any) -> Any:
-    """``--settings SOURCE`` (also ``$ALIECS_SETTINGS``), ``--consul-token TOKEN`` and
-    ``--consul-ca PATH``."""
+    """``--settings SOURCE`` (also ``$ALIECS_SETTINGS``) and :func:`consul_token_option`'s
+    options."""
     return click.option(
         "--settings", "settings_source", metavar="SOURCE", envvar=SETTINGS_ENV,
         help=SETTINGS_HELP,

@@ -158,6 +158,7 @@ def consume(
     until: int | None, fmt: OutputFormat, colour: bool | None, raw: bool,
     max_messages: int | None, timeout: float | None, root: str | None,
     connect_timeout: float, consul_token: str | None = None, consul_ca: str | None = None,
+    consul_client_cert: str | None = None, consul_client_key: str | None = None,
 ) -> None:
     """Print the messages of aliecs.* topics, decoded, one per line.
 
@@ -177,7 +178,8 @@ def consume(
     aliecs-integration consume aliecs.run --from-beginning --raw \\
         | FDSET_PATH=./fdset pq --msgtype events.Event --stream i32be
     """
-    settings = load_settings(settings_source, consul_token, consul_ca) if settings_source else None
+    settings = (load_settings(settings_source, consul_token, consul_ca, consul_client_cert,
+                              consul_client_key) if settings_source else None)
     if brokers is None and settings is not None:
         if not settings.kafka_endpoints:
             raise BadInput(f"{settings.source}: kafkaEndpoints is empty: give --brokers")

@@ -201,11 +201,13 @@ def hooks() -> None:
     help="Seconds to wait for loaded plugins to leave the CONNECTING state before listing.",
 )
 def plugins_command(settings_source: str | None, consul_token: str | None,
-                    consul_ca: str | None, wait: float) -> None:
+                    consul_ca: str | None, consul_client_cert: str | None,
+                    consul_client_key: str | None, wait: float) -> None:
     """List discovered and requested plugins: loaded or not (and why), endpoint, connection."""
     from aliecs_integration.host import PluginHost
 
-    settings = load_settings(settings_source, consul_token, consul_ca)
+    settings = load_settings(settings_source, consul_token, consul_ca, consul_client_cert,
+                             consul_client_key)
     host = PluginHost(settings)
     host.start(listing=True)  # plugins connect but publish nothing (no start event, no list)
     try:
@@ -239,7 +241,8 @@ def topics() -> None:
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds to wait for the broker and the topics.")
 def topics_create(settings_source: str | None, consul_token: str | None,
-                  consul_ca: str | None, timeout: float) -> None:
+                  consul_ca: str | None, consul_client_cert: str | None,
+                  consul_client_key: str | None, timeout: float) -> None:
     """Create every standard topic (core and legacy) with the configured partitions and
     replication (kafkaProducer.topics; replication clamped to the number of brokers).
 
@@ -250,7 +253,8 @@ def topics_create(settings_source: str | None, consul_token: str | None,
     from aliecs_integration.publish.topic_admin import ensure_topics
     from aliecs_integration.publish.topics import TopicNames
 
-    settings = load_settings(settings_source, consul_token, consul_ca)
+    settings = load_settings(settings_source, consul_token, consul_ca, consul_client_cert,
+                             consul_client_key)
     if not settings.kafka_endpoints:
         raise BadInput(f"{settings.source}: kafkaEndpoints is empty: no broker to create "
                        "topics on")
@@ -319,6 +323,7 @@ def _progress_printer(width: int) -> Callable[[Any], None]:
 @click.pass_context
 def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbers: Path | None,
         flush_timeout: float | None, consul_token: str | None, consul_ca: str | None,
+        consul_client_cert: str | None, consul_client_key: str | None,
         metrics_address: str) -> None:
     """Run a scenario with the configured plugins, against your own Kafka and Consul.
 
@@ -333,7 +338,8 @@ def run(ctx: click.Context, settings_source: str, scenario_file: Path, run_numbe
     from aliecs_integration.scenario.session import run_scenario
 
     scenario = load_scenario(scenario_file)
-    settings = load_settings(settings_source, consul_token, consul_ca)
+    settings = load_settings(settings_source, consul_token, consul_ca, consul_client_cert,
+                             consul_client_key)
     if flush_timeout is None:
         flush_timeout = settings.producer.flush_timeout_s
     quiet_progress_duplicates(ctx)

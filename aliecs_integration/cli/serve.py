@@ -90,6 +90,7 @@ def _wait_for_signal(ready: Callable[[], None],
                    "changes (SIGHUP then does nothing).")
 @metrics_address_option(METRICS_ADDRESS)
 def serve(settings_source: str | None, consul_token: str | None, consul_ca: str | None,
+          consul_client_cert: str | None, consul_client_key: str | None,
           address: str,
           run_numbers: Path | None,
           workflow_dirs: tuple[Path, ...], detectors: str, drain_timeout: float,
@@ -111,14 +112,16 @@ def serve(settings_source: str | None, consul_token: str | None, consul_ca: str 
 
     Prometheus metrics and the health check are served on --metrics-address (docs/metrics.md).
     """
-    settings = load_settings(settings_source, consul_token, consul_ca)
+    settings = load_settings(settings_source, consul_token, consul_ca, consul_client_cert,
+                             consul_client_key)
     names = tuple(d.strip() for d in detectors.split(",") if d.strip())
     watcher: SettingsWatcher | None = None
     if settings_source and settings_source.strip() and not no_watch:
         watcher = SettingsWatcher(  # started once the server runs (it applies the changes)
             settings_source, settings,
             lambda new: server.apply_settings(new, flush_timeout_s=flush_timeout),
-            token=consul_token, ca_file=consul_ca, declared_keys=declared_settings_keys())
+            token=consul_token, ca_file=consul_ca, client_cert=consul_client_cert,
+            client_key=consul_client_key, declared_keys=declared_settings_keys())
     server = ControlServer(settings, address=address, run_numbers=run_numbers,
                            template_dirs=workflow_dirs, detectors=names,
                            metrics_address=metrics_address,

@@ -96,9 +96,11 @@ def settings() -> None:
               show_default=True)
 @consul_token_option
 def show(source: str | None, fmt: str, consul_token: str | None,
-         consul_ca: str | None) -> None:
+         consul_ca: str | None, consul_client_cert: str | None,
+         consul_client_key: str | None) -> None:
     """Print every effective setting, where it came from, secrets masked as ***."""
-    loaded = load_settings(source, consul_token, consul_ca)
+    loaded = load_settings(source, consul_token, consul_ca, consul_client_cert,
+                           consul_client_key)
     rows = effective_rows(loaded)
     if fmt == "json":
         click.echo(json.dumps(
@@ -119,7 +121,8 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--consul", "address", envvar=CONSUL_ENV, required=True, metavar="HOST:PORT",
               help=f"Consul address: [consul://|consuls://]HOST:PORT, optionally with "
-                   f"?token-file=PATH&ca-file=PATH (also ${CONSUL_ENV}).")
+                   f"?token-file=PATH&ca-file=PATH&client-cert=PATH&client-key=PATH (also "
+                   f"${CONSUL_ENV}).")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="A runtime variable to write as well (o2/runtime/aliecs/vars/NAME); repeatable.")
 @click.option("--key", default=None, metavar="KEY",
@@ -127,7 +130,8 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
                    "[default: o2/components/aliecs/ANY/any/settings].")
 @consul_token_option
 def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
-         consul_token: str | None, consul_ca: str | None) -> None:
+         consul_token: str | None, consul_ca: str | None, consul_client_cert: str | None,
+         consul_client_key: str | None) -> None:
     """Validate FILE, then write it to Consul with its runtime variables, all or nothing.
 
     Nothing is written unless FILE validates. One Consul transaction writes the settings
@@ -150,8 +154,11 @@ def push(file: Path, address: str, variables: tuple[str, ...], key: str | None,
     key = (key or DEFAULT_SETTINGS_KEY).strip("/")
     written = push_to_consul(address, file, runtime_vars=extra or None, settings_key=key,
                              token=consul_token, ca_file=consul_ca,
+                             client_cert=consul_client_cert, client_key=consul_client_key,
                              declared_keys=declared)
-    access, _ = consul_access.parse(address, token=consul_token, ca_file=consul_ca)
+    access, _ = consul_access.parse(address, token=consul_token, ca_file=consul_ca,
+                                    client_cert=consul_client_cert,
+                                    client_key=consul_client_key)
     click.echo(f"validated {file} ({len(validated.raw)} keys)")
     for name, value in written.items():
         if name == key:

@@ -26,7 +26,11 @@ import requests
 from aliecs_integration import names, safe_yaml
 from aliecs_integration.errors import SettingsError
 from aliecs_integration.settings import consul_access
-from aliecs_integration.settings.consul_access import TOKEN_HINT, ConsulAccess
+from aliecs_integration.settings.consul_access import (
+    CLIENT_CERT_HINT,
+    TOKEN_HINT,
+    ConsulAccess,
+)
 from aliecs_integration.settings.core import Settings
 
 DEFAULT_SETTINGS_KEY = "o2/components/aliecs/ANY/any/settings"
@@ -78,48 +82,73 @@ def load_file(path: Path, *, declared_keys: Collection[str] = ()) -> Settings:
                               declared_keys=declared_keys)
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost OS-level reason of a requests failure (e.g. ``Connection refused``)."""
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception inside it (causes, contexts, exception arguments, a
+    ``reason`` that is an exception), each once, depth first."""
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
-    found: str | None = None
     while todo:
         current = todo.pop()
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            found = current.strerror
+        yield current
         todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
         todo.extend(a for a in current.args if isinstance(a, BaseException))
         reason = getattr(current, "reason", None)
         if isinstance(reason, BaseException):
             todo.append(reason)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost OS-level reason of a requests failure (e.g. ``Connection refused``)."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    found: str | None = None
+    for current in _causes(exc):
+        if isinstance(current, OSError) and current.strerror:
+            found = current.strerror
     return found or str(exc)
 
 
 def _tls_reason(exc: BaseException) -> str:
     """The certificate check's own words from an SSL failure (e.g. ``self-signed certificate
     in certificate chain``), else its innermost reason."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in _causes(exc):
         if isinstance(current, ssl.SSLCertVerificationError):
             return f"certificate verify failed: {current.verify_message}"
         if isinstance(current, ssl.SSLError) and current.reason:
             return str(current.reason).replace("_", " ").lower()
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-        todo.extend(a for a in current.args if isinstance(a, BaseException))
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            todo.append(reason)
     return _reason(exc)
+
+
+_CLIENT_CERT_ALERTS = frozenset((
+    "CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED", "UNSUPPORTED_CERTIFICATE", "ACCESS_DENIED",
+))
+"""TLS alerts a server sends when it does not accept the client's certificate (or its lack)."""
+
+
+def _peer_alert(exc: BaseException) -> str | None:
+    """The server's TLS alert about the client certificate in an SSL failure (e.g. ``tlsv13
+    alert certificate required``), else None."""
+    for current in _causes(exc):
+        reason = getattr(current, "reason", None)
+        if (isinstance(current, ssl.SSLError) and isinstance(reason, str)
+                and reason.partition("_ALERT_")[2] in _CLIENT_CERT_ALERTS):
+            return reason.replace("_", " ").lower()
+    return None
+
+
+def _tls_eof(exc: BaseException) -> str | None:
+    """The words of an SSL failure where the server closed the connection without a TLS alert
+    (e.g. ``EOF occurred in violation of protocol``), else None. An agent refusing a client
+    certificate does this when the request was written after its alert was sent (TLS 1.3:
+    the client certificate is checked after the client finished its handshake)."""
+    for current in _causes(exc):
+        if isinstance(current, ssl.SSLEOFError):
+            return str(current.strerror or "EOF").split(" (_ssl.c:")[0]
+    return None
 
 
 class _ConsulKV:
@@ -137,7 +166,7 @@ class _ConsulKV:
         verify: bool | str = access.ca_file or True
         self.client = consul.Consul(
             host=access.host, port=access.port, scheme=access.scheme, token=self.token,
-            verify=verify, connections_timeout=timeout_s,
+            verify=verify, cert=access.client_pair, connections_timeout=timeout_s,
         )
 
     def __repr__(self) -> str:
@@ -160,8 +189,28 @@ class _ConsulKV:
         )
 
     def _tls_failed(self, key: str, exc: BaseException) -> SettingsError:
-        ca = (f"the CA bundle {self.access.ca_file}" if self.access.ca_file
-              else "the system's CA bundle")
+        alert = _peer_alert(exc)
+        eof = None if alert else _tls_eof(exc)
+        if alert or eof:
+            what = (f"refused the TLS connection ({alert})" if alert
+                    else f"closed the TLS connection ({eof})")
+            maybe = "" if alert else "probably "
+            if self.access.client_pair is None:
+                return SettingsError(
+                    f"Consul at {self.hostport} {what}: it {maybe}requires a client "
+                    f"certificate (verify_incoming) and none was sent; {CLIENT_CERT_HINT}",
+                    source=self.url(key),
+                )
+            return SettingsError(
+                f"Consul at {self.hostport} {what}: it {maybe}did not accept the client "
+                f"certificate {self.access.client_cert} (given by {self.access.client_origin}); "
+                "is it signed by a CA the agent trusts (its tls ca_file), and is it still "
+                "valid? Pass the right one with --consul-client-cert PATH and "
+                "--consul-client-key PATH",
+                source=self.url(key),
+            )
+        ca = (f"the CA bundle {self.access.ca_file}, given by {self.access.ca_origin}"
+              if self.access.ca_file else "the system's CA bundle")
         return SettingsError(
             f"TLS to Consul at {self.hostport} failed: {_tls_reason(exc)} (server certificate "
             f"checked against {ca}); is it serving HTTPS there, and is --consul-ca PATH the "
@@ -193,7 +242,8 @@ class _ConsulKV:
         if not failure:
             return result[0]
         exc = failure[0]
-        if isinstance(exc, requests.exceptions.SSLError):
+        if isinstance(exc, requests.exceptions.SSLError) or (
+                isinstance(exc, requests.RequestException) and _peer_alert(exc)):
             raise self._tls_failed(key, exc) from exc
         if isinstance(exc, requests.RequestException):
             raise SettingsError(
@@ -423,27 +473,33 @@ def load_consul(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
     ca_file: str | Path | None = None,
+    client_cert: str | Path | None = None,
+    client_key: str | Path | None = None,
     declared_keys: Collection[str] = (),
 ) -> Settings:
     """Read the settings document at ``settings_key`` and the runtime variables under
     ``vars_prefix`` (name = key minus prefix, value = UTF-8 text) from Consul at ``address``
-    (``[consul[s]://]host[:port][?token-file=PATH&ca-file=PATH]``, see
-    :mod:`aliecs_integration.settings.consul_access` for the token and CA precedence).
+    (``[consul[s]://]host[:port][?token-file=PATH&ca-file=PATH&client-cert=PATH&
+    client-key=PATH]``, see :mod:`aliecs_integration.settings.consul_access` for the token, CA
+    and client certificate precedence).
 
     Source: ``consul[s]://host:port/<settings_key>``. Raises ``SettingsError`` when Consul
     cannot be reached within ``timeout_s``, TLS fails, it refuses the read (naming the
     permission), the key is missing, a value is not UTF-8, the YAML is malformed (with line)
     or a key has a wrong type.
     """
-    document = read_consul(_address(address, token=token, ca_file=ca_file),
-                           settings_key=settings_key, vars_prefix=vars_prefix,
+    access = _address(address, token=token, ca_file=ca_file, client_cert=client_cert,
+                      client_key=client_key)
+    document = read_consul(access, settings_key=settings_key, vars_prefix=vars_prefix,
                            timeout_s=timeout_s)
     return settings_from(document, declared_keys=declared_keys)
 
 
-def _address(address: str, *, token: str | None, ca_file: str | Path | None) -> ConsulAccess:
+def _address(address: str, *, token: str | None, ca_file: str | Path | None,
+             client_cert: str | Path | None, client_key: str | Path | None) -> ConsulAccess:
     """:func:`consul_access.parse` of an address that must not name a key."""
-    access, path = consul_access.parse(address, token=token, ca_file=ca_file)
+    access, path = consul_access.parse(address, token=token, ca_file=ca_file,
+                                       client_cert=client_cert, client_key=client_key)
     if path:
         what = consul_access.shown(address)
         raise SettingsError(f"bad Consul address {what!r}: expected "
@@ -463,13 +519,16 @@ class SourceSpec:
 
 
 def parse_source(
-    source: str, *, token: str | None = None, ca_file: str | Path | None = None
+    source: str, *, token: str | None = None, ca_file: str | Path | None = None,
+    client_cert: str | Path | None = None, client_key: str | Path | None = None,
 ) -> SourceSpec:
-    """Parse ``consul[s]://host:port[/settings/key][?token-file=PATH&ca-file=PATH]``,
-    ``file:///path`` or a YAML file path; ``token`` and ``ca_file`` (the CLI's
-    ``--consul-token`` and ``--consul-ca``) take precedence over the URL's, the URL's
-    ``token-file`` over ``$CONSUL_HTTP_TOKEN``. Raises ``SettingsError`` for an empty source,
-    an unknown URL scheme or a bad Consul address, token file or CA file."""
+    """Parse ``consul[s]://host:port[/settings/key][?token-file=PATH&ca-file=PATH&
+    client-cert=PATH&client-key=PATH]``, ``file:///path`` or a YAML file path; ``token``,
+    ``ca_file``, ``client_cert`` and ``client_key`` (the CLI's ``--consul-token``,
+    ``--consul-ca``, ``--consul-client-cert`` and ``--consul-client-key``) take precedence over
+    the URL's, the URL's over the environment's (:mod:`~aliecs_integration.settings.
+    consul_access`). Raises ``SettingsError`` for an empty source, an unknown URL scheme or a
+    bad Consul address, token file, CA file, client certificate or key."""
     text = source.strip()
     if not text:
         raise SettingsError(
@@ -478,7 +537,8 @@ def parse_source(
     if "://" in text:
         scheme = text.partition("://")[0].lower()
         if scheme in ("consul", "consuls"):
-            access, key = consul_access.parse(text, token=token, ca_file=ca_file)
+            access, key = consul_access.parse(text, token=token, ca_file=ca_file,
+                                              client_cert=client_cert, client_key=client_key)
             return SourceSpec(access.url(key or DEFAULT_SETTINGS_KEY), access=access,
                               key=key or DEFAULT_SETTINGS_KEY)
         if scheme == "file":
@@ -500,15 +560,18 @@ def load(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
     ca_file: str | Path | None = None,
+    client_cert: str | Path | None = None,
+    client_key: str | Path | None = None,
     declared_keys: Collection[str] = (),
 ) -> Settings:
-    """Load settings from ``source`` (see :func:`parse_source` for its forms and the token and
-    CA precedence).
+    """Load settings from ``source`` (see :func:`parse_source` for its forms and the token, CA
+    and client certificate precedence).
 
     Raises ``SettingsError`` for an empty source or an unknown URL scheme, or whatever
     :func:`load_consul` / :func:`load_file` raise.
     """
-    spec = parse_source(source, token=token, ca_file=ca_file)
+    spec = parse_source(source, token=token, ca_file=ca_file, client_cert=client_cert,
+                        client_key=client_key)
     if spec.path is not None:
         return load_file(spec.path, declared_keys=declared_keys)
     assert spec.access is not None
@@ -527,6 +590,8 @@ def push_to_consul(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
     ca_file: str | Path | None = None,
+    client_cert: str | Path | None = None,
+    client_key: str | Path | None = None,
     declared_keys: Collection[str] = (),
 ) -> dict[str, str]:
     """Validate ``settings_file`` and write it to Consul at ``address``, all or nothing.
@@ -540,7 +605,8 @@ def push_to_consul(
     ``SettingsError`` as :func:`load_file` does, or when Consul cannot be reached, denies
     the write (naming the permission needed) or rolls the transaction back.
     """
-    access = _address(address, token=token, ca_file=ca_file)
+    access = _address(address, token=token, ca_file=ca_file, client_cert=client_cert,
+                      client_key=client_key)
     text, source = _read_file(settings_file)
     for name in (runtime_vars or {}):
         _safe_variable(name, source="--var")

@@ -116,6 +116,8 @@ class SettingsWatcher:
         *,
         token: str | None = None,
         ca_file: str | Path | None = None,
+        client_cert: str | Path | None = None,
+        client_key: str | Path | None = None,
         declared_keys: Collection[str] = (),
         vars_prefix: str = DEFAULT_VARS_PREFIX,
         wait_s: float = 30.0,
@@ -124,7 +126,8 @@ class SettingsWatcher:
         backoff: Backoff = Backoff(),
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self.spec: SourceSpec = parse_source(source, token=token, ca_file=ca_file)
+        self.spec: SourceSpec = parse_source(source, token=token, ca_file=ca_file,
+                                             client_cert=client_cert, client_key=client_key)
         self._current = current
         self._apply = apply
         self._declared = tuple(declared_keys)
@@ -223,9 +226,10 @@ class SettingsWatcher:
                            vars_prefix=self._vars_prefix, timeout_s=self._timeout_s)
 
     def _access(self) -> ConsulAccess:
-        """Consul's address, TLS and token for the next request. A token from a token file is
-        read again each time, so a rotated token applies without a restart (a file that cannot
-        be read then is a failed read: ``SettingsError``)."""
+        """Consul's address, TLS (CA bundle, client certificate) and token for the next
+        request. A token from a token file is read again each time, so a rotated token applies
+        without a restart (a file that cannot be read then is a failed read:
+        ``SettingsError``); the certificate files are read by each new connection."""
         assert self.spec.access is not None
         return self.spec.access.refreshed()
 

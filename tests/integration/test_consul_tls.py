@@ -5,11 +5,7 @@ module on its own free ports. The right CA (``--consul-ca``, ``?ca-file=``) work
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +16,7 @@ import requests
 from click.testing import CliRunner, Result
 
 from aliecs_integration.cli.main import cli
-from aliecs_integration.devservers import REPO_ROOT
+from tests.tls_helpers import https_agent, make_ca, make_cert
 
 pytestmark = [pytest.mark.consul, pytest.mark.skipif(shutil.which("openssl") is None,
                                                      reason="needs the openssl CLI")]
@@ -28,8 +24,13 @@ pytestmark = [pytest.mark.consul, pytest.mark.skipif(shutil.which("openssl") is 
 DOCUMENT = b"kafkaEndpoints: [tls-test-broker:9092]\nenableKafka: false\n"
 
 
+NO_CONSUL_ENV = {name: "" for name in ("CONSUL_HTTP_TOKEN", "CONSUL_CACERT",
+                                       "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY")}
+"""Consul's client environment variables, emptied (a developer's shell may set them)."""
+
+
 def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env={"CONSUL_HTTP_TOKEN": ""})
+    return CliRunner().invoke(cli, list(args), env=NO_CONSUL_ENV)
 
 
 def one_error(result: Result) -> str:
@@ -37,43 +38,6 @@ def one_error(result: Result) -> str:
     assert len(lines) == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed CA: (certificate, key)."""
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-             "-subj", f"/CN={name}", cwd=directory)
-    return cert, key
-
-
-def make_server_cert(directory: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    """A server certificate for 127.0.0.1 and localhost signed by ``ca``: (certificate, key)."""
-    cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
-    ext = directory / "server.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1", cwd=directory)
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
-             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext),
-             cwd=directory)
-    return cert, key
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
@@ -93,53 +57,15 @@ def tls_consul(consul_address: str, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[TlsConsul]:
     """A private HTTPS-only Consul dev agent (``consul_address`` only makes sure the binary
     is built)."""
-    script = str(REPO_ROOT / "dev" / "consul")
-    binary = subprocess.run([script, "path"], check=True, capture_output=True,
-                            text=True).stdout.strip()
-    if not os.access(binary, os.X_OK):  # e.g. ALIECS_TEST_CONSUL named an external agent
-        subprocess.run([script, "build"], check=True, capture_output=True, timeout=3600)
     directory = tmp_path_factory.mktemp("consul-tls")
     ca = make_ca(directory, "test-ca")
     wrong = make_ca(directory, "other-ca")
-    cert, key = make_server_cert(directory, ca)
-    https, serf_lan, serf_wan, server = free_ports(4)
-    hcl = (f"ports {{ http = -1, https = {https}, dns = -1, grpc = -1, grpc_tls = -1, "
-           f"serf_lan = {serf_lan}, serf_wan = {serf_wan}, server = {server} }} "
-           f'tls {{ defaults {{ ca_file = "{ca[0]}", cert_file = "{cert}", '
-           f'key_file = "{key}", verify_incoming = false }} }}')
-    log = (directory / "consul.log").open("w")
-    proc = subprocess.Popen(
-        [binary, "agent", "-dev", "-client", "127.0.0.1", "-bind", "127.0.0.1",
-         "-advertise", "127.0.0.1", "-node", "aliecs-tls-test", "-log-level", "warn",
-         "-hcl", hcl],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-    address = f"127.0.0.1:{https}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (directory / "consul.log").read_text()
-            try:
-                leader = requests.get(f"https://{address}/v1/status/leader", verify=str(ca[0]),
-                                      timeout=2)
-                if leader.ok and leader.json():
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, (directory / "consul.log").read_text()
-            time.sleep(0.3)
+    server = make_cert(directory, "server", ca, server=True)
+    with https_agent(directory, ca[0], server, verify_incoming=False) as address:
         settings_key = f"t{uuid.uuid4().hex[:10]}/settings"
         requests.put(f"https://{address}/v1/kv/{settings_key}", data=DOCUMENT,
                      verify=str(ca[0]), timeout=10).raise_for_status()
         yield TlsConsul(address, ca[0], wrong[0], settings_key)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
 
 
 def test_consuls_with_the_right_ca(tls_consul: TlsConsul) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from aliecs_integration.settings.sources import (
     parse_yaml,
     push_to_consul,
 )
+from tests.tls_helpers import make_ca, make_cert
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "settings.yaml"
 GOOD = 'kafkaEndpoints: ["b1:9092"]\nenableKafka: false\nmyPlugin: {a: 1}\n'
@@ -317,7 +320,7 @@ def test_load_consul_reads_settings_and_vars(fake: FakeConsulFactory) -> None:
     }
     assert fake.kwargs == [
         {"host": "c", "port": 8501, "scheme": "https", "token": "tok", "verify": True,
-         "connections_timeout": 1.5}
+         "cert": None, "connections_timeout": 1.5}
     ]
     assert set(fake.kv.tokens) == {"tok"}
 
@@ -434,3 +437,93 @@ def test_push_unreachable(fake: FakeConsulFactory, tmp_path: Path) -> None:
     fake.fail = requests.ConnectionError("down")
     with pytest.raises(SettingsError, match="cannot reach Consul at c:1: down"):
         push_to_consul("c:1", write(tmp_path, "{}\n"))
+
+
+# --------------------------------------------------------------------------- TLS failures
+
+def ssl_failure(
+    reason: str, *, wrapper: type[requests.RequestException] = requests.exceptions.SSLError,
+) -> requests.RequestException:
+    """A requests failure caused by an SSL error with OpenSSL's ``reason`` (as urllib3 raises
+    it, the ssl error inside); ``EOF``: the server closed the connection without an alert."""
+    if reason == "EOF":
+        return wrapper(ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:2427)"))
+    error = ssl.SSLError(1, f"[SSL: {reason}] {reason.replace('_', ' ').lower()}")
+    error.reason = reason
+    return wrapper(error)
+
+
+@pytest.fixture
+def no_consul_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consul's TLS environment variables unset (a developer's shell may set them)."""
+    for name in ("CONSUL_CACERT", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def client_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI")
+    directory = tmp_path_factory.mktemp("client")
+    return make_cert(directory, "client", make_ca(directory, "ca"), server=False)
+
+
+def test_the_client_certificate_is_handed_to_py_consul(
+    fake: FakeConsulFactory, client_pair: tuple[Path, Path]
+) -> None:
+    fake.store[DEFAULT_SETTINGS_KEY] = b"{}"
+    load_consul("consuls://c:1", client_cert=client_pair[0], client_key=client_pair[1])
+    load(f"consul://c:1?client-cert={client_pair[0]}&client-key={client_pair[1]}")
+    pair = (str(client_pair[0]), str(client_pair[1]))
+    assert [(k["scheme"], k["cert"]) for k in fake.kwargs] == [("https", pair)] * 2
+
+
+@pytest.mark.usefixtures("no_consul_env")
+@pytest.mark.parametrize("wrapper", [requests.exceptions.SSLError, requests.ConnectionError])
+def test_no_client_certificate_sent_to_an_agent_that_requires_one(
+    fake: FakeConsulFactory, wrapper: type[requests.RequestException]
+) -> None:
+    fake.fail = ssl_failure("TLSV13_ALERT_CERTIFICATE_REQUIRED", wrapper=wrapper)
+    error = consul_error("consuls://c:1")
+    assert str(error) == (
+        f"consuls://c:1/{DEFAULT_SETTINGS_KEY}: Consul at c:1 refused the TLS connection "
+        "(tlsv13 alert certificate required): it requires a client certificate "
+        "(verify_incoming) and none was sent; pass one with --consul-client-cert PATH and "
+        "--consul-client-key PATH, ?client-cert=PATH&client-key=PATH on the consuls:// URL or "
+        "$CONSUL_CLIENT_CERT and $CONSUL_CLIENT_KEY")
+
+
+@pytest.mark.usefixtures("no_consul_env")
+def test_an_agent_closing_the_connection_without_an_alert(fake: FakeConsulFactory) -> None:
+    """The request was written after the agent's alert: only the closed connection is seen."""
+    fake.fail = ssl_failure("EOF")
+    error = consul_error("consuls://c:1")
+    assert ("Consul at c:1 closed the TLS connection (EOF occurred in violation of protocol): "
+            "it probably requires a client certificate (verify_incoming) and none was sent; "
+            "pass one with --consul-client-cert PATH") in str(error)
+
+
+@pytest.mark.parametrize(("reason", "said"), [
+    ("TLSV1_ALERT_UNKNOWN_CA", "refused the TLS connection (tlsv1 alert unknown ca): it did"),
+    ("EOF", "closed the TLS connection (EOF occurred in violation of protocol): it probably "
+            "did"),
+])
+def test_a_client_certificate_the_agent_refuses(
+    fake: FakeConsulFactory, client_pair: tuple[Path, Path], reason: str, said: str,
+) -> None:
+    fake.fail = ssl_failure(reason)
+    error = consul_error("consuls://c:1", client_cert=client_pair[0], client_key=client_pair[1])
+    assert (f"Consul at c:1 {said} not accept the client certificate {client_pair[0]} (given "
+            "by --consul-client-cert); is it signed by a CA the agent trusts") in str(error)
+    assert "Pass the right one with --consul-client-cert PATH and --consul-client-key PATH" in (
+        str(error))
+
+
+@pytest.mark.usefixtures("no_consul_env")
+def test_a_server_certificate_that_does_not_verify_is_not_blamed_on_the_client(
+    fake: FakeConsulFactory, client_pair: tuple[Path, Path]
+) -> None:
+    fake.fail = ssl_failure("CERTIFICATE_VERIFY_FAILED")
+    error = consul_error("consuls://c:1", client_cert=client_pair[0], client_key=client_pair[1])
+    assert "TLS to Consul at c:1 failed: certificate verify failed" in str(error)
+    assert "server certificate checked against the system's CA bundle" in str(error)

@@ -1,0 +1,123 @@
+"""Throwaway certificates (made with the openssl CLI) and a private HTTPS-only Consul dev agent
+for the TLS tests: its own free ports and data, started and stopped by the caller's fixture."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from aliecs_integration.devservers import REPO_ROOT
+
+Pair = tuple[Path, Path]
+"""(certificate, key) PEM files."""
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_key(directory: Path, name: str) -> Path:
+    """An unencrypted EC private key (PKCS#8 PEM)."""
+    key = directory / f"{name}.key"
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-out", str(key), cwd=directory)
+    return key
+
+
+def make_ca(directory: Path, name: str) -> Pair:
+    """A self-signed CA: (certificate, key)."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+            "-subj", f"/CN={name}", cwd=directory)
+    return cert, key
+
+
+def make_cert(directory: Path, name: str, ca: Pair, *, server: bool) -> Pair:
+    """A certificate signed by ``ca``: for a server at 127.0.0.1 and localhost, or for a
+    client (``clientAuth``): (certificate, key)."""
+    cert, key, csr = (directory / f"{name}.pem", directory / f"{name}.key",
+                      directory / f"{name}.csr")
+    ext = directory / f"{name}.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server
+                   else "extendedKeyUsage=clientAuth\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}", cwd=directory)
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+            "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext),
+            cwd=directory)
+    return cert, key
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def consul_binary() -> str:
+    """The dev cache's consul binary (built when missing, e.g. when ALIECS_TEST_CONSUL named
+    an external agent)."""
+    script = str(REPO_ROOT / "dev" / "consul")
+    binary = subprocess.run([script, "path"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    if not os.access(binary, os.X_OK):
+        subprocess.run([script, "build"], check=True, capture_output=True, timeout=3600)
+    return binary
+
+
+@contextmanager
+def https_agent(directory: Path, ca: Path, server: Pair, *, verify_incoming: bool,
+                client: Pair | None = None) -> Iterator[str]:
+    """A private Consul dev agent serving its API over HTTPS only (certificate ``server``,
+    clients verified against ``ca`` when ``verify_incoming``); yields ``127.0.0.1:PORT`` once
+    it has a leader. ``client``: the certificate the readiness check sends."""
+    https, serf_lan, serf_wan, server_port = free_ports(4)
+    hcl = (f"ports {{ http = -1, https = {https}, dns = -1, grpc = -1, grpc_tls = -1, "
+           f"serf_lan = {serf_lan}, serf_wan = {serf_wan}, server = {server_port} }} "
+           f'tls {{ defaults {{ ca_file = "{ca}", cert_file = "{server[0]}", '
+           f'key_file = "{server[1]}", verify_incoming = {str(verify_incoming).lower()} }} }}')
+    log_path = directory / "consul.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [consul_binary(), "agent", "-dev", "-client", "127.0.0.1", "-bind", "127.0.0.1",
+         "-advertise", "127.0.0.1", "-node", f"aliecs-tls-test-{https}", "-log-level", "warn",
+         "-hcl", hcl],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    address = f"127.0.0.1:{https}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                leader = requests.get(f"https://{address}/v1/status/leader", verify=str(ca),
+                                      cert=client and (str(client[0]), str(client[1])),
+                                      timeout=2)
+                if leader.ok and leader.json():
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
