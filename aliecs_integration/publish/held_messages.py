@@ -26,14 +26,9 @@ Item = tuple[str, bytes, bytes | None, float, Headers | None]
 headers."""
 
 
-def size_of(value: bytes, key: bytes | None, headers: Headers | None = None) -> int:
-    """The bytes a message counts against ``queue.maxBytes``: its value, key and headers
-    (names and values)."""
-    size = len(value) + (len(key) if key else 0)
-    if headers:
-        pairs = headers.items() if isinstance(headers, dict) else headers
-        size += sum(len(name) + len(data or b"") for name, data in pairs)
-    return size
+def size_of(value: bytes, key: bytes | None) -> int:
+    """The bytes a message counts against ``queue.maxBytes``: its value and key."""
+    return len(value) + (len(key) if key else 0)
 
 
 class HeldMessages:
@@ -146,7 +141,7 @@ class HeldMessages:
         else:
             self.waiting.setdefault(item[0], collections.deque()).append(item)
         self.count += 1
-        self.nbytes += size_of(item[1], item[2], item[4])
+        self.nbytes += size_of(item[1], item[2])
 
     def pop_oldest(self) -> Item:
         """Remove and return the oldest message: the backlog's first, else the first waiting
@@ -169,7 +164,7 @@ class HeldMessages:
         """Remove and return every message waiting for ``topic``."""
         lost = list(self.waiting.pop(topic, ()))
         self.count -= len(lost)
-        self.nbytes -= sum(size_of(value, key, headers) for _, value, key, _, headers in lost)
+        self.nbytes -= sum(size_of(value, key) for _, value, key, *_ in lost)
         return lost
 
     def clear(self) -> int:
@@ -182,5 +177,5 @@ class HeldMessages:
 
     def _counted_out(self, item: Item) -> Item:
         self.count -= 1
-        self.nbytes -= size_of(item[1], item[2], item[4])
+        self.nbytes -= size_of(item[1], item[2])
         return item

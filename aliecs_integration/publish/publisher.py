@@ -342,7 +342,7 @@ class Publisher:
         """librdkafka's queue had no room for a message to an existing topic: under ``block``
         wait for room on this thread (bounded by ``blockTimeoutSeconds``), under
         ``drop_newest`` drop it. A message that can never fit is refused."""
-        size = size_of(value, key, headers)
+        size = size_of(value, key)
         if size > self.max_message_bytes:
             self._refuse_oversized(topic, size)
         if not self._blocks:
@@ -385,7 +385,7 @@ class Publisher:
 
     def _enqueue(self, topic: str, value: bytes, key: bytes | None,
                  headers: Headers | None) -> None:
-        size = size_of(value, key, headers)
+        size = size_of(value, key)
         full = False
         with self._cond:
             if self._closed:

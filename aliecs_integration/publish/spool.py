@@ -47,7 +47,6 @@ from confluent_kafka import KafkaError
 from aliecs_integration.errors import PublishError
 from aliecs_integration.publish.delivery_tracker import MISSING_TOPIC, DeliveryTracker
 from aliecs_integration.publish.headers import Headers, pairs
-from aliecs_integration.publish.held_messages import size_of
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +271,7 @@ class Spool:
                 os.write(self._fd, record)
             except OSError as exc:
                 raise PublishError(f"spool {self.path}: cannot write: {exc}") from None
-            self._track(ident, size_of(value, key, headers), entry)
+            self._track(ident, len(value) + len(key or b""), entry)
             self._segment_bytes += len(record)
             if self._segment_bytes >= SEGMENT_BYTES:
                 self._rotate()
@@ -364,9 +363,9 @@ class Spool:
         journaled twice. Returns them once (an empty list afterwards)."""
         with self._lock:
             left, self._left = self._left, []
-            for ident, (topic, value, key, headers) in left:
+            for ident, (topic, value, key, _) in left:
                 entry = _key(topic, value, key)
-                self._track(ident, size_of(value, key, headers), entry)
+                self._track(ident, len(value) + len(key or b""), entry)
                 self._expected[entry] += 1
             self.replayed += len(left)
         return [entry for _, entry in left]

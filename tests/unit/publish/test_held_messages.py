@@ -31,25 +31,12 @@ class Setup:
 
     def fill(self, n: int, topic: str = "t", *, exists: bool = True, size: int = 1) -> None:
         for i in range(n):
-            self.held.add((topic, str(i).encode() * size, None, 0.0, None), topic_exists=exists)
+            self.held.add((topic, str(i).encode() * size, None, 0.0), topic_exists=exists)
 
 
-def test_size_counts_value_key_and_headers() -> None:
+def test_size_counts_value_and_key() -> None:
     assert size_of(b"abc", None) == 3
     assert size_of(b"abc", b"k") == 4
-    assert size_of(b"abc", b"k", {"ab": b"xyz", "c": b""}) == 4 + 5 + 1
-    assert size_of(b"abc", None, [("ab", b"xyz"), ("c", None)]) == 3 + 5 + 1  # type: ignore[list-item]
-
-
-def test_headers_count_against_the_byte_cap() -> None:
-    s = Setup(max_messages=1000, max_bytes=8192)  # 4096 bytes for the publisher's queue
-    headers = {"event-id": b"x" * 1000}
-    for _ in range(4):
-        s.held.add(("t", b"v", None, 0.0, headers), topic_exists=True)
-    assert s.held.nbytes == 4 * (1 + 8 + 1000)
-    assert s.held.over_cap(1 + 8 + 1000)  # a fifth passes 4096 bytes (with its headers)
-    s.held.pop_backlog()
-    assert s.held.nbytes == 3 * (1 + 8 + 1000)
 
 
 def test_the_whole_message_cap_is_usable_while_librdkafka_holds_nothing() -> None:
