@@ -102,15 +102,12 @@ def _trigger_facts(trigger: str) -> tuple[str, bool]:
 def _unsigned(
     raw: str | None, name: str, maximum: int, environment_id: str, what: str
 ) -> int:
-    if raw is not None and raw.isascii() and raw.isdigit():  # the usual case: digits only
-        value = int(raw)
-    elif raw is not None and _DIGITS.fullmatch(raw.strip()):
-        value = int(raw.strip())
-    else:
-        value = maximum + 1
+    expected = f"{what} (decimal digits, at most {maximum})"
+    if raw is None or not _DIGITS.fullmatch(raw.strip()):
+        raise EnvVariableError(name, raw, environment_id, expected)
+    value = int(raw.strip())
     if value > maximum:
-        raise EnvVariableError(name, raw, environment_id,
-                               f"{what} (decimal digits, at most {maximum})")
+        raise EnvVariableError(name, raw, environment_id, expected)
     return value
 
 
