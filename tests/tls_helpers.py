@@ -1,5 +1,6 @@
-"""Throwaway certificates (made with the openssl CLI) and a private HTTPS-only Consul dev agent
-for the TLS tests: its own free ports and data, started and stopped by the caller's fixture."""
+"""Throwaway certificates (made with the openssl CLI), a private HTTPS-only Consul dev agent
+for the TLS tests (its own free ports and data, started and stopped by the caller's fixture),
+and the CLI runner those tests share."""
 
 from __future__ import annotations
 
@@ -12,11 +13,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from click.testing import CliRunner, Result
 
+from aliecs_integration.cli.main import cli
 from aliecs_integration.devservers import REPO_ROOT
 
 Pair = tuple[Path, Path]
 """(certificate, key) PEM files."""
+
+NO_CONSUL_ENV = {name: "" for name in ("CONSUL_HTTP_TOKEN", "CONSUL_CACERT",
+                                       "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY")}
+"""Consul's client environment variables, emptied (a developer's shell may set them)."""
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    """The CLI run in-process with ``args``, Consul's client variables emptied, then ``env``."""
+    return CliRunner().invoke(cli, list(args), env={**NO_CONSUL_ENV, **(env or {})})
+
+
+def one_error(result: Result) -> str:
+    """The one ``error:`` line of a failed command (asserting there is exactly one)."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
 
 
 def openssl(*args: str, cwd: Path) -> None:

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from click.testing import CliRunner, Result
 
-from aliecs_integration.cli.main import cli
-from tests.tls_helpers import https_agent, make_ca, make_cert
+from tests.tls_helpers import https_agent, invoke, make_ca, make_cert, one_error
 
 pytestmark = [pytest.mark.consul, pytest.mark.skipif(shutil.which("openssl") is None,
                                                      reason="needs the openssl CLI")]
@@ -24,20 +22,6 @@ pytestmark = [pytest.mark.consul, pytest.mark.skipif(shutil.which("openssl") is 
 DOCUMENT = b"kafkaEndpoints: [tls-test-broker:9092]\nenableKafka: false\n"
 
 
-NO_CONSUL_ENV = {name: "" for name in ("CONSUL_HTTP_TOKEN", "CONSUL_CACERT",
-                                       "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY")}
-"""Consul's client environment variables, emptied (a developer's shell may set them)."""
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env=NO_CONSUL_ENV)
-
-
-def one_error(result: Result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 @dataclass
