@@ -22,8 +22,6 @@ pytestmark = [pytest.mark.consul, pytest.mark.skipif(shutil.which("openssl") is 
 DOCUMENT = b"kafkaEndpoints: [tls-test-broker:9092]\nenableKafka: false\n"
 
 
-
-
 @dataclass
 class TlsConsul:
     address: str
