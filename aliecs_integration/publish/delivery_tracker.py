@@ -38,6 +38,8 @@ from aliecs_integration.records import ConnectionState
 _READY = ConnectionState.READY
 _DOWN = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+_CONNECTED = frozenset({"UP", "UPDATE"})
+"""librdkafka's statistics: the states of a broker it is connected to."""
 MISSING_TOPIC = frozenset(
     {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART}
 )
@@ -50,8 +52,9 @@ class DeliveryTracker:
     and ``error_cb`` (:meth:`on_error`) for one producer named ``name``; messages go to
     ``logger``. They never raise.
 
-    ``state`` becomes READY with each delivery (or statistics showing new acknowledgements)
-    and TRANSIENT_FAILURE after a transport or fatal error (the publisher sets it too).
+    ``state`` becomes READY with each delivery (or statistics showing new acknowledgements
+    while the leader is connected) and TRANSIENT_FAILURE after a transport or fatal error (the
+    publisher sets it too).
     ``purged`` counts the messages purged at close: abandoned, not failed (per topic:
     :attr:`purged_by_topic`); :attr:`failed_by_topic` counts the failures served.
     """
@@ -127,7 +130,10 @@ class DeliveryTracker:
             self._errors.note("%s: unreadable librdkafka statistics: %s", self.name, exc)
             return
         self._metrics.raise_sent(totals)
-        if progressed:
+        if any(brokers.get(leader, {}).get("state") in _CONNECTED for _, leader in progressed):
+            # acknowledgements counted up to the window's end, a leader connected at its
+            # end: reachable now (acknowledged just before an outage is not enough: an error
+            # event saying all brokers are down comes once, and would be overridden)
             self.state = _READY
         for topic, leader in progressed:
             window = window_latency(brokers.get(leader))

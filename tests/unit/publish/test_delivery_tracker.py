@@ -72,3 +72,32 @@ def test_client_errors_set_the_state_and_are_logged(caplog: pytest.LogCaptureFix
         r.levelno == logging.ERROR and "fatal Kafka client error" in r.getMessage()
         for r in caplog.records
     )
+
+
+def _stats(acked: int, broker_state: str) -> str:
+    import json
+
+    return json.dumps({
+        "brokers": {"127.0.0.1:9092/1": {"nodeid": 1, "state": broker_state}},
+        "topics": {"t": {"partitions": {"0": {"acked_msgid": acked, "leader": 1},
+                                        "-1": {"acked_msgid": 0, "leader": -1}}}},
+    })
+
+
+def test_statistics_counted_before_an_outage_do_not_undo_all_brokers_down() -> None:
+    """Statistics lag (one window): acknowledgements made just before the broker went away
+    arrive after librdkafka's one "all brokers down" event. With the leader not connected at
+    the window's end they count, but the state stays TRANSIENT_FAILURE; once it is connected
+    again, new acknowledgements make it READY."""
+    metrics = Metrics()
+    t = tracker(metrics)
+    t.on_stats(_stats(10, "UP"))
+    assert t.state is ConnectionState.READY
+    t.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    t.on_stats(_stats(25, "DOWN"))  # the last acknowledgements of before the outage
+    assert t.state is ConnectionState.TRANSIENT_FAILURE
+    assert metrics.snapshot().topics["t"].sent == 25
+    t.on_stats(_stats(25, "UP"))  # connected again, nothing new acknowledged yet
+    assert t.state is ConnectionState.TRANSIENT_FAILURE
+    t.on_stats(_stats(26, "UP"))
+    assert t.state is ConnectionState.READY
