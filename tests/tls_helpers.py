@@ -1,6 +1,6 @@
 """Throwaway certificates (made with the openssl CLI), a private HTTPS-only Consul dev agent
 for the TLS tests (its own free ports and data, started and stopped by the caller's fixture),
-and the CLI runner those tests share."""
+the CLI runner those tests share, and what any private agent needs (free ports, the binary)."""
 
 from __future__ import annotations
 

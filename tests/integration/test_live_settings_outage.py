@@ -6,9 +6,7 @@ and once the agent is back the watch says so and applies the next change."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,23 +20,11 @@ from aliecs_integration.settings.core import Settings
 from aliecs_integration.settings.sources import load_consul, push_to_consul
 from aliecs_integration.settings.watch import Backoff, SettingsWatcher
 from tests.integration.test_live_settings import wait_for
+from tests.tls_helpers import consul_binary, free_ports
 
 pytestmark = [pytest.mark.consul, pytest.mark.slow]
 
-CONSUL_BIN = Path(os.environ.get("ALIECS_CACHE", Path.home() / ".cache/aliecs-integration")) \
-    / "consul-1.14.11" / "consul"
 PORT_NAMES = ("http", "dns", "grpc", "serf_lan", "serf_wan", "server")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class PrivateConsul:
@@ -56,7 +42,7 @@ class PrivateConsul:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "consul.log", "ab")  # noqa: SIM115 (closed with the process)
         self.process = subprocess.Popen(
-            [str(CONSUL_BIN), "agent", "-dev", "-client", "127.0.0.1", "-bind", "127.0.0.1",
+            [consul_binary(), "agent", "-dev", "-client", "127.0.0.1", "-bind", "127.0.0.1",
              "-advertise", "127.0.0.1", "-node", f"private-{self.ports['http']}",
              "-log-level", "warn", "-hcl", hcl],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir)
@@ -89,8 +75,6 @@ class PrivateConsul:
 
 @pytest.fixture
 def private_consul(tmp_path: Path) -> Iterator[PrivateConsul]:
-    if not CONSUL_BIN.exists():
-        pytest.skip(f"no consul binary at {CONSUL_BIN} (run dev/consul build)")
     agent = PrivateConsul(tmp_path / "consul")
     agent.start()
     try:
