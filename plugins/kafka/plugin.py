@@ -334,15 +334,12 @@ class KafkaPlugin(Plugin):
                 self._switch.replace(current, 0.0)
             return cast(LegacyPublisher, current)
 
-    def _publish(self, topic: str, value: bytes, headers: Headers) -> None:
-        if not self._switch.publish(topic, value, None, headers):
-            raise PluginError(f"plugin '{self.name}': {topic}: not published: Kafka was "
-                              "switched off meanwhile (enableKafka false)")
-
     def _send(self, topic: str, value: bytes, headers: HeaderMaker) -> None:
         self._get_publisher()
         self._sent_topics.add(topic)
-        self._publish(topic, value, headers())
+        if not self._switch.publish(topic, value, None, headers()):
+            raise PluginError(f"plugin '{self.name}': {topic}: not published: Kafka was "
+                              "switched off meanwhile (enableKafka false)")
 
 
 _INFO_FIELDS: dict[int, tuple[kafka_pb2.EnvInfo, bytes]] = {}
