@@ -183,15 +183,17 @@ class _CoreRecorder:
     """Stands in for core-kafka: records the message core-kafka would publish for each hook
     (its own ``encode``), publishes nothing."""
 
-    def __init__(self, sink: list[Message], settings: Settings) -> None:
+    def __init__(self, sink: list[Message], settings: Settings, records: list[object]) -> None:
         from aliecs_integration.publish.topics import TopicNames
 
         self.sink, self.topics = sink, TopicNames(settings.producer.topic_root)
         self.headers = HeaderMaker(events_pb2.Event, "bench-capture")
+        self.records = records
 
     def _record(self, record: object) -> None:
         m = encode(record, self.topics)
         self.sink.append((m.topic, m.value, m.key, self.headers()))
+        self.records.append(record)
 
     @hookimpl
     def on_env_transition_step(self, event: Any) -> None:
@@ -247,22 +249,53 @@ def capture_cycle(settings: Settings, pair: tuple[str, str] = ("CONFIGURE", "RES
     byte for byte, recorded by an in-process host whose core-kafka and legacy plugin publish
     nothing (core-kafka's ``encode``; the legacy plugin with a recording publisher)."""
     sink: list[Message] = []
+    _capture(settings, pair, workflow, envs, sink, sink, [])
+    return sink
+
+
+def capture_records(settings: Settings, pair: tuple[str, str] = ("CONFIGURE", "RESET"),
+                    envs: int = 1) -> tuple[list[object], list[Message]]:
+    """What one ``pair`` cycle over ``envs`` environments gives the plugins: the hook records
+    core-kafka receives, in order, and the messages the legacy plugin publishes."""
+    records: list[object] = []
+    legacy: list[Message] = []
+    _capture(settings, pair, None, envs, [], legacy, records)
+    return records, legacy
+
+
+def _capture(settings: Settings, pair: tuple[str, str], workflow: Workflow | None, envs: int,
+             core_sink: list[Message], legacy_sink: list[Message],
+             records: list[object]) -> None:
     host = PluginHost(settings, entry_points=[], extra_plugins={
-        "core-kafka": lambda context: _CoreRecorder(sink, context.settings),
+        "core-kafka": lambda context: _CoreRecorder(core_sink, context.settings, records),
         "kafka": lambda context: KafkaPlugin(
-            context, publisher_factory=lambda servers, config: _RecordingPublisher(sink)),
+            context, publisher_factory=lambda servers, config: _RecordingPublisher(legacy_sink)),
     })
     host.start()
     try:
         with manager_for(host, workflow) as manager:
             ids = deployed_environments(manager, envs)
-            sink.clear()
+            core_sink.clear()
+            legacy_sink.clear()
+            records.clear()
             for env_id in ids:
                 manager.transition(env_id, pair[0])
                 manager.transition(env_id, pair[1])
     finally:
         host.stop(timeout_s=1)
-    return list(sink)
+
+
+def create_topics(bootstrap: str, topics: Sequence[str], timeout_s: float = 30.0) -> None:
+    """Create ``topics`` (one partition, one replica) on ``bootstrap``; existing ones are kept."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for topic, future in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).items():
+        try:
+            future.result(timeout_s)
+        except confluent_kafka.KafkaException as exc:
+            if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
+                raise SystemExit(f"cannot create topic {topic}: {exc}") from None
 
 
 def delete_topics(bootstrap: str, root: str, timeout_s: float = 60.0) -> int:

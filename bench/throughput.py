@@ -184,11 +184,8 @@ def go_run(binary: Path, bootstrap: str, stream: Path, seconds: float, acks: str
 
 def perf_run(bootstrap: str, root: str, record_size: int, seconds: float) -> dict[str, Any]:
     """Kafka's ProducerPerformance: about ``seconds`` worth of records at full speed."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     topic = f"{root}.perf"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    c.create_topics(bootstrap, [topic])
     records = int(250_000 * seconds)
     cmd = ["java", "-Xmx512m", "-cp", f"{KAFKA_LIBS}/*",
            "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
