@@ -2,7 +2,7 @@
 
 ``cxx/qc_runs.cc`` reads ``consume <root>.run --raw`` (4-byte big-endian length, then the
 bytes), parses each ``events.Event`` with the C++ protobuf runtime and prints ``{"sor": N,
-"env": ID}`` / ``{"eor": N, "env": ID}`` lines (the rule: see its header, and spec §7). Its
+"env": ID}`` / ``{"eor": N, "env": ID}`` lines (the rule: see its header, and docs/events.md). Its
 C++ code is generated from protos/ by Debian bookworm's protoc 3.21.12 and compiled with g++
 into the test's temporary directory on every run; nothing generated is committed.
 
