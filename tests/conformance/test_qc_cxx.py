@@ -37,9 +37,13 @@ PREFIX = Path(os.environ.get("ALIECS_PROTOBUF_CPP") or CACHE / "protobuf-cpp-3.2
 SOURCE = Path(__file__).resolve().parent / "cxx" / "qc_runs.cc"
 PROTOS = ("protos/common.proto", "protos/events.proto")
 
-pytestmark = pytest.mark.skipif(
-    not (PREFIX / "bin" / "protoc").exists(),
-    reason=f"the C++ protobuf toolchain is not in {PREFIX}: run dev/cxx-deps, or use dev/test")
+pytestmark = [
+    pytest.mark.slow,  # each module run compiles the consumer (about 5 s)
+    pytest.mark.skipif(
+        not (PREFIX / "bin" / "protoc").exists(),
+        reason=f"the C++ protobuf toolchain is not in {PREFIX}: run dev/cxx-deps, or use "
+        "dev/test"),
+]
 
 
 @pytest.fixture(scope="module")
