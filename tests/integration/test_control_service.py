@@ -145,15 +145,23 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _kafka_events(
-    bootstrap: str, prefix: str, env_id: str, expected: int,
+    bootstrap: str, prefix: str, env_id: str, at_least: int,
 ) -> dict[str, list[bytes]]:
+    """``env_id``'s messages on the topics under ``prefix``, by topic, read again until there
+    are ``at_least`` of them (they may still be on their way: the producer is another
+    process) or 30 s passed."""
     topics = existing_topics(bootstrap, prefix)
-    got = read_topics(bootstrap, topics, expected=expected, timeout=30)
-    return {
-        topic.removeprefix(prefix + "."): [m.value() for m in msgs
-                                           if environment_of(m.value()) == env_id]
-        for topic, msgs in got.items()
-    }
+    deadline = time.monotonic() + 30
+    while True:
+        got = read_topics(bootstrap, topics, expected=at_least,
+                          timeout=max(1.0, deadline - time.monotonic()))
+        found = {
+            topic.removeprefix(prefix + "."): [m.value() for m in msgs
+                                               if environment_of(m.value()) == env_id]
+            for topic, msgs in got.items()
+        }
+        if sum(map(len, found.values())) >= at_least or time.monotonic() > deadline:
+            return found
 
 
 def _by_topic(values: list[bytes], env_id: str) -> dict[str, list[bytes]]:
@@ -225,7 +233,16 @@ def test_lifecycle_through_the_api_and_subscribe_equals_kafka(
         client.destroy(env_id)
         assert client.environments() == [] and client.active_detectors() == []
 
-        kafka = _kafka_events(kafka_bootstrap, topic_prefix, env_id, expected=1)
+        def subscribed() -> dict[str, list[bytes]]:
+            return _by_topic(everything.values, env_id)
+
+        _wait(lambda: any(events_pb2.Event.FromString(v).environmentEvent.message
+                          == "environment teardown complete"
+                          for v in subscribed().get("environment", [])),
+              15, "the subscription to see the teardown's last event")
+        # every message the subscription saw was handed to the producer: wait for all of them
+        kafka = _kafka_events(kafka_bootstrap, topic_prefix, env_id,
+                              at_least=sum(map(len, subscribed().values())))
         total = sum(len(v) for v in kafka.values())
         assert total > 40 and kafka["run"]
         _wait(lambda: sum(len(v) for v in _by_topic(everything.values, env_id).values()) >= total,
@@ -322,7 +339,7 @@ def test_sigterm_during_a_transition_ends_cleanly_with_nothing_lost(
     assert "0 undelivered" in output
     assert everything.ended(10) and everything.error is None
     # the CONFIGURE in progress finished, and everything it published reached Kafka
-    kafka = _kafka_events(kafka_bootstrap, topic_prefix, env_id, expected=1)
+    kafka = _kafka_events(kafka_bootstrap, topic_prefix, env_id, at_least=1)  # all delivered
     messages = [events_pb2.Event.FromString(v).environmentEvent.message
                 for v in kafka["environment"]]
     assert messages[-1] == "created new environment"
