@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -73,6 +74,33 @@ def make_cert(directory: Path, name: str, ca: Pair, *, server: bool) -> Pair:
     openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext),
             cwd=directory)
+    return cert, key
+
+
+def make_client_cert_until(directory: Path, name: str, ca: Pair, not_after: datetime) -> Pair:
+    """A client certificate (``clientAuth``) signed by ``ca``, valid from a minute ago until
+    ``not_after`` (to the second; ``openssl ca -enddate``, as ``x509 -days`` counts whole
+    days): (certificate, key)."""
+    cert, key, csr = (directory / f"{name}.pem", directory / f"{name}.key",
+                      directory / f"{name}.csr")
+    database, serial, config = (directory / f"{name}.index", directory / f"{name}.serial",
+                                directory / f"{name}.cnf")
+    database.write_text("")
+    serial.write_text("01\n")
+    config.write_text(
+        f"[ca]\ndefault_ca = short\n[short]\ndatabase = {database}\n"
+        f"new_certs_dir = {directory}\nserial = {serial}\ndefault_md = sha256\n"
+        "policy = any\nunique_subject = no\nx509_extensions = client\n"
+        "[any]\ncommonName = supplied\n[client]\nextendedKeyUsage = clientAuth\n"
+    )
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}", cwd=directory)
+    stamp = "%y%m%d%H%M%SZ"
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    openssl("ca", "-batch", "-config", str(config), "-cert", str(ca[0]), "-keyfile", str(ca[1]),
+            "-in", str(csr), "-out", str(cert), "-notext",
+            "-startdate", start.strftime(stamp),
+            "-enddate", not_after.astimezone(UTC).strftime(stamp), cwd=directory)
     return cert, key
 
 
