@@ -143,7 +143,9 @@ def _start(agent: Agent, tmp_path: Path, lifetime_s: float) -> tuple[str, Pair, 
 
 def test_serve_reads_on_with_a_client_certificate_renewed_in_place(agent: Agent,
                                                                    tmp_path: Path) -> None:
-    key, pair, expiry, served = _start(agent, tmp_path, lifetime_s=20)
+    # 30 s: the margin for a slow start of serve (it must renew before the expiry); the
+    # wait below is about as long either way (the blocking queries must end first)
+    key, pair, expiry, served = _start(agent, tmp_path, lifetime_s=30)
     port = int(agent.address.rsplit(":", 1)[1])
     try:
         serving = time.monotonic()
@@ -181,7 +183,7 @@ def test_control_without_the_renewal_the_read_after_expiry_fails(agent: Agent,
                                                                  tmp_path: Path) -> None:
     """The same sequence, the certificate left to expire: the change is not applied; one
     warning says the source cannot be read and why."""
-    key, pair, expiry, served = _start(agent, tmp_path, lifetime_s=15)
+    key, pair, expiry, served = _start(agent, tmp_path, lifetime_s=20)
     try:
         _sleep_until(expiry + 2)
         agent.put(key, CHANGED)  # the blocking queries (opened before expiry) see it
