@@ -120,19 +120,26 @@ def check_ca_file(path: str, *, origin: str = "") -> str:
 
     Raises ``SettingsError`` naming the path (and the origin) otherwise.
     """
-    where = f"CA bundle {path}"
+    _check_pem_file(path, origin, "CA bundle", "certificate (-----BEGIN CERTIFICATE-----)",
+                    b"-----BEGIN CERTIFICATE-----")
+    return path
+
+
+def _check_pem_file(path: str, origin: str, what: str, pem: str, marker: bytes) -> None:
+    """Nothing when ``path`` is a readable file of at most ``MAX_CA_FILE_BYTES`` holding a PEM
+    block with ``marker`` (``pem`` names it in the error); raises ``SettingsError`` naming the
+    Consul ``what``, the path and ``origin`` (where it was given, when known) otherwise."""
+    where = f"{what} {path}"
     given = f"; given by {origin}" if origin else ""
     try:
-        data = _read_head(path, MAX_CA_FILE_BYTES + 1, what="Consul CA bundle", where=where)
+        data = _read_head(path, MAX_CA_FILE_BYTES + 1, what=f"Consul {what}", where=where)
     except SettingsError as exc:
         raise SettingsError(f"{_message(exc)}{given}", source=where) from None
     if len(data) > MAX_CA_FILE_BYTES:
-        raise SettingsError(f"Consul CA bundle {path} is larger than {MAX_CA_FILE_BYTES} "
+        raise SettingsError(f"Consul {what} {path} is larger than {MAX_CA_FILE_BYTES} "
                             f"bytes{given}", source=where)
-    if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise SettingsError(f"Consul CA bundle {path} holds no PEM certificate "
-                            f"(-----BEGIN CERTIFICATE-----){given}", source=where)
-    return path
+    if marker not in data or b"-----BEGIN " not in data:
+        raise SettingsError(f"Consul {what} {path} holds no PEM {pem}{given}", source=where)
 
 
 def _message(exc: SettingsError) -> str:
@@ -157,23 +164,10 @@ def check_client_pair(cert: str, key: str, *, cert_from: str, key_from: str) -> 
 
     Raises ``SettingsError`` naming that origin and the path otherwise.
     """
-    for path, origin, what, pem, marker in (
-        (cert, cert_from, "client certificate", "certificate (-----BEGIN CERTIFICATE-----)",
-         b"-----BEGIN CERTIFICATE-----"),
-        (key, key_from, "client key", "private key (-----BEGIN ... PRIVATE KEY-----)",
-         b"PRIVATE KEY-----"),
-    ):
-        where, given = f"{what} {path}", f"; given by {origin}"
-        try:
-            data = _read_head(path, MAX_CA_FILE_BYTES + 1, what=f"Consul {what}", where=where)
-        except SettingsError as exc:
-            raise SettingsError(f"{_message(exc)}{given}", source=where) from None
-        if len(data) > MAX_CA_FILE_BYTES:
-            raise SettingsError(f"Consul {what} {path} is larger than {MAX_CA_FILE_BYTES} "
-                                f"bytes{given}", source=where)
-        if marker not in data or b"-----BEGIN " not in data:
-            raise SettingsError(f"Consul {what} {path} holds no PEM {pem}{given}",
-                                source=where)
+    _check_pem_file(cert, cert_from, "client certificate",
+                    "certificate (-----BEGIN CERTIFICATE-----)", b"-----BEGIN CERTIFICATE-----")
+    _check_pem_file(key, key_from, "client key",
+                    "private key (-----BEGIN ... PRIVATE KEY-----)", b"PRIVATE KEY-----")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key,
                                                                 password=_no_passphrase)
