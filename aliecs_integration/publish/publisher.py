@@ -91,8 +91,6 @@ _ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner choos
 _NOW = 0  # timestamp 0: librdkafka stamps the message
 
 
-
-
 class Publisher:
     """One producer for ``bootstrap_servers``; thread-safe. Starts a poller thread and a
     topic-creation thread at construction; :meth:`close` stops them."""
