@@ -5,6 +5,7 @@ the CLI runner those tests share, and what any private agent needs (free ports, 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import requests
 from click.testing import CliRunner, Result
 
@@ -21,6 +23,9 @@ from aliecs_integration.devservers import REPO_ROOT
 
 Pair = tuple[Path, Path]
 """(certificate, key) PEM files."""
+
+NEEDS_OPENSSL = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+"""The mark of a test that makes certificates (every helper here that makes one needs it)."""
 
 NO_CONSUL_ENV = {name: "" for name in ("CONSUL_HTTP_TOKEN", "CONSUL_CACERT",
                                        "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY")}

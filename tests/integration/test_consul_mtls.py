@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 import requests
 
 from tests.tls_helpers import (
+    NEEDS_OPENSSL,
     NO_CONSUL_ENV,
     Pair,
     https_agent,
@@ -34,8 +34,7 @@ from tests.tls_helpers import (
     one_error,
 )
 
-pytestmark = [pytest.mark.consul, pytest.mark.skipif(shutil.which("openssl") is None,
-                                                     reason="needs the openssl CLI")]
+pytestmark = [pytest.mark.consul, NEEDS_OPENSSL]
 
 DOCUMENT = b"kafkaEndpoints: [mtls-test-broker:9092]\nenableKafka: false\n"
 

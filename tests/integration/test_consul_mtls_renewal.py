@@ -25,6 +25,7 @@ import requests
 
 from tests.integration.test_consul_mtls import _lines, _wait_for_line
 from tests.tls_helpers import (
+    NEEDS_OPENSSL,
     NO_CONSUL_ENV,
     Pair,
     https_agent,
@@ -33,8 +34,7 @@ from tests.tls_helpers import (
     make_client_cert_until,
 )
 
-pytestmark = [pytest.mark.consul, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")]
+pytestmark = [pytest.mark.consul, pytest.mark.slow, NEEDS_OPENSSL]
 
 DOCUMENT = b"kafkaEndpoints: [renewal-test-broker:9092]\nenableKafka: false\n"
 CHANGED = DOCUMENT.replace(b"renewal-test-broker", b"renewed-broker")

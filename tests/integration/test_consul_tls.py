@@ -5,7 +5,6 @@ module on its own free ports. The right CA (``--consul-ca``, ``?ca-file=``) work
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,10 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.tls_helpers import https_agent, invoke, make_ca, make_cert, one_error
+from tests.tls_helpers import NEEDS_OPENSSL, https_agent, invoke, make_ca, make_cert, one_error
 
-pytestmark = [pytest.mark.consul, pytest.mark.skipif(shutil.which("openssl") is None,
-                                                     reason="needs the openssl CLI")]
+pytestmark = [pytest.mark.consul, NEEDS_OPENSSL]
 
 DOCUMENT = b"kafkaEndpoints: [tls-test-broker:9092]\nenableKafka: false\n"
 

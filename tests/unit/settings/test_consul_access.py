@@ -3,7 +3,6 @@ precedence, refusals."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 
 from aliecs_integration.errors import SettingsError
 from aliecs_integration.settings.consul_access import parse
-from tests.tls_helpers import make_ca, make_cert, openssl
+from tests.tls_helpers import NEEDS_OPENSSL, make_ca, make_cert, openssl
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -136,8 +135,6 @@ def test_a_fifo_in_place_of_a_file_is_refused_at_once(tmp_path: Path, option: st
 
 # --------------------------------------------------------------------------- client certificates
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
-
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -157,7 +154,7 @@ def env_pair(tls: dict[str, Path], n: str = "") -> dict[str, str]:
     return {"CONSUL_CLIENT_CERT": str(tls[f"cert{n}"]), "CONSUL_CLIENT_KEY": str(tls[f"key{n}"])}
 
 
-@needs_openssl
+@NEEDS_OPENSSL
 def test_client_pair_precedence_option_then_url_then_environment(tls: dict[str, Path]) -> None:
     url = f"consuls://c:1/k?client-cert={tls['cert2']}&client-key={tls['key2']}"
     by_option, _ = parse(url, client_cert=tls["cert"], client_key=tls["key"],
@@ -173,7 +170,7 @@ def test_client_pair_precedence_option_then_url_then_environment(tls: dict[str, 
     assert parse("consuls://c:1/k", environ={})[0].client_pair is None
 
 
-@needs_openssl
+@NEEDS_OPENSSL
 def test_a_client_pair_given_explicitly_implies_https(tls: dict[str, Path]) -> None:
     by_url, _ = parse(f"consul://c:1?client-cert={tls['cert']}&client-key={tls['key']}",
                       environ={})
@@ -181,7 +178,7 @@ def test_a_client_pair_given_explicitly_implies_https(tls: dict[str, Path]) -> N
     assert by_url.tls and by_option.tls and by_option.scheme == "https"
 
 
-@needs_openssl
+@NEEDS_OPENSSL
 def test_the_environment_applies_to_https_only(tls: dict[str, Path]) -> None:
     """As with Consul's own CLI: $CONSUL_CACERT and the client pair neither switch a plain
     consul:// address to HTTPS nor are they checked for it."""
@@ -194,7 +191,7 @@ def test_the_environment_applies_to_https_only(tls: dict[str, Path]) -> None:
     assert (secured.ca_file, secured.ca_origin) == (str(tls["ca"]), "$CONSUL_CACERT")
 
 
-@needs_openssl
+@NEEDS_OPENSSL
 def test_ca_precedence_over_the_environment(files: dict[str, Path], tls: dict[str, Path]
                                             ) -> None:
     env = {"CONSUL_CACERT": str(tls["ca"])}
@@ -204,7 +201,7 @@ def test_ca_precedence_over_the_environment(files: dict[str, Path], tls: dict[st
     assert (by_option.ca_file, by_option.ca_origin) == (str(files["ca"]), "--consul-ca")
 
 
-@needs_openssl
+@NEEDS_OPENSSL
 @pytest.mark.parametrize(("way", "given", "missing"), [
     ("option-cert", "--consul-client-cert", "--consul-client-key"),
     ("option-key", "--consul-client-key", "--consul-client-cert"),
@@ -230,7 +227,7 @@ def test_a_certificate_without_its_key_and_the_reverse(tls: dict[str, Path], way
     assert f"{given} ({path}) is given without {missing}" in str(info.value)
 
 
-@needs_openssl
+@NEEDS_OPENSSL
 def test_a_lower_level_does_not_complete_a_half_pair(tls: dict[str, Path]) -> None:
     """The pair comes from one place: --consul-client-cert with only $CONSUL_CLIENT_KEY is a
     certificate without its key, not a mix of the two."""
@@ -240,7 +237,7 @@ def test_a_lower_level_does_not_complete_a_half_pair(tls: dict[str, Path]) -> No
               environ={"CONSUL_CLIENT_KEY": str(tls["key"])})
 
 
-@needs_openssl
+@NEEDS_OPENSSL
 @pytest.mark.parametrize("way", ["--consul-client-cert", "the URL's client-cert"])
 def test_http_with_a_client_certificate_is_refused(tls: dict[str, Path], way: str) -> None:
     """It would not be sent (as a CA bundle would not be used): refused, not ignored."""
@@ -256,7 +253,7 @@ def test_http_with_a_client_certificate_is_refused(tls: dict[str, Path], way: st
             "https:// or consuls://") in str(info.value)
 
 
-@needs_openssl
+@NEEDS_OPENSSL
 @pytest.mark.parametrize(("case", "fragment"), [
     ("missing cert", "cannot read the Consul client certificate {cert}: No such file or "
                      "directory; given by {cert_from}"),
